@@ -1,0 +1,323 @@
+"""BLIP-2 captioning gateway: the one place the pipeline loads and runs a BLIP-2 model.
+
+The `caption` stage gets a `Captioner` from `load_captioner` and never touches transformers
+itself, so tests swap in the tiny random model that `build_tiny_blip2` writes to disk and load
+it back through the same `load_captioner` path that users take with real weights.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+_DTYPES = {
+    "float16": torch.float16,
+    "fp16": torch.float16,
+    "bfloat16": torch.bfloat16,
+    "bf16": torch.bfloat16,
+    "float32": torch.float32,
+    "fp32": torch.float32,
+}
+
+# Plenty of words so a random tiny model decodes to readable, non-empty captions.
+_TINY_WORDS = (
+    "a an the of with and on in but is are this that photo picture image shirt dress top tee "
+    "shoe shoes boot sneaker heel skirt jacket coat red blue green black white grey yellow "
+    "pink purple orange brown striped floral plain long short sleeve sleeves collar neck "
+    "v round pocket buttons print logo graphic leather cotton lace denim silk casual formal "
+    "woman man model wearing person standing background small large bright dark light pattern "
+    "circle square triangle star left right top bottom center"
+).split()
+
+
+def resolve_device(device: str = "auto") -> torch.device:
+    """Map "auto" to cuda, then mps, then cpu; pass any explicit torch device string through."""
+    if device != "auto":
+        return torch.device(device)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
+    """Map "auto" to float16 on cuda and float32 elsewhere; accept float16/bfloat16/float32."""
+    if dtype == "auto":
+        return torch.float16 if device.type == "cuda" else torch.float32
+    if dtype not in _DTYPES:
+        raise ValueError(
+            f"unknown caption dtype {dtype!r}; use one of: auto, {', '.join(sorted(_DTYPES))}"
+        )
+    return _DTYPES[dtype]
+
+
+def to_rgb(image: Image.Image) -> Image.Image:
+    """Return an 8-bit RGB copy of any PIL image (CMYK, palette, alpha, 16-bit, float, bilevel)."""
+    if image.mode == "RGB":
+        return image
+    if image.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N", "F"):
+        # PIL's own convert clips values above 255, which turns 16-bit scans white.
+        return Image.fromarray(_scale_to_uint8(np.asarray(image, dtype=np.float64))).convert("RGB")
+    if image.mode == "P" and "transparency" in image.info:
+        image = image.convert("RGBA")
+    if image.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+        # Composite on white: plain convert drops alpha and exposes arbitrary (often black)
+        # colour under transparent pixels, while catalogue product shots sit on white.
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    return image.convert("RGB")
+
+
+def _scale_to_uint8(values: np.ndarray) -> np.ndarray:
+    """Bring integer or float pixel values into 0..255, keeping 8-bit data as it is."""
+    if values.size == 0:
+        return values.astype(np.uint8)
+    low, high = float(values.min()), float(values.max())
+    if low >= 0 and high <= 255:
+        scaled = values
+    elif low >= 0 and high <= 65535:
+        scaled = values / 257.0
+    else:
+        span = high - low if high > low else 1.0
+        scaled = (values - low) * (255.0 / span)
+    return np.clip(np.rint(scaled), 0, 255).astype(np.uint8)
+
+
+@dataclass
+class Captioner:
+    """A loaded BLIP-2 model with its processor, ready to caption batches of PIL images."""
+
+    model: torch.nn.Module
+    processor: object
+    device: torch.device
+    dtype: torch.dtype
+
+    @torch.inference_mode()
+    def caption(
+        self,
+        images: list[Image.Image],
+        prompt: str | None = None,
+        max_new_tokens: int = 30,
+        num_beams: int = 1,
+    ) -> list[str]:
+        """Caption each image greedily (or by beam search); one stripped string per image."""
+        if not images:
+            return []
+        if max_new_tokens < 1 or num_beams < 1:
+            raise ValueError(
+                f"max_new_tokens ({max_new_tokens}) and num_beams ({num_beams}) must be >= 1"
+            )
+        rgb = [to_rgb(image) for image in images]
+        # One prompt for the whole batch means equal lengths, so no padding inside the prompt.
+        # An empty prompt still goes through the processor: it yields the image placeholder
+        # tokens plus BOS, the same input the model builds itself, and tells us its length.
+        inputs = self.processor(
+            images=rgb, text=[prompt or ""] * len(rgb), return_tensors="pt", padding=True
+        )
+        input_ids = inputs["input_ids"].to(self.device)
+        generated = self.model.generate(
+            pixel_values=inputs["pixel_values"].to(self.device, self.dtype),
+            input_ids=input_ids,
+            attention_mask=inputs["attention_mask"].to(self.device),
+            generation_config=self._generation_config(max_new_tokens, num_beams),
+        )
+        if not self.model.config.text_config.is_encoder_decoder:
+            # Decoder-only language models echo the prompt (image tokens, BOS, prompt text).
+            generated = generated[:, input_ids.shape[1] :]
+        texts = self.processor.batch_decode(generated, skip_special_tokens=True)
+        return [" ".join(text.split()) for text in texts]
+
+    def _generation_config(self, max_new_tokens: int, num_beams: int) -> object:
+        """The checkpoint's generation settings (its eos, suppressed ids) made deterministic."""
+        # BLIP-2 hands generation to its inner language model, whose own config would miss
+        # what the checkpoint saved (e.g. blip2-opt stops on a newline), so pass it explicitly.
+        config = copy.deepcopy(self.model.generation_config)
+        tokenizer = self.processor.tokenizer
+        pad_token_id = config.pad_token_id
+        if pad_token_id is None:
+            pad_token_id = (
+                tokenizer.pad_token_id
+                if tokenizer.pad_token_id is not None
+                else tokenizer.eos_token_id
+            )
+        config.update(
+            max_new_tokens=max_new_tokens,
+            max_length=None,
+            num_beams=num_beams,
+            do_sample=False,
+            temperature=None,
+            top_p=None,
+            top_k=None,
+            num_return_sequences=1,
+            pad_token_id=pad_token_id,
+        )
+        return config
+
+
+def load_captioner(model: str, device: str = "auto", dtype: str = "auto") -> Captioner:
+    """Load a BLIP-2 model and processor from a hub id or a local directory for captioning."""
+    from transformers import AutoProcessor, Blip2ForConditionalGeneration
+
+    local = _local_model_dir(model)
+    torch_device = resolve_device(device)
+    torch_dtype = resolve_dtype(dtype, torch_device)
+    source = str(local) if local is not None else model
+    # A local directory must never reach the network; a hub id may use the local cache.
+    hub_kwargs = {"local_files_only": True} if local is not None else {}
+    try:
+        processor = AutoProcessor.from_pretrained(source, trust_remote_code=False, **hub_kwargs)
+        network = Blip2ForConditionalGeneration.from_pretrained(
+            source, dtype=torch_dtype, trust_remote_code=False, **hub_kwargs
+        )
+    except OSError as error:
+        raise OSError(
+            f"could not load BLIP-2 model {model!r}: {error}\n"
+            "Give a local directory holding a saved Blip2ForConditionalGeneration and its "
+            "processor, or a hub id (e.g. Salesforce/blip2-opt-2.7b) already in the Hugging "
+            "Face cache; download it first on a machine with internet if needed."
+        ) from error
+    _check_image_tokens(network, processor, model)
+    network.to(torch_device).eval()
+    return Captioner(model=network, processor=processor, device=torch_device, dtype=torch_dtype)
+
+
+def _local_model_dir(model: str) -> Path | None:
+    """Return the directory when `model` names a local path, None for a hub id."""
+    path = Path(model).expanduser()
+    if path.exists():
+        if not path.is_dir() or not (path / "config.json").is_file():
+            raise FileNotFoundError(
+                f"BLIP-2 model path {path} is not a saved model directory (no config.json); "
+                "point caption.model at the folder written by save_pretrained, or a hub id."
+            )
+        return path
+    looks_local = (
+        model.startswith((".", "/", "~"))
+        or "\\" in model
+        or model.count("/") > 1
+        or os.path.isabs(model)
+    )
+    if looks_local:
+        raise FileNotFoundError(
+            f"BLIP-2 model directory {model!r} does not exist; fix caption.model in params.yaml "
+            "to an existing directory or a hub id such as Salesforce/blip2-opt-2.7b."
+        )
+    return None
+
+
+def _check_image_tokens(network: torch.nn.Module, processor: object, model: str) -> None:
+    """Fail early on checkpoints saved before BLIP-2 gained image placeholder tokens."""
+    if network.config.image_token_index is None:
+        raise ValueError(
+            f"BLIP-2 model {model!r} has no image_token_index in its config.json (an old "
+            "checkpoint); re-download it or save it again with a recent transformers."
+        )
+    if getattr(processor, "num_query_tokens", None) is None:
+        # Older processor configs omit it; without it the prompt carries no image slots and
+        # the model would silently caption from text alone.
+        processor.num_query_tokens = network.config.num_query_tokens
+
+
+def build_tiny_blip2(out_dir: Path, seed: int = 0) -> Path:
+    """Write a tiny random BLIP-2 (OPT decoder) and an offline processor to out_dir."""
+    from transformers import (
+        Blip2Config,
+        Blip2ForConditionalGeneration,
+        Blip2Processor,
+        Blip2QFormerConfig,
+        Blip2VisionConfig,
+        BlipImageProcessor,
+        OPTConfig,
+    )
+
+    out_dir = Path(out_dir)
+    num_query_tokens = 4
+    processor = Blip2Processor(
+        image_processor=BlipImageProcessor(size={"height": 32, "width": 32}),
+        tokenizer=_tiny_tokenizer(),
+        num_query_tokens=num_query_tokens,
+    )
+    tokenizer = processor.tokenizer
+    image_token_id = tokenizer.convert_tokens_to_ids("<image>")
+    vision = Blip2VisionConfig(
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        image_size=32,
+        patch_size=8,
+    )
+    qformer = Blip2QFormerConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=64,
+        max_position_embeddings=64,
+    )
+    text = OPTConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        ffn_dim=64,
+        word_embed_proj_dim=32,
+        max_position_embeddings=128,
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+    )
+    config = Blip2Config(
+        vision_config=vision.to_dict(),
+        qformer_config=qformer.to_dict(),
+        text_config=text.to_dict(),
+        num_query_tokens=num_query_tokens,
+        image_token_index=image_token_id,
+    )
+    torch.manual_seed(seed)
+    network = Blip2ForConditionalGeneration(config).eval()
+    # Random weights could end a caption at once; ask for a few words and never emit the
+    # placeholder/pad/unknown ids (BOS is EOS, so it stays), so every caption has words.
+    generation = network.generation_config
+    generation.min_new_tokens = 3
+    generation.suppress_tokens = [image_token_id, tokenizer.pad_token_id, tokenizer.unk_token_id]
+    generation.bos_token_id = tokenizer.bos_token_id
+    generation.eos_token_id = tokenizer.eos_token_id
+    generation.pad_token_id = tokenizer.pad_token_id
+    out_dir.mkdir(parents=True, exist_ok=True)
+    network.save_pretrained(out_dir)
+    processor.save_pretrained(out_dir)
+    return out_dir
+
+
+def _tiny_tokenizer() -> object:
+    """A word-level tokenizer built in memory, OPT-style (BOS prepended), needing no download."""
+    from tokenizers import Tokenizer, models, pre_tokenizers, processors
+    from transformers import PreTrainedTokenizerFast
+
+    specials = ["<pad>", "</s>", "<unk>"]
+    vocab = {
+        token: index for index, token in enumerate(specials + list(dict.fromkeys(_TINY_WORDS)))
+    }
+    backend = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
+    backend.pre_tokenizer = pre_tokenizers.Whitespace()
+    # OPT uses </s> as both BOS and EOS and prepends it to every text.
+    backend.post_processor = processors.TemplateProcessing(
+        single="</s> $A", pair="</s> $A </s> $B", special_tokens=[("</s>", vocab["</s>"])]
+    )
+    return PreTrainedTokenizerFast(
+        tokenizer_object=backend,
+        bos_token="</s>",
+        eos_token="</s>",
+        pad_token="<pad>",
+        unk_token="<unk>",
+        padding_side="left",
+    )
