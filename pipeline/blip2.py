@@ -231,20 +231,14 @@ def build_tiny_blip2(out_dir: Path, seed: int = 0) -> Path:
     from transformers import (
         Blip2Config,
         Blip2ForConditionalGeneration,
-        Blip2Processor,
         Blip2QFormerConfig,
         Blip2VisionConfig,
-        BlipImageProcessor,
         OPTConfig,
     )
 
     out_dir = Path(out_dir)
     num_query_tokens = 4
-    processor = Blip2Processor(
-        image_processor=BlipImageProcessor(size={"height": 32, "width": 32}),
-        tokenizer=_tiny_tokenizer(),
-        num_query_tokens=num_query_tokens,
-    )
+    processor = offline_processor(image_size=32, num_query_tokens=num_query_tokens)
     tokenizer = processor.tokenizer
     image_token_id = tokenizer.convert_tokens_to_ids("<image>")
     vision = Blip2VisionConfig(
@@ -298,7 +292,19 @@ def build_tiny_blip2(out_dir: Path, seed: int = 0) -> Path:
     return out_dir
 
 
-def _tiny_tokenizer() -> object:
+def offline_processor(image_size: int, num_query_tokens: int) -> object:
+    """A Blip2Processor with a word-level tokenizer made in memory, for random-weight models."""
+    from transformers import Blip2Processor, BlipImageProcessor
+
+    # The processor adds the <image> placeholder token to the tokenizer itself.
+    return Blip2Processor(
+        image_processor=BlipImageProcessor(size={"height": image_size, "width": image_size}),
+        tokenizer=_word_tokenizer(),
+        num_query_tokens=num_query_tokens,
+    )
+
+
+def _word_tokenizer() -> object:
     """A word-level tokenizer built in memory, OPT-style (BOS prepended), needing no download."""
     from tokenizers import Tokenizer, models, pre_tokenizers, processors
     from transformers import PreTrainedTokenizerFast

@@ -172,3 +172,25 @@ def test_to_rgb_composites_alpha_on_white_and_scales_16_bit() -> None:
         converted = to_rgb(image)
         assert converted.mode == "RGB"
         assert converted.size == image.size
+
+
+def test_gpu_bench_script_runs_tiny_on_cpu(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # bench/ is a folder of scripts, not a package: load the file the way `python` would
+    # (registered in sys.modules, which its dataclasses need).
+    import importlib.util
+    import sys
+
+    script = Path(__file__).resolve().parents[1] / "bench" / "gpu_blip2.py"
+    spec = importlib.util.spec_from_file_location("gpu_blip2", script)
+    bench = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "gpu_blip2", bench)
+    spec.loader.exec_module(bench)
+    bench.main(["--tiny", "--batch-sizes", "1", "3", "--iters", "1", "--max-new-tokens", "4"])
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("bench ")]
+    assert [line.split(":")[0] for line in lines] == ["bench blip2-b1", "bench blip2-b3"]
+    for line in lines:
+        fields = dict(item.split("=") for item in line.split(": ", 1)[1].split())
+        assert float(fields["images_per_s"]) > 0
+        assert float(fields["peak_mem_gib"]) > 0

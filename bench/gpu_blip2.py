@@ -1,0 +1,258 @@
+"""Throughput of BLIP-2 opt-2.7b captioning through the pipeline's gateway, with random weights.
+
+No weights can be downloaded on the benchmark machines, so the model is built from its config
+(the Salesforce/blip2-opt-2.7b sizes, written out below) directly on the GPU in float16, and
+captions are made by `pipeline.blip2.Captioner.caption`, the code path of the `caption` stage
+(PIL preprocessing included). Generation length is pinned (min_new_tokens = max_new_tokens), so
+random weights cost the same per image as real ones.
+
+    python bench/gpu_blip2.py                  # CUDA, fp16, batches 32 and 64
+    python bench/gpu_blip2.py --tiny           # scaled-down model on CPU, to check the script
+
+Prints one line per batch size: `bench blip2-b<batch>: images_per_s=... peak_mem_gib=...`.
+peak_mem_gib is torch's peak allocated CUDA memory, or the process's peak RSS on CPU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import resource
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from PIL import Image
+
+from pipeline.blip2 import Captioner, offline_processor, resolve_device
+
+
+@dataclass(frozen=True)
+class Blip2Sizes:
+    """The dimensions that set BLIP-2's cost: EVA ViT, Q-Former, and OPT decoder."""
+
+    vision_hidden: int
+    vision_layers: int
+    vision_heads: int
+    vision_intermediate: int
+    image_size: int
+    patch_size: int
+    qformer_hidden: int
+    qformer_layers: int
+    qformer_heads: int
+    qformer_intermediate: int
+    num_query_tokens: int
+    text_hidden: int
+    text_layers: int
+    text_heads: int
+    text_ffn: int
+    text_vocab: int
+
+
+# Salesforce/blip2-opt-2.7b: EVA ViT-g/14 at 224, BERT-base Q-Former, OPT-2.7b.
+OPT_2_7B = Blip2Sizes(
+    vision_hidden=1408,
+    vision_layers=39,
+    vision_heads=16,
+    vision_intermediate=6144,
+    image_size=224,
+    patch_size=14,
+    qformer_hidden=768,
+    qformer_layers=12,
+    qformer_heads=12,
+    qformer_intermediate=3072,
+    num_query_tokens=32,
+    text_hidden=2560,
+    text_layers=32,
+    text_heads=32,
+    text_ffn=10240,
+    text_vocab=50272,
+)
+
+TINY = Blip2Sizes(
+    vision_hidden=64,
+    vision_layers=2,
+    vision_heads=4,
+    vision_intermediate=128,
+    image_size=56,
+    patch_size=14,
+    qformer_hidden=64,
+    qformer_layers=2,
+    qformer_heads=4,
+    qformer_intermediate=128,
+    num_query_tokens=8,
+    text_hidden=64,
+    text_layers=2,
+    text_heads=4,
+    text_ffn=128,
+    text_vocab=512,
+)
+
+
+def blip2_config(sizes: Blip2Sizes, image_token_id: int, bos: int, eos: int, pad: int) -> object:
+    """A Blip2Config with an OPT decoder of the given sizes and the tokenizer's special ids."""
+    from transformers import Blip2Config, Blip2QFormerConfig, Blip2VisionConfig, OPTConfig
+
+    vision = Blip2VisionConfig(
+        hidden_size=sizes.vision_hidden,
+        num_hidden_layers=sizes.vision_layers,
+        num_attention_heads=sizes.vision_heads,
+        intermediate_size=sizes.vision_intermediate,
+        image_size=sizes.image_size,
+        patch_size=sizes.patch_size,
+    )
+    qformer = Blip2QFormerConfig(
+        hidden_size=sizes.qformer_hidden,
+        num_hidden_layers=sizes.qformer_layers,
+        num_attention_heads=sizes.qformer_heads,
+        intermediate_size=sizes.qformer_intermediate,
+    )
+    text = OPTConfig(
+        vocab_size=sizes.text_vocab,
+        hidden_size=sizes.text_hidden,
+        num_hidden_layers=sizes.text_layers,
+        num_attention_heads=sizes.text_heads,
+        ffn_dim=sizes.text_ffn,
+        word_embed_proj_dim=sizes.text_hidden,
+        max_position_embeddings=2048,
+        bos_token_id=bos,
+        eos_token_id=eos,
+        pad_token_id=pad,
+    )
+    return Blip2Config(
+        vision_config=vision.to_dict(),
+        qformer_config=qformer.to_dict(),
+        text_config=text.to_dict(),
+        num_query_tokens=sizes.num_query_tokens,
+        image_token_index=image_token_id,
+    )
+
+
+@contextlib.contextmanager
+def _default_dtype(dtype: torch.dtype) -> Iterator[None]:
+    """Temporarily make new float tensors `dtype`, so a model is born in it (no fp32 copy)."""
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)
+    try:
+        yield
+    finally:
+        torch.set_default_dtype(previous)
+
+
+def build_random_captioner(
+    sizes: Blip2Sizes, device: torch.device, dtype: torch.dtype, max_new_tokens: int
+) -> Captioner:
+    """A Captioner around a random-weight BLIP-2 built straight on `device` in `dtype`."""
+    from transformers import Blip2ForConditionalGeneration
+
+    processor = offline_processor(sizes.image_size, sizes.num_query_tokens)
+    tokenizer = processor.tokenizer
+    config = blip2_config(
+        sizes,
+        image_token_id=tokenizer.convert_tokens_to_ids("<image>"),
+        bos=tokenizer.bos_token_id,
+        eos=tokenizer.eos_token_id,
+        pad=tokenizer.pad_token_id,
+    )
+    torch.manual_seed(0)
+    with device, _default_dtype(dtype):
+        network = Blip2ForConditionalGeneration(config).eval()
+    # from_pretrained keeps these in fp32 under fp16; mirror it so the timing matches real use.
+    if dtype == torch.float16:
+        network.qformer.float()
+        network.query_tokens.data = network.query_tokens.data.float()
+    # Fixed-length captions: random weights must cost what real ones do.
+    network.generation_config.min_new_tokens = max_new_tokens
+    network.generation_config.bos_token_id = tokenizer.bos_token_id
+    network.generation_config.eos_token_id = tokenizer.eos_token_id
+    network.generation_config.pad_token_id = tokenizer.pad_token_id
+    return Captioner(model=network, processor=processor, device=device, dtype=dtype)
+
+
+def _synchronize(device: torch.device) -> None:
+    """Wait for queued GPU work so wall-clock time covers it."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _peak_mem_gib(device: torch.device) -> float:
+    """Peak CUDA memory allocated by torch, or the process's peak RSS off-GPU."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**30
+    # ru_maxrss is KiB on Linux, bytes on macOS.
+    scale = 1 if sys.platform == "darwin" else 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale / 2**30
+
+
+def sample_images(count: int, size: int, seed: int = 0) -> list[Image.Image]:
+    """Seeded noise images of a catalogue-like size, so preprocessing costs what it does in use."""
+    rng = np.random.default_rng(seed)
+    return [
+        Image.fromarray(rng.integers(0, 256, (size, size, 3), dtype=np.uint8)) for _ in range(count)
+    ]
+
+
+def bench_batch(
+    captioner: Captioner, images: list[Image.Image], max_new_tokens: int, iters: int, warmup: int
+) -> tuple[float, float]:
+    """Time `iters` captioning calls on one batch after `warmup` calls; (images/s, peak GiB)."""
+    device = captioner.device
+    for _ in range(warmup):
+        captioner.caption(images, max_new_tokens=max_new_tokens)
+    _synchronize(device)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    start = time.perf_counter()
+    for _ in range(iters):
+        captions = captioner.caption(images, max_new_tokens=max_new_tokens)
+    _synchronize(device)
+    elapsed = time.perf_counter() - start
+    if len(captions) != len(images):
+        raise RuntimeError(f"got {len(captions)} captions for {len(images)} images")
+    return iters * len(images) / elapsed, _peak_mem_gib(device)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Parse arguments, build the random model and print one bench line per batch size."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tiny", action="store_true", help="scaled-down model on CPU, fp32")
+    parser.add_argument("--batch-sizes", type=int, nargs="+", default=None)
+    parser.add_argument("--max-new-tokens", type=int, default=30)
+    parser.add_argument("--iters", type=int, default=3)
+    parser.add_argument("--warmup", type=int, default=1)
+    parser.add_argument("--source-size", type=int, default=512, help="side of input images")
+    args = parser.parse_args(argv)
+
+    if args.tiny:
+        sizes, device, dtype = TINY, torch.device("cpu"), torch.float32
+        batch_sizes = args.batch_sizes or [2, 4]
+    else:
+        device = resolve_device("auto")
+        if device.type != "cuda":
+            parser.error("no CUDA device; pass --tiny to check the script on CPU")
+        sizes, dtype = OPT_2_7B, torch.float16
+        batch_sizes = args.batch_sizes or [32, 64]
+
+    build_start = time.perf_counter()
+    captioner = build_random_captioner(sizes, device, dtype, args.max_new_tokens)
+    _synchronize(device)
+    params = sum(p.numel() for p in captioner.model.parameters())
+    print(
+        f"built blip2 ({'tiny' if args.tiny else 'opt-2.7b'}) params={params / 1e6:.1f}M "
+        f"device={device} dtype={dtype} attn={captioner.model.config._attn_implementation} "
+        f"in {time.perf_counter() - build_start:.1f}s",
+        flush=True,
+    )
+    images = sample_images(max(batch_sizes), args.source_size)
+    for batch in batch_sizes:
+        images_per_s, peak = bench_batch(
+            captioner, images[:batch], args.max_new_tokens, args.iters, args.warmup
+        )
+        print(f"bench blip2-b{batch}: images_per_s={images_per_s:.2f} peak_mem_gib={peak:.2f}")
+
+
+if __name__ == "__main__":
+    main()
