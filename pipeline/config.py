@@ -77,7 +77,6 @@ class RenderParams:
 
 @dataclass(frozen=True)
 class InputsParams:
-    shards: int = 4
     image_shards: int = 4
     on_bad_record: OnBadRecord = "fail"
 
