@@ -1,0 +1,324 @@
+"""Read the precomputed input shards (queries, images, galleries) written by the `inputs` stage.
+
+Pixels stay as the raw uint8 bytes pyarrow read (viewed, not copied, as (N, S, S, 3) arrays);
+conversion to normalised float CHW happens per batch on the training device.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+import torch
+from torch.utils.data import Dataset, Sampler
+
+QUERY_COLUMNS = ("split", "pair_id", "reference_id", "target_id", "text_tokens", "visual_pixels")
+_SHARD_RE = re.compile(r"^(?P<name>.+)-(?P<index>\d{5})-of-(?P<total>\d{5})\.parquet$")
+
+
+class InputsFormatError(ValueError):
+    """The input shards do not follow the documented schema."""
+
+
+@dataclass(frozen=True)
+class InputsMeta:
+    """Contents of meta.json: backbone name and the input spec the shards were made for."""
+
+    model: str
+    image_size: int
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    context_length: int
+
+
+def read_meta(inputs_dir: str | Path) -> InputsMeta:
+    """Read and validate `inputs_dir/meta.json`."""
+    path = Path(inputs_dir) / "meta.json"
+    if not path.is_file():
+        raise InputsFormatError(f"{path} not found; run the pipeline's `inputs` stage first")
+    raw = json.loads(path.read_text())
+    try:
+        meta = InputsMeta(
+            model=str(raw["model"]),
+            image_size=int(raw["image_size"]),
+            mean=tuple(float(v) for v in raw["mean"]),
+            std=tuple(float(v) for v in raw["std"]),
+            context_length=int(raw["context_length"]),
+        )
+    except (KeyError, TypeError, ValueError) as err:
+        raise InputsFormatError(f"{path}: bad or missing field ({err!r}); expected keys "
+                                "model, image_size, mean, std, context_length") from err
+    if len(meta.mean) != 3 or len(meta.std) != 3:
+        raise InputsFormatError(f"{path}: mean and std must have 3 values each")
+    return meta
+
+
+def shard_paths(inputs_dir: str | Path, name: str) -> list[Path]:
+    """Sorted `NAME-0000i-of-0000N.parquet` shards, checked to be a complete set."""
+    paths = sorted(Path(inputs_dir).glob(f"{name}-*-of-*.parquet"))
+    if not paths:
+        raise InputsFormatError(f"no {name}-*-of-*.parquet shards in {inputs_dir}")
+    totals = set()
+    indices = []
+    for path in paths:
+        match = _SHARD_RE.match(path.name)
+        if match is None or match["name"] != name:
+            raise InputsFormatError(f"unexpected shard file name {path}")
+        totals.add(int(match["total"]))
+        indices.append(int(match["index"]))
+    if len(totals) != 1 or indices != list(range(totals.pop())):
+        raise InputsFormatError(f"incomplete or mixed {name} shards in {inputs_dir}: "
+                                f"{[p.name for p in paths]}; rerun the `inputs` stage")
+    return paths
+
+
+def _pixel_view(column: pa.ChunkedArray, image_size: int, ids: pa.ChunkedArray,
+                source: Path) -> np.ndarray:
+    """View a binary pixel column as uint8 (N, S, S, 3) without copying when it is one chunk."""
+    expected = image_size * image_size * 3
+    array = column.combine_chunks() if column.num_chunks != 1 else column.chunk(0)
+    if array.null_count:
+        bad = ids[pc.index(pc.is_null(array), True).as_py()].as_py()
+        raise InputsFormatError(f"{source}: record {bad!r} has null pixels")
+    if pa.types.is_fixed_size_binary(array.type):
+        if array.type.byte_width != expected:
+            raise InputsFormatError(f"{source}: pixels are {array.type.byte_width} bytes, "
+                                    f"expected {expected} for image_size {image_size}")
+        data = np.frombuffer(array.buffers()[1], dtype=np.uint8)
+        start = array.offset * expected
+        return data[start:start + len(array) * expected].reshape(-1, image_size, image_size, 3)
+    if pa.types.is_binary(array.type) or pa.types.is_large_binary(array.type):
+        offset_type = np.int32 if pa.types.is_binary(array.type) else np.int64
+        offsets = np.frombuffer(array.buffers()[1], dtype=offset_type)
+        offsets = offsets[array.offset:array.offset + len(array) + 1]
+        lengths = np.diff(offsets)
+        wrong = np.flatnonzero(lengths != expected)
+        if wrong.size:
+            raise InputsFormatError(
+                f"{source}: record {ids[int(wrong[0])].as_py()!r} has {int(lengths[wrong[0]])} "
+                f"pixel bytes, "
+                f"expected {expected} (= {image_size}x{image_size}x3 uint8 HWC); "
+                "rerun the `inputs` stage"
+            )
+        if len(array) == 0:
+            return np.zeros((0, image_size, image_size, 3), dtype=np.uint8)
+        data = np.frombuffer(array.buffers()[2], dtype=np.uint8)[offsets[0]:offsets[-1]]
+        return data.reshape(-1, image_size, image_size, 3)
+    raise InputsFormatError(f"{source}: pixel column has type {array.type}, expected binary")
+
+
+def _token_matrix(column: pa.ChunkedArray, context_length: int, ids: pa.ChunkedArray,
+                  source: Path) -> np.ndarray:
+    """Turn a list<int32> column into an int32 (N, L) matrix, checking every length."""
+    array = column.combine_chunks() if column.num_chunks != 1 else column.chunk(0)
+    if len(array) == 0:
+        return np.zeros((0, context_length), dtype=np.int32)
+    lengths = pc.list_value_length(array).to_numpy(zero_copy_only=False)
+    wrong = np.flatnonzero(lengths != context_length)
+    if wrong.size:
+        raise InputsFormatError(f"{source}: record {ids[int(wrong[0])].as_py()!r} has "
+                                f"{lengths[wrong[0]]} tokens, expected {context_length}")
+    values = array.flatten().to_numpy(zero_copy_only=False)
+    return values.astype(np.int32, copy=False).reshape(-1, context_length)
+
+
+class PixelStore:
+    """Uint8 HWC pixel arrays from several shards, addressed by one global row index."""
+
+    def __init__(self, chunks: Sequence[np.ndarray], image_size: int) -> None:
+        self.image_size = image_size
+        self._chunks = [c for c in chunks if len(c)]
+        self._starts = np.cumsum([0] + [len(c) for c in self._chunks])
+
+    def __len__(self) -> int:
+        return int(self._starts[-1])
+
+    def take(self, rows: np.ndarray | Sequence[int]) -> np.ndarray:
+        """Pixels of the given global rows as a new (B, S, S, 3) uint8 array."""
+        rows = np.asarray(rows, dtype=np.int64)
+        out = np.empty((len(rows), self.image_size, self.image_size, 3), dtype=np.uint8)
+        chunk_of = np.searchsorted(self._starts, rows, side="right") - 1
+        for chunk_id in np.unique(chunk_of):
+            selected = chunk_of == chunk_id
+            out[selected] = self._chunks[chunk_id][rows[selected] - self._starts[chunk_id]]
+        return out
+
+
+@dataclass
+class QueryTable:
+    """All queries of one split: ids, token ids (N, L) and visual-query pixels."""
+
+    split: str
+    pair_ids: list[str]
+    reference_ids: list[str]
+    target_ids: list[str]
+    tokens: np.ndarray
+    visual: PixelStore
+
+    def __len__(self) -> int:
+        return len(self.pair_ids)
+
+
+def load_queries(inputs_dir: str | Path, split: str, meta: InputsMeta | None = None) -> QueryTable:
+    """Load one split's queries from the query shards, in shard then (split, pair_id) order."""
+    meta = meta or read_meta(inputs_dir)
+    pair_ids: list[str] = []
+    reference_ids: list[str] = []
+    target_ids: list[str] = []
+    tokens: list[np.ndarray] = []
+    pixels: list[np.ndarray] = []
+    for path in shard_paths(inputs_dir, "queries"):
+        schema_names = pq.read_schema(path).names
+        missing = [c for c in QUERY_COLUMNS if c not in schema_names]
+        if missing:
+            raise InputsFormatError(f"{path}: missing columns {missing}")
+        table = pq.read_table(path, columns=list(QUERY_COLUMNS[1:]),
+                              filters=[("split", "==", split)])
+        ids = table.column("pair_id")
+        pair_ids.extend(ids.to_pylist())
+        reference_ids.extend(table.column("reference_id").to_pylist())
+        target_ids.extend(table.column("target_id").to_pylist())
+        tokens.append(_token_matrix(table.column("text_tokens"), meta.context_length, ids, path))
+        pixels.append(_pixel_view(table.column("visual_pixels"), meta.image_size, ids, path))
+    if len(set(pair_ids)) != len(pair_ids):
+        raise InputsFormatError(f"duplicate pair_id in split {split!r} of {inputs_dir}")
+    return QueryTable(
+        split=split,
+        pair_ids=pair_ids,
+        reference_ids=reference_ids,
+        target_ids=target_ids,
+        tokens=np.concatenate(tokens) if tokens else np.zeros((0, meta.context_length), np.int32),
+        visual=PixelStore(pixels, meta.image_size),
+    )
+
+
+class ImageStore:
+    """Image pixels by image id, holding only the requested ids (or all when None)."""
+
+    def __init__(self, inputs_dir: str | Path, image_ids: Iterable[str] | None = None,
+                 meta: InputsMeta | None = None) -> None:
+        meta = meta or read_meta(inputs_dir)
+        wanted = None if image_ids is None else sorted(set(image_ids))
+        self.ids: list[str] = []
+        chunks = []
+        for path in shard_paths(inputs_dir, "images"):
+            filters = None if wanted is None else [("image_id", "in", wanted)]
+            if wanted is not None and not wanted:
+                break
+            table = pq.read_table(path, columns=["image_id", "pixels"], filters=filters)
+            ids = table.column("image_id")
+            self.ids.extend(ids.to_pylist())
+            chunks.append(_pixel_view(table.column("pixels"), meta.image_size, ids, path))
+        self._row = {image_id: row for row, image_id in enumerate(self.ids)}
+        if len(self._row) != len(self.ids):
+            dup = next(i for i in self.ids if self.ids.count(i) > 1)
+            raise InputsFormatError(f"image id {dup!r} appears more than once in {inputs_dir}")
+        self.pixels = PixelStore(chunks, meta.image_size)
+        self.inputs_dir = Path(inputs_dir)
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def __contains__(self, image_id: str) -> bool:
+        return image_id in self._row
+
+    def rows(self, image_ids: Sequence[str], what: str = "image") -> np.ndarray:
+        """Row of each id; a missing id raises an error naming it."""
+        try:
+            return np.array([self._row[i] for i in image_ids], dtype=np.int64)
+        except KeyError as err:
+            raise InputsFormatError(
+                f"{what} {err.args[0]!r} is not in the image shards of {self.inputs_dir}; "
+                "the `inputs` stage must write every referenced image"
+            ) from None
+
+    def take(self, image_ids: Sequence[str]) -> np.ndarray:
+        """Pixels (B, S, S, 3) uint8 of the given image ids."""
+        return self.pixels.take(self.rows(image_ids))
+
+
+def read_gallery(inputs_dir: str | Path, split: str) -> list[str]:
+    """Image ids forming one split's retrieval gallery, de-duplicated in file order."""
+    path = Path(inputs_dir) / "gallery.parquet"
+    if not path.is_file():
+        raise InputsFormatError(f"{path} not found; run the pipeline's `inputs` stage first")
+    table = pq.read_table(path, columns=["split", "image_id"], filters=[("split", "==", split)])
+    return list(dict.fromkeys(table.column("image_id").to_pylist()))
+
+
+def to_model_pixels(pixels: torch.Tensor, mean: Sequence[float], std: Sequence[float]
+                    ) -> torch.Tensor:
+    """uint8 (B, S, S, 3) -> float (B, 3, S, S): scaled to [0, 1], normalised per channel."""
+    mean_t = torch.tensor(mean, dtype=torch.float32, device=pixels.device).view(1, 3, 1, 1)
+    std_t = torch.tensor(std, dtype=torch.float32, device=pixels.device).view(1, 3, 1, 1)
+    chw = pixels.permute(0, 3, 1, 2).float().div_(255.0)
+    return (chw - mean_t) / std_t
+
+
+class TripletDataset(Dataset):
+    """Training triplets indexed by a list of rows: (tokens, visual pixels, target pixels)."""
+
+    def __init__(self, queries: QueryTable, images: ImageStore) -> None:
+        self.queries = queries
+        self.target_rows = images.rows(queries.target_ids, what=f"{queries.split} target_id")
+        self.images = images
+
+    def __len__(self) -> int:
+        return len(self.queries)
+
+    def __getitem__(self, rows: Sequence[int]) -> dict[str, torch.Tensor]:
+        """A whole batch at once (vectorised gathers, no per-sample Python work)."""
+        rows = np.asarray(rows, dtype=np.int64)
+        return {
+            "index": torch.from_numpy(rows),
+            "tokens": torch.from_numpy(self.queries.tokens[rows].astype(np.int64)),
+            "visual": torch.from_numpy(self.queries.visual.take(rows)),
+            "target": torch.from_numpy(self.images.pixels.take(self.target_rows[rows])),
+        }
+
+
+class EpochBatchSampler(Sampler[list[int]]):
+    """Batches of row indices, shuffled by a permutation derived only from (seed, epoch).
+
+    Deriving the order from (seed, epoch) instead of a running RNG makes resumed runs see
+    exactly the batches an uninterrupted run would. With world_size > 1 each rank takes a
+    disjoint, equally sized slice.
+    """
+
+    def __init__(self, size: int, batch_size: int, seed: int = 0, shuffle: bool = True,
+                 drop_last: bool = False, rank: int = 0, world_size: int = 1) -> None:
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        self.size, self.batch_size, self.seed = size, batch_size, seed
+        self.shuffle, self.drop_last = shuffle, drop_last
+        self.rank, self.world_size = rank, world_size
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the epoch whose permutation the next iteration uses."""
+        self.epoch = epoch
+
+    def _rank_rows(self) -> np.ndarray:
+        order = (np.random.default_rng([self.seed, self.epoch]).permutation(self.size)
+                 if self.shuffle else np.arange(self.size))
+        per_rank = self.size // self.world_size
+        return order[: per_rank * self.world_size][self.rank::self.world_size]
+
+    def __iter__(self) -> Iterator[list[int]]:
+        rows = self._rank_rows()
+        for start in range(0, len(rows), self.batch_size):
+            batch = rows[start:start + self.batch_size]
+            if self.drop_last and len(batch) < self.batch_size:
+                return
+            yield batch.tolist()
+
+    def __len__(self) -> int:
+        count = self.size // self.world_size
+        return count // self.batch_size if self.drop_last else -(-count // self.batch_size)

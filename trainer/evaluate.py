@@ -1,0 +1,168 @@
+"""Retrieval evaluation of a DQU model on one split of the input shards."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from trainer.data import (
+    ImageStore,
+    InputsFormatError,
+    InputsMeta,
+    QueryTable,
+    load_queries,
+    read_gallery,
+    read_meta,
+    to_model_pixels,
+)
+from trainer.fusion import DQUModel
+from trainer.metrics import recall_from_ranks, target_ranks, topk_ids
+from trainer.runtime import Precision, autocast, eval_mode, resolve_precision
+
+
+@dataclass
+class EvalSplit:
+    """One split's queries and gallery, with each query's target / reference gallery index."""
+
+    meta: InputsMeta
+    queries: QueryTable
+    gallery_ids: list[str]
+    gallery: ImageStore
+    target_index: torch.Tensor  # (Q,) int64, -1 where the target is not in the gallery
+    reference_index: torch.Tensor  # (Q,) int64, -1 where the reference is not in the gallery
+
+
+@dataclass
+class EvalResult:
+    """Recall metrics and, per query, the ranked top gallery image ids."""
+
+    split: str
+    metrics: dict[str, float]
+    pair_ids: list[str]
+    top_ids: list[list[str]]
+    num_queries: int
+    num_missing_targets: int
+
+
+def load_eval_split(inputs_dir: str | Path, split: str) -> EvalSplit:
+    """Load a split's queries, its gallery images and the index maps between them."""
+    meta = read_meta(inputs_dir)
+    queries = load_queries(inputs_dir, split, meta)
+    gallery_ids = read_gallery(inputs_dir, split)
+    gallery = ImageStore(inputs_dir, gallery_ids, meta)
+    missing = [i for i in gallery_ids if i not in gallery]
+    if missing:
+        raise InputsFormatError(f"gallery image {missing[0]!r} of split {split!r} is not in the "
+                                f"image shards of {inputs_dir}; rerun the `inputs` stage")
+    position = {image_id: i for i, image_id in enumerate(gallery_ids)}
+    return EvalSplit(
+        meta=meta,
+        queries=queries,
+        gallery_ids=gallery_ids,
+        gallery=gallery,
+        target_index=torch.tensor([position.get(t, -1) for t in queries.target_ids],
+                                  dtype=torch.long),
+        reference_index=torch.tensor([position.get(r, -1) for r in queries.reference_ids],
+                                     dtype=torch.long),
+    )
+
+
+def _batches(size: int, batch_size: int) -> list[np.ndarray]:
+    return [np.arange(s, min(s + batch_size, size)) for s in range(0, size, batch_size)]
+
+
+@torch.inference_mode()
+def embed_gallery(model: DQUModel, data: EvalSplit, batch_size: int, device: torch.device,
+                  precision: Precision) -> torch.Tensor:
+    """Normalised target-side features (G, d) of the gallery, on `device`."""
+    feats = []
+    with eval_mode(model), autocast(device, precision):
+        for rows in _batches(len(data.gallery_ids), batch_size):
+            pixels = torch.from_numpy(data.gallery.pixels.take(rows)).to(device)
+            feats.append(model.encode_image(to_model_pixels(pixels, data.meta.mean,
+                                                            data.meta.std)).float())
+    return torch.cat(feats) if feats else torch.zeros(0, 0, device=device)
+
+
+def _join(parts: list[torch.Tensor | None]) -> torch.Tensor | None:
+    return None if not parts or parts[0] is None else torch.cat(parts).float()
+
+
+@torch.inference_mode()
+def embed_query_parts(model: DQUModel, queries: QueryTable, meta: InputsMeta, batch_size: int,
+                      device: torch.device, precision: Precision
+                      ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """Normalised f_t and f_v (each (Q, d) or None when the mode skips it), on `device`."""
+    text, visual = [], []
+    with eval_mode(model), autocast(device, precision):
+        for rows in _batches(len(queries), batch_size):
+            tokens = torch.from_numpy(queries.tokens[rows].astype(np.int64)).to(device)
+            pixels = torch.from_numpy(queries.visual.take(rows)).to(device)
+            f_t, f_v = model.encode_query_parts(tokens, to_model_pixels(pixels, meta.mean,
+                                                                        meta.std))
+            text.append(f_t)
+            visual.append(f_v)
+    return _join(text), _join(visual)
+
+
+@torch.inference_mode()
+def fuse_queries(model: DQUModel, text: torch.Tensor | None, visual: torch.Tensor | None,
+                 batch_size: int) -> torch.Tensor:
+    """f_q from precomputed f_t / f_v in eval mode (dropout off)."""
+    size = (text if text is not None else visual).shape[0]
+    out = []
+    with eval_mode(model):
+        for start in range(0, size, batch_size):
+            part = slice(start, start + batch_size)
+            out.append(model.fuse(None if text is None else text[part],
+                                  None if visual is None else visual[part])[0])
+    return torch.cat(out)
+
+
+@torch.inference_mode()
+def rank_queries(query_features: torch.Tensor, gallery_features: torch.Tensor, data: EvalSplit,
+                 ks: Sequence[int], top_n: int, batch_size: int) -> EvalResult:
+    """Score query batches against the gallery, mask references, compute recall and top ids."""
+    device = gallery_features.device
+    ranks, tops = [], []
+    for start in range(0, query_features.shape[0], batch_size):
+        part = slice(start, start + batch_size)
+        scores = query_features[part].to(device) @ gallery_features.T
+        target = data.target_index[part].to(device)
+        reference = data.reference_index[part].to(device)
+        ranks.append(target_ranks(scores, target, reference).cpu())
+        tops.append(topk_ids(scores, top_n, reference).cpu())
+    all_ranks = torch.cat(ranks) if ranks else torch.zeros(0, dtype=torch.long)
+    top = torch.cat(tops).tolist() if tops else []
+    return EvalResult(
+        split=data.queries.split,
+        metrics=recall_from_ranks(all_ranks, ks),
+        pair_ids=list(data.queries.pair_ids),
+        top_ids=[[data.gallery_ids[i] for i in row] for row in top],
+        num_queries=len(data.queries),
+        num_missing_targets=int((data.target_index < 0).sum()),
+    )
+
+
+def evaluate(model: DQUModel, inputs_dir: str | Path, split: str, ks: Sequence[int],
+             batch_size: int, device: str | torch.device, *, amp: str = "off",
+             top_n: int | None = None, data: EvalSplit | None = None) -> EvalResult:
+    """Recall@K of `model` on `split` (gallery embedded once); `data` reuses a loaded split."""
+    device = torch.device(device)
+    precision = resolve_precision(amp, device)
+    data = data if data is not None else load_eval_split(inputs_dir, split)
+    if not data.gallery_ids:
+        raise InputsFormatError(f"split {split!r} has an empty gallery in {inputs_dir}")
+    top_n = top_n or max(ks)
+    gallery = embed_gallery(model, data, batch_size, device, precision)
+    if len(data.queries) == 0:
+        return rank_queries(torch.zeros(0, gallery.shape[1], device=device), gallery, data,
+                            ks, top_n, batch_size)
+    text, visual = embed_query_parts(model, data.queries, data.meta, batch_size, device,
+                                     precision)
+    queries = fuse_queries(model, text, visual, batch_size)
+    return rank_queries(queries, gallery, data, ks, top_n, batch_size)

@@ -1,0 +1,57 @@
+"""Pure retrieval metrics: target ranks, recall@K and ranked gallery ids."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+
+def _masked(scores: torch.Tensor, exclude_index: torch.Tensor | None) -> torch.Tensor:
+    """Copy of scores with each query's excluded gallery entry (>= 0) set to -inf."""
+    scores = scores.float().clone()
+    if exclude_index is not None:
+        rows = torch.nonzero(exclude_index >= 0).squeeze(1)
+        scores[rows, exclude_index[rows].long()] = float("-inf")
+    return scores
+
+
+def target_ranks(scores: torch.Tensor, target_index: torch.Tensor,
+                 exclude_index: torch.Tensor | None = None) -> torch.Tensor:
+    """0-based rank of each query's target (gallery items scoring strictly higher).
+
+    Queries whose target is absent (index -1) or masked get rank G, i.e. never a hit.
+    """
+    if scores.ndim != 2 or target_index.shape != (scores.shape[0],):
+        raise ValueError(f"scores must be (Q, G) and target_index (Q,); got "
+                         f"{tuple(scores.shape)} and {tuple(target_index.shape)}")
+    num_queries, gallery_size = scores.shape
+    scores = _masked(scores, exclude_index)
+    target_index = target_index.long().to(scores.device)
+    present = target_index >= 0
+    target_scores = scores[torch.arange(num_queries, device=scores.device),
+                           target_index.clamp(min=0)]
+    ranks = (scores > target_scores.unsqueeze(1)).sum(dim=1)
+    missing = ~present | torch.isneginf(target_scores)
+    return torch.where(missing, torch.full_like(ranks, gallery_size), ranks)
+
+
+def recall_from_ranks(ranks: torch.Tensor, ks: Sequence[int]) -> dict[str, float]:
+    """Recall@K in percent from 0-based target ranks, keyed "R@K"."""
+    if ranks.numel() == 0:
+        return {f"R@{k}": 0.0 for k in ks}
+    return {f"R@{k}": float((ranks < k).double().mean().item() * 100.0) for k in ks}
+
+
+def recall_at_k(scores: torch.Tensor, target_index: torch.Tensor, ks: Sequence[int],
+                exclude_index: torch.Tensor | None = None) -> dict[str, float]:
+    """Recall@K (percent) of a (Q, G) score matrix; exclude_index (-1 = none) is masked first."""
+    return recall_from_ranks(target_ranks(scores, target_index, exclude_index), ks)
+
+
+def topk_ids(scores: torch.Tensor, k: int,
+             exclude_index: torch.Tensor | None = None) -> torch.Tensor:
+    """Gallery indices (Q, min(k, G)) in descending score order, excluded entries masked."""
+    scores = _masked(scores, exclude_index)
+    k = min(k, scores.shape[1])
+    return torch.topk(scores, k, dim=1, sorted=True).indices

@@ -1,0 +1,91 @@
+"""Run-time choices: device, mixed precision and seeding."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import random
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+AMP_MODES = ("auto", "off", "fp16", "bf16")
+
+
+@dataclass(frozen=True)
+class Precision:
+    """Resolved autocast setting: dtype None means full fp32; scaler only for fp16 on CUDA."""
+
+    dtype: torch.dtype | None
+    use_scaler: bool
+
+    @property
+    def name(self) -> str:
+        """Short label for logs."""
+        return {None: "fp32", torch.float16: "fp16", torch.bfloat16: "bf16"}[self.dtype]
+
+
+def resolve_device(name: str) -> torch.device:
+    """Turn auto | cpu | cuda | cuda:N | mps into an available torch.device."""
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError as err:
+        raise ValueError(f"unknown device {name!r}; use auto, cpu, cuda, cuda:N or mps") from err
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {name!r} requested but CUDA is not available; use auto or cpu")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(f"device {name!r} requested but MPS is not available; use auto or cpu")
+    return device
+
+
+def resolve_precision(amp: str, device: torch.device) -> Precision:
+    """Map the `amp` setting to an autocast dtype for this device."""
+    if amp not in AMP_MODES:
+        raise ValueError(f"unknown amp setting {amp!r}; use one of {AMP_MODES}")
+    if amp == "off" or (amp == "auto" and device.type != "cuda"):
+        return Precision(None, False)
+    if amp == "auto":
+        amp = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    if amp == "fp16":
+        if device.type != "cuda":
+            raise ValueError(f"amp fp16 needs a CUDA device, got {device}; use bf16 or off")
+        return Precision(torch.float16, True)
+    return Precision(torch.bfloat16, False)
+
+
+def autocast(device: torch.device, precision: Precision) -> contextlib.AbstractContextManager:
+    """Autocast context for the resolved precision (a no-op for fp32)."""
+    if precision.dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=precision.dtype)
+
+
+def seed_everything(seed: int, deterministic: bool) -> None:
+    """Seed python, numpy and torch; optionally demand deterministic kernels."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    if deterministic:
+        # cuBLAS needs this workspace setting for reproducible matmuls; harmless elsewhere.
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        torch.backends.cudnn.benchmark = False
+
+
+@contextlib.contextmanager
+def eval_mode(module: torch.nn.Module) -> Iterator[None]:
+    """Put a module in eval mode for the block, restoring its previous mode afterwards."""
+    was_training = module.training
+    module.eval()
+    try:
+        yield
+    finally:
+        module.train(was_training)
