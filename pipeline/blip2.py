@@ -115,6 +115,12 @@ class Captioner:
             raise ValueError(
                 f"max_new_tokens ({max_new_tokens}) and num_beams ({num_beams}) must be >= 1"
             )
+        for index, image in enumerate(images):
+            if not isinstance(image, Image.Image):
+                raise TypeError(
+                    f"caption() takes PIL images; item {index} is {type(image).__name__}. "
+                    "Open files with PIL.Image.open before captioning."
+                )
         rgb = [to_rgb(image) for image in images]
         # One prompt for the whole batch means equal lengths, so no padding inside the prompt.
         # An empty prompt still goes through the processor: it yields the image placeholder
@@ -129,9 +135,13 @@ class Captioner:
             attention_mask=inputs["attention_mask"].to(self.device),
             generation_config=self._generation_config(max_new_tokens, num_beams),
         )
-        if not self.model.config.text_config.is_encoder_decoder:
-            # Decoder-only language models echo the prompt (image tokens, BOS, prompt text).
-            generated = generated[:, input_ids.shape[1] :]
+        # Decoder-only language models echo the prompt (image tokens, BOS, prompt text) in
+        # transformers >= 4.47; encoder-decoder ones and older releases return only new tokens.
+        prompt_length = input_ids.shape[1]
+        if generated.shape[1] >= prompt_length and torch.equal(
+            generated[:, :prompt_length], input_ids
+        ):
+            generated = generated[:, prompt_length:]
         texts = self.processor.batch_decode(generated, skip_special_tokens=True)
         return [" ".join(text.split()) for text in texts]
 

@@ -140,6 +140,11 @@ def test_bad_generation_arguments_are_rejected(captioner: Captioner) -> None:
         captioner.caption([_noise(0)], max_new_tokens=0)
 
 
+def test_non_image_input_is_rejected(captioner: Captioner) -> None:
+    with pytest.raises(TypeError, match="item 1 is str"):
+        captioner.caption([_noise(0), "photo.jpg"])
+
+
 def test_missing_local_path_gives_clear_error() -> None:
     with pytest.raises(FileNotFoundError, match=r"nope/model.*does not exist"):
         load_captioner("./nope/model", device="cpu")
