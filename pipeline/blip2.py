@@ -136,7 +136,7 @@ class Captioner:
             generation_config=self._generation_config(max_new_tokens, num_beams),
         )
         # Decoder-only language models echo the prompt (image tokens, BOS, prompt text) in
-        # transformers >= 4.47; encoder-decoder ones and older releases return only new tokens.
+        # recent transformers; encoder-decoder ones and older releases return only new tokens.
         prompt_length = input_ids.shape[1]
         if generated.shape[1] >= prompt_length and torch.equal(
             generated[:, :prompt_length], input_ids
@@ -148,7 +148,7 @@ class Captioner:
     def _generation_config(self, max_new_tokens: int, num_beams: int) -> object:
         """The checkpoint's generation settings (its eos, suppressed ids) made deterministic."""
         # BLIP-2 hands generation to its inner language model, whose own config would miss
-        # what the checkpoint saved (e.g. blip2-opt stops on a newline), so pass it explicitly.
+        # what the checkpoint saved (eos, pad, suppressed ids), so pass it explicitly.
         config = copy.deepcopy(self.model.generation_config)
         tokenizer = self.processor.tokenizer
         pad_token_id = config.pad_token_id
