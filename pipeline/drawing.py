@@ -8,9 +8,9 @@ reference image itself, so the text covers less of a large image than of a small
 
 The font is Pillow's bundled FreeType default, so the same Pillow version draws the same pixels
 on every machine. Text never leaves the image: when the lines overflow, the font shrinks first
-(down to `min_font_size`), then long phrases wrap at spaces, and only then are the phrases that
-still do not fit dropped whole, in rank order (keyword extractors rank best first), since half
-a phrase can say the opposite of the whole ("not red" cut to "not").
+(down to `min_font_size`), then long phrases wrap at spaces, and only then are phrases dropped:
+phrases are placed in rank order (keyword extractors rank best first) and one that does not fit
+is left out whole, since half a phrase can say the opposite of the whole ("not red" -> "not").
 """
 
 from __future__ import annotations
@@ -141,23 +141,42 @@ def layout_keywords(keywords: list[str], size: tuple[int, int], style: DrawStyle
     if not phrases:
         return KeywordLayout(font_size=style.font_size, lines=(), drawn=(), dropped=())
     smallest = min(style.min_font_size, style.font_size)
-    sizes = range(style.font_size, smallest - 1, -1)
-    for font_size in sizes:
-        layout = _place(phrases, font_size, size, style, wrap=False)
-        if not layout.dropped:
+    for wrap in (False, True):
+        # Wrapping is tried only when no font size fits unwrapped, then at the largest size.
+        layout = _largest_complete(phrases, smallest, size, style, wrap)
+        if layout is not None:
             return layout
-    # Shrinking alone was not enough: wrap at spaces, still preferring the largest font.
-    for font_size in sizes:
-        layout = _place(phrases, font_size, size, style, wrap=True)
-        if not layout.dropped:
-            return layout
-    return layout
+    return _place(phrases, smallest, size, style, wrap=True, drop=True)
+
+
+def _largest_complete(
+    phrases: list[str], smallest: int, size: tuple[int, int], style: DrawStyle, wrap: bool
+) -> KeywordLayout | None:
+    """The layout at the largest font size in [smallest, font_size] that drops nothing."""
+    if (layout := _place(phrases, style.font_size, size, style, wrap, drop=False)) is not None:
+        return layout
+    if (fits := _place(phrases, smallest, size, style, wrap, drop=False)) is None:
+        return None
+    # Text extents grow with the font size, so bisect rather than try every size.
+    low, high = smallest, style.font_size  # fits at low, not at high
+    while high - low > 1:
+        middle = (low + high) // 2
+        if (layout := _place(phrases, middle, size, style, wrap, drop=False)) is not None:
+            low, fits = middle, layout
+        else:
+            high = middle
+    return fits
 
 
 def _place(
-    phrases: list[str], font_size: int, size: tuple[int, int], style: DrawStyle, wrap: bool
-) -> KeywordLayout:
-    """Stack the phrases top-down at one font size, dropping each one that does not fit."""
+    phrases: list[str],
+    font_size: int,
+    size: tuple[int, int],
+    style: DrawStyle,
+    wrap: bool,
+    drop: bool,
+) -> KeywordLayout | None:
+    """Stack the phrases top-down at one font size; a misfit is dropped, or gives None."""
     width, height = size
     font = _font(font_size)
     ascent, descent = font.getmetrics()
@@ -174,6 +193,8 @@ def _place(
         first_top = top + (style.line_spacing if lines else 0)
         needed = len(pieces) * box_height + (len(pieces) - 1) * style.line_spacing
         if max(widths) > max_text_width or first_top + needed > height:
+            if not drop:
+                return None
             dropped.append(phrase)
             continue
         line_top = first_top

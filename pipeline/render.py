@@ -7,9 +7,10 @@ is one dask task that reads the input tables itself and writes
 actually drawn, and the PNG of the reference with those keywords on it.
 
 Resume: every shard carries, in its Parquet schema metadata, a fingerprint of what produced it
-(render params, Pillow version, its input rows with their captions and keywords) and its own
-record report. A rerun reuses each shard whose fingerprint still matches, so a killed run picks
-up where it stopped and a finished one costs only the fingerprint check.
+(render params, Pillow version, its input rows with their captions, keywords and the sha256 of
+each reference image file) and its own record report. A rerun reuses each shard whose
+fingerprint still matches, so a killed run picks up where it stopped, a finished one costs only
+reading the inputs and hashing the references, and a replaced image file is rendered again.
 """
 
 from __future__ import annotations
@@ -235,15 +236,31 @@ def _shard_rows(task: ShardTask) -> list[dict]:
         for r in keywords_table
         if (r["split"], r["pair_id"]) in wanted_pairs
     }
+    digests = {image_id: file_digest(path) for image_id, path in sorted(paths.items())}
     for row in rows:
         row["path"] = paths.get(row["reference_id"])
+        row["image_sha256"] = digests.get(row["reference_id"])
         row["caption"] = captions.get(row["reference_id"])
         row["keywords"] = keywords.get((row["split"], row["pair_id"]))
     return rows
 
 
+def file_digest(path: str | None) -> str | None:
+    """sha256 of a file's bytes, or None when it cannot be read (it is then a bad record)."""
+    if path is None:
+        return None
+    digest = hashlib.sha256()
+    try:
+        with open(path, "rb") as stream:
+            while chunk := stream.read(1 << 20):
+                digest.update(chunk)
+    except OSError:
+        return None
+    return digest.hexdigest()
+
+
 def shard_fingerprint(task: ShardTask, rows: list[dict]) -> str:
-    """sha256 over what decides a shard's bytes: code version, params, Pillow, input rows."""
+    """sha256 over what decides a shard's bytes: code, params, Pillow, rows and their images."""
     # Only the shard's file name, not its folder: the same inputs must give the same bytes
     # wherever the repository is checked out.
     payload = {

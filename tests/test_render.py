@@ -196,6 +196,20 @@ def test_resume_reuses_finished_shards(tmp_path, monkeypatch):
     assert all(_stamp(p) != before[p.name][0] for p in (shards[0], shards[2]))
 
 
+def test_replaced_reference_file_rerenders_its_shard(tmp_path):
+    dirs = _layout(tmp_path)
+    _, out_dir = _run(dirs, _params())
+    shards = list_shards(out_dir, "queries")
+    before = [_stamp(p) for p in shards]
+    # img3 is only the reference of val/v2, which sorts into the last shard.
+    Image.new("RGB", (72, 40), (0, 0, 0)).save(dirs["images"] / "img3.png")
+    _run(dirs, _params())
+    assert [_stamp(p) == b for p, b in zip(shards, before, strict=True)] == [True, True, False]
+    rows = read_shards(out_dir, "queries", RENDERED).to_pylist()
+    v2 = next(row for row in rows if row["pair_id"] == "v2")
+    assert tuple(np.asarray(decode_png(v2["visual_query"]))[-1, -1]) == (0, 0, 0)
+
+
 def test_new_shard_count_removes_stale_shards(tmp_path):
     dirs = _layout(tmp_path)
     _, out_dir = _run(dirs, _params(shards=3))
