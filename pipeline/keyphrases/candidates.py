@@ -1,0 +1,276 @@
+"""Candidate keyword phrases from one modification text, by shallow rules over word lists.
+
+The text is cut into clauses (punctuation), what the target must no longer show is dropped
+("instead of X", "remove X", "there was X - now"), clauses are cut into attribute chunks at
+linkers ("and", "with", "but") and copulas, and each chunk is trimmed of request verbs,
+articles and fillers. Phrases come back in text order, repeats merged.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+
+from pipeline.keyphrases import lexicon as lx
+
+SAME = "same"
+
+# Clause breaks: sentence punctuation and a spaced dash ("there was X - now Y").
+_CLAUSE_BREAK = re.compile(r"[.,;:!?()\[\]{}\"]+|\s+-+\s+|\s+--+|--+\s+")
+_TOKEN = re.compile(r"[a-z0-9]+(?:[-'][a-z0-9]+)*")
+
+Corrector = Callable[[str], str]
+
+
+def normalise(text: str) -> str:
+    """Lower-case and unify spellings the rules rely on ("t shirt", curly quotes, "'s")."""
+    text = text.lower().replace("\u2019", "'").replace("`", "'")
+    text = re.sub(r"\bt[\s-]?shirts?\b", "t-shirt", text)
+    text = re.sub(r"'s\b", "", text)
+    text = re.sub(r"\b(\w+)n't\b", r"\1 not", text)
+    return text
+
+
+def clauses(text: str) -> list[list[str]]:
+    """Split a normalised text into clauses of word tokens."""
+    out = []
+    for part in _CLAUSE_BREAK.split(text):
+        tokens = _TOKEN.findall(part)
+        if tokens:
+            out.append(tokens)
+    return out
+
+
+def _drop_old_state(parts: list[list[str]]) -> list[list[str]]:
+    """Drop what describes the reference rather than the target ("there was X - now Y")."""
+    kept: list[list[str]] = []
+    for i, tokens in enumerate(parts):
+        later = parts[i + 1 :]
+        if tokens[:2] in (["there", "was"], ["there", "were"]) and later:
+            continue
+        if tokens[:1] == ["was"] and later:
+            continue
+        if tokens[:2] in (["instead", "of"], ["rather", "than"], ["unlike", "the"]):
+            continue
+        if tokens[:3] in (["in", "place", "of"], ["as", "opposed", "to"]):
+            continue
+        kept.append(tokens)
+    return kept or parts
+
+
+def _cut_instead(tokens: list[str]) -> list[str]:
+    """Keep the part of a clause before 'instead of' / 'rather than' (the new state)."""
+    for i in range(len(tokens) - 1):
+        pair = (tokens[i], tokens[i + 1])
+        if pair in (("instead", "of"), ("rather", "than"), ("not", "like")):
+            return tokens[:i]
+    return tokens
+
+
+def _cut_rewrites(tokens: list[str]) -> list[str]:
+    """Turn 'replace X with Y', 'change X to Y', 'X turns into Y' into Y."""
+    head = tokens[0] if tokens else ""
+    if head in {"replace", "swap", "substitute", "exchange"} and "with" in tokens:
+        return tokens[tokens.index("with") + 1 :]
+    for i, tok in enumerate(tokens):
+        if tok in {"change", "changes", "changed", "turn", "turns", "turned", "transform",
+                   "transformed", "switch", "convert", "converted", "becomes", "become"}:
+            rest = tokens[i + 1 :]
+            for marker in ("into", "to"):
+                if marker in rest:
+                    return rest[rest.index(marker) + 1 :]
+    return tokens
+
+
+def _is_removal(tokens: list[str]) -> bool:
+    """True when the clause asks to remove something (it names what the target lacks)."""
+    if not tokens:
+        return False
+    if tokens[0] in lx.REMOVAL_VERBS:
+        return not (tokens[0] == "take" and "picture" in tokens)
+    return tokens[:2] in (["get", "rid"], ["take", "away"], ["take", "out"])
+
+
+def _split_on_and(tokens: list[str]) -> list[list[str]]:
+    """Split at linkers, keeping colour pairs ("black and white") together."""
+    chunks: list[list[str]] = [[]]
+    for i, tok in enumerate(tokens):
+        prev = tokens[i - 1] if i else ""
+        nxt = tokens[i + 1] if i + 1 < len(tokens) else ""
+        if tok in ("and", "&", "or") and prev in lx.COLOURS and nxt in lx.COLOURS:
+            chunks[-1].append(tok)
+            continue
+        if tok in lx.SPLITTERS:
+            chunks.append([])
+            continue
+        chunks[-1].append(tok)
+    return [c for c in chunks if c]
+
+
+def _split_on_copula(tokens: list[str]) -> list[list[str]]:
+    """Split 'SUBJECT is X' into the subject and X; both describe the target."""
+    for i, tok in enumerate(tokens):
+        if i and tok in lx.COPULAS | lx.POSSESSION_VERBS and tokens[i - 1] not in lx.NEGATIONS:
+            return [tokens[:i], *_split_on_copula(tokens[i + 1 :])]
+    return [tokens]
+
+
+def _split_on_negation(tokens: list[str]) -> list[list[str]]:
+    """Split 'black without a collar' into 'black' and 'without a collar'."""
+    for i, tok in enumerate(tokens):
+        if i and tok in ("without", "no", "not") and tokens[i - 1] not in _NEG_GLUE:
+            return [tokens[:i], *_split_on_negation(tokens[i:])]
+    return [tokens]
+
+
+_NEG_GLUE = lx.COPULAS | lx.POSSESSION_VERBS | lx.ARTICLES | {"and", "but", "with", "or", "do",
+                                                                "does", "did", "has", "have"}
+
+
+def _verb_form(tok: str) -> bool:
+    """True for an '-ing' verb or a third-person form of a common action verb."""
+    if tok in lx.ING_NOUNS:
+        return False
+    if tok.endswith("ing") and len(tok) > 5:
+        return True
+    if tok.endswith("s") and (tok[:-1] in lx.ACTION_VERBS or (tok.endswith("es")
+                                                                and tok[:-2] in lx.ACTION_VERBS)):
+        return True
+    return tok.endswith("ies") and tok[:-3] + "y" in lx.ACTION_VERBS
+
+
+def _split_on_verb(tokens: list[str]) -> list[list[str]]:
+    """Split 'black dog sleeping on a couch' into the subject and its action."""
+    for i in range(1, len(tokens)):
+        prev = tokens[i - 1]
+        if (_verb_form(tokens[i]) and prev not in lx.PRENOMINAL and prev not in lx.ARTICLES
+                and prev not in lx.PREPOSITIONS and prev not in lx.COLOURS
+                and prev not in lx.POSSESSIVES and prev not in lx.DEGREE
+                and prev not in lx.NEGATIONS):
+            return [tokens[:i], tokens[i:]]
+    return [tokens]
+
+
+def _strip_edges(tokens: list[str]) -> list[str]:
+    """Drop request verbs, copulas, articles and fillers at the start and fillers at the end."""
+    start_drop = (lx.REQUEST_VERBS | lx.COPULAS | lx.POSSESSION_VERBS | lx.ARTICLES
+                  | lx.POSSESSIVES | lx.LEAD_FILLERS | lx.PRONOUNS)
+    i = 0
+    while i < len(tokens) and tokens[i] in start_drop:
+        i += 1
+    tokens = tokens[i:]
+    if STRIP_PREP and tokens and tokens[0] in _PLACE_PREPS:
+        tokens = tokens[1:]
+        if tokens[:2] in (["front", "of"], ["top", "of"]):
+            tokens = tokens[2:]
+        while tokens and tokens[0] in ("to", "of") or tokens and tokens[0] in lx.ARTICLES:
+            tokens = tokens[1:]
+    while tokens and (tokens[-1] in lx.TRAIL_FILLERS or tokens[-1] in lx.PREPOSITIONS
+                      or tokens[-1] in lx.ARTICLES or tokens[-1] in lx.PRONOUNS):
+        tokens = tokens[:-1]
+    # "on it", "in color": trailing prepositional fillers.
+    while len(tokens) >= 2 and tokens[-2] in lx.PREPOSITIONS and tokens[-1] in lx.TRAIL_OBJECTS:
+        tokens = tokens[:-2]
+    if len(tokens) >= 2 and tokens[-1] in lx.COLOUR_NOUNS and tokens[-2] in lx.COLOURS:
+        tokens = tokens[:-1]
+    return tokens
+
+
+def _render(tokens: list[str]) -> list[str]:
+    """Rewrite a chunk into the form keyword lists use ("long sleeved" -> "long sleeves")."""
+    if tokens and tokens[0] == "without":
+        tokens = ["no", *[t for t in tokens[1:] if t not in lx.ARTICLES]]
+    out = []
+    for i, tok in enumerate(tokens):
+        prev = tokens[i - 1] if i else ""
+        if tok in ("sleeved", "sleeve") and prev and prev not in lx.PREPOSITIONS:
+            tok = "sleeves"
+        out.append(tok)
+    # A trailing garment noun adds nothing once an attribute precedes it ("blue shirt").
+    if len(out) >= 2 and out[-1] in lx.GARMENT_NOUNS and out[-2] not in lx.ARTICLES:
+        out = out[:-1]
+    return out
+
+
+def _is_same_request(tokens: list[str]) -> bool:
+    """True for a chunk that only says the target looks like the reference."""
+    content = [t for t in tokens if t not in lx.GLUE]
+    return bool(content) and all(t in lx.SAME_CUES for t in content)
+
+
+_PLACE_PREPS = frozenset({"on", "in", "at", "by", "near", "next", "under", "over", "above", "below",
+                          "behind", "beside", "around", "across", "along", "against", "inside",
+                          "outside", "into", "onto", "between", "among", "toward", "towards",
+                          "through", "underneath", "beneath", "atop"})
+SPLIT_PP_AFTER_VERB = True
+STRIP_PREP = False
+
+
+def _split_on_preposition(tokens: list[str]) -> list[list[str]]:
+    """Split 'red ball next to the dog' into the thing and where it is."""
+    if not tokens or not SPLIT_PP_AFTER_VERB and _verb_form(tokens[0]):
+        return [tokens]
+    for i in range(1, len(tokens) - 1):
+        if tokens[i] in _PLACE_PREPS and tokens[i - 1] not in lx.PREPOSITIONS | lx.ARTICLES:
+            head = tokens[:i]
+            obj = [t for t in tokens[i + 1 :] if t not in lx.ARTICLES and t not in lx.POSSESSIVES]
+            if obj and (obj[0] in lx.TRAIL_OBJECTS or obj[0] in lx.PART_LOCATIONS):
+                continue
+            if all(t in lx.GLUE or t in lx.FILLER_HEADS for t in head):
+                continue
+            return [head, *_split_on_preposition(tokens[i:])]
+    return [tokens]
+
+
+def _sub_chunks(tokens: list[str]) -> list[list[str]]:
+    """Cut one linker-free chunk at copulas, negations and verbs."""
+    out = []
+    for part in _split_on_copula(tokens):
+        for neg in _split_on_negation(part):
+            for verb in _split_on_verb(neg):
+                out.extend(_split_on_preposition(verb))
+    return out
+
+
+def _is_garment_only(tokens: list[str]) -> bool:
+    """True for a chunk naming only the item itself ("the shirt")."""
+    content = [t for t in tokens if t not in lx.ARTICLES]
+    return bool(content) and all(t in lx.GARMENT_NOUNS for t in content)
+
+
+def content_key(phrase: str) -> frozenset[str]:
+    """Content words of a phrase, the identity used to merge repeats."""
+    return frozenset(t for t in phrase.split() if t not in lx.GLUE)
+
+
+def generate_candidates(text: str, correct: Corrector | None = None) -> list[str]:
+    """Candidate keyword phrases of one modification text, in text order, repeats merged."""
+    text = normalise(text)
+    parts = _drop_old_state(clauses(text))
+    chunks: list[list[str]] = []
+    saw_same = False
+    for raw in parts:
+        tokens = [correct(t) for t in raw] if correct else raw
+        tokens = _cut_rewrites(_cut_instead(tokens))
+        for piece in _split_on_and(tokens):
+            if _is_removal(piece):
+                continue
+            for sub in _sub_chunks(piece):
+                if _is_same_request(sub):
+                    saw_same = True
+                    continue
+                sub = _render(_strip_edges(sub))
+                if sub and not _is_garment_only(sub):
+                    chunks.append(sub)
+    phrases: list[str] = []
+    seen: set[frozenset[str]] = set()
+    for chunk in chunks:
+        phrase = " ".join(chunk)
+        key = content_key(phrase)
+        if not key or key in seen:
+            continue
+        seen.add(key)
+        phrases.append(phrase)
+    if saw_same and not phrases:
+        return [SAME]
+    return phrases

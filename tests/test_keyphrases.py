@@ -1,0 +1,113 @@
+"""Keyword extraction: candidate rules on hand-written texts, the real packaged MiniLM, file I/O."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+from pipeline.keyphrases import (  # noqa: E402
+    BadTextRecord,
+    default_model_path,
+    extract_file,
+    extract_keywords,
+    generate_candidates,
+    load_keyword_model,
+)
+from pipeline.keyphrases.spelling import TypoCorrector  # noqa: E402
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("has long sleeves and floral patterns", ["long sleeves", "floral patterns"]),
+        ("is black and has no sleeves", ["black", "no sleeves"]),
+        ("is not shiny and is darker", ["not shiny", "darker"]),
+        ("is black without a collar", ["black", "no collar"]),
+        ("is longer and is lighter in color", ["longer", "lighter"]),
+        ("is blue and is blue", ["blue"]),
+        ("is the same and is identical", ["same"]),
+        ("is a short sleeved shirt and is red", ["short sleeves", "red"]),
+        ("is black and white striped", ["black and white striped"]),
+        ("Add a red ball next to the dog.", ["red ball", "next to the dog"]),
+        ("Remove the cat and make the sky darker.", ["sky darker"]),
+        ("a brown dog on the grass instead of a cat on a sofa", ["brown dog", "on the grass"]),
+        ("There was a red car - now a blue truck", ["blue truck"]),
+        ("Replace the glass cup with a glass vase.", ["glass vase"]),
+    ],
+)
+def test_candidates_follow_the_rules(text: str, expected: list[str]) -> None:
+    assert generate_candidates(text) == expected
+
+
+def test_typo_is_corrected_and_names_are_kept() -> None:
+    correct = TypoCorrector()
+    assert correct("strpes") == "stripes"
+    assert correct("sleves") == "sleeves"
+    assert correct("lebowski") == "lebowski"
+    assert generate_candidates("has black strpes", correct) == ["black stripes"]
+
+
+def test_empty_text_gives_no_candidates() -> None:
+    assert generate_candidates("   ") == []
+    assert generate_candidates("and is") == []
+
+
+@pytest.fixture(scope="module")
+def minilm():
+    return load_keyword_model(default_model_path())
+
+
+def test_extract_keywords_with_packaged_minilm(minilm) -> None:
+    texts = [
+        "is darker and has long sleeves",
+        "is the same and is identical",
+        "",
+        "Add a red ball next to the dog.",
+    ]
+    first = extract_keywords(minilm, texts, batch_size=2)
+    assert first == extract_keywords(minilm, texts, batch_size=2)
+    assert first[0] == ["darker", "long sleeves"]
+    assert first[1] == ["same"]
+    assert first[2] == []
+    assert "red ball" in first[3]
+    assert all(isinstance(p, str) and p for row in first for p in row)
+
+
+def test_near_duplicate_spellings_merge(minilm) -> None:
+    assert extract_keywords(minilm, ["is grey and is gray"]) in (
+        [["grey"]],
+        [["gray"]],
+    )
+
+
+def test_extract_file_round_trip(minilm, tmp_path) -> None:
+    src = tmp_path / "texts.jsonl"
+    rows = [{"id": "a", "text": "is darker and has long sleeves"}, {"id": 7, "text": "  "}]
+    src.write_text("".join(json.dumps(r) + "\n" for r in rows) + "\n")
+    out = tmp_path / "sub" / "pred.jsonl"
+    counts = extract_file(minilm, src, out)
+    assert counts == {"n_in": 2, "n_out": 2, "n_skipped": 0, "skipped": []}
+    written = [json.loads(line) for line in out.read_text().splitlines()]
+    assert written == [
+        {"id": "a", "keywords": ["darker", "long sleeves"]},
+        {"id": 7, "keywords": []},
+    ]
+    assert [p.name for p in out.parent.iterdir()] == ["pred.jsonl"]
+
+
+def test_extract_file_bad_line_names_the_line(minilm, tmp_path) -> None:
+    src = tmp_path / "texts.jsonl"
+    src.write_text('{"id": "a", "text": "is red"}\n{"id": "b"}\nnot json\n')
+    out = tmp_path / "pred.jsonl"
+    with pytest.raises(BadTextRecord, match=r"texts.jsonl:2: missing text"):
+        extract_file(minilm, src, out)
+    assert not out.exists()
+    counts = extract_file(minilm, src, out, skip_bad=True)
+    assert (counts["n_in"], counts["n_out"], counts["n_skipped"]) == (3, 1, 2)
+    assert [s["line"] for s in counts["skipped"]] == [2, 3]
+    assert "not valid JSON" in counts["skipped"][1]["reason"]
+    assert json.loads(out.read_text()) == {"id": "a", "keywords": ["red"]}
