@@ -39,7 +39,7 @@ class DrawStyle:
     bgr_text: bool = False
     max_keywords: int = 8
     min_font_size: int = 6
-    box_padding: int = 1
+    box_padding: int = 2
 
     def __post_init__(self) -> None:
         for name in ("text_color", "box_color"):
@@ -63,6 +63,8 @@ class DrawStyle:
             text_color=tuple(params.text_color),
             box_color=tuple(params.box_color),
             margin=params.margin,
+            # params.yaml documents `margin` as both the edge offset and the padding in a box.
+            box_padding=params.margin,
             line_spacing=params.line_spacing,
             bgr_text=params.bgr_text,
             max_keywords=params.max_keywords,

@@ -8,7 +8,6 @@ what to do. `encode_png` / `decode_png` carry rendered images inside Parquet sha
 from __future__ import annotations
 
 import io
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -41,16 +40,13 @@ def load_rgb(path: str | Path) -> Image.Image:
     if path.stat().st_size == 0:
         raise ImageLoadError(f"{path}: empty (0-byte) file; re-download or replace it")
     try:
-        # A bomb warning (more than MAX_IMAGE_PIXELS) becomes an error: decoding such a file
-        # could exhaust a worker's memory long before it is resized.
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as img:
-                # load() decodes every byte now, so a truncated file fails here, not later.
-                img.load()
-                upright = ImageOps.exif_transpose(img)
-                rgb = to_rgb(upright)
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
+        with Image.open(path) as img:
+            _check_pixel_count(img)
+            # load() decodes every byte now, so a truncated file fails here, not later.
+            img.load()
+            upright = ImageOps.exif_transpose(img)
+            rgb = to_rgb(upright)
+    except Image.DecompressionBombError as err:
         raise ImageLoadError(
             f"{path}: image is too large to decode safely ({err}); downscale the file, or raise "
             f"PIL.Image.MAX_IMAGE_PIXELS if you trust it"
@@ -65,6 +61,19 @@ def load_rgb(path: str | Path) -> Image.Image:
             f"{path}: truncated or corrupt image data ({err}); re-download or replace the file"
         ) from err
     return rgb
+
+
+def _check_pixel_count(img: Image.Image) -> None:
+    """Refuse images over Pillow's MAX_IMAGE_PIXELS before decoding them."""
+    # Pillow itself only warns between 1x and 2x the limit (it raises above 2x). Checking here
+    # instead of turning the warning into an error avoids warnings.catch_warnings, which is not
+    # thread-safe, and dask workers may decode on several threads.
+    limit = Image.MAX_IMAGE_PIXELS
+    if limit is not None and img.width * img.height > limit:
+        raise Image.DecompressionBombError(
+            f"{img.width}x{img.height} = {img.width * img.height} pixels exceeds the limit of "
+            f"{limit} pixels"
+        )
 
 
 def to_rgb(img: Image.Image) -> Image.Image:

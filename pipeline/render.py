@@ -6,7 +6,7 @@ is one dask task that reads the input tables itself and writes
 (`render.text_template` filled with the reference caption and the modification), the keywords
 actually drawn, and the PNG of the reference with those keywords on it.
 
-Resume: every shard carries, in its Parquet schema metadata, a fingerprint of what produced it
+Resume: every shard carries, in its Parquet metadata, a fingerprint of what produced it
 (render params, Pillow version, its input rows with their captions, keywords and the sha256 of
 each reference image file) and its own record report. A rerun reuses each shard whose
 fingerprint still matches, so a killed run picks up where it stopped, a finished one costs only
@@ -27,6 +27,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from PIL import Image
 
+from pipeline.atomic import atomic_path
 from pipeline.config import Params, RenderParams
 from pipeline.drawing import DrawStyle, fit_canvas, render_visual_query
 from pipeline.images import ImageLoadError, encode_png, load_rgb
@@ -42,7 +43,6 @@ from pipeline.shards import (
     remove_stale,
     shard_name,
     shard_ranges,
-    write_table,
 )
 
 STAGE = "render"
@@ -51,6 +51,10 @@ STEM = "queries"
 RENDER_CODE_VERSION = 1
 FINGERPRINT_KEY = b"dqu.render.fingerprint"
 REPORT_KEY = b"dqu.render.report"
+# Row group size: bounds a worker's memory to this many PNGs (~0.5 MB each at 512x512).
+ROWS_PER_GROUP = 256
+# Fixed writer options, like shards.write_table, so equal rows give equal bytes.
+WRITER_OPTIONS = {"compression": "zstd", "write_statistics": False}
 # Decoded references kept per task; rows are sorted by pair id, so repeats are near, not adjacent.
 REFERENCE_CACHE_SIZE = 32
 
@@ -153,42 +157,61 @@ def render_shard(task: ShardTask) -> StageReport:
     report.n_in = len(rows)
     style = DrawStyle.from_params(task.render)
     references = _ReferenceCache(style, REFERENCE_CACHE_SIZE)
-    columns: dict[str, list] = {name: [] for name in RENDERED.names}
-    for row in rows:
-        record = f"triplet {row['split']}/{row['pair_id']}"
-        problem = _missing_input(row, task)
-        if problem is not None:
-            report.bad(record, *problem)
-            continue
-        try:
-            reference = references.get(row["reference_id"], row["path"])
-        except ImageLoadError as err:
-            report.bad(
-                record,
-                f"reference image '{row['reference_id']}' is unreadable: {err}",
-                "Replace the file, or drop the triplet in the dataset adapter",
-            )
-            continue
-        drawn = render_visual_query(reference, row["keywords"], style)
-        columns["split"].append(row["split"])
-        columns["pair_id"].append(row["pair_id"])
-        columns["reference_id"].append(row["reference_id"])
-        columns["target_id"].append(row["target_id"])
-        columns["text_query"].append(
-            task.render.text_template.format(
-                caption=row["caption"], modification=row["modification"]
-            )
-        )
-        columns["keywords"].append(list(drawn.layout.drawn))
-        columns["visual_query"].append(encode_png(drawn.image))
-        report.n_out += 1
-    table = pa.table(columns, schema=RENDERED)
-    metadata = {
-        FINGERPRINT_KEY: fingerprint.encode(),
-        REPORT_KEY: json.dumps(report.as_dict(), sort_keys=True).encode(),
-    }
-    write_table(table, task.out_path, schema=RENDERED.with_metadata(metadata))
+    schema = RENDERED.with_metadata({FINGERPRINT_KEY: fingerprint.encode()})
+    # Row groups are written as they fill, so a shard of large PNGs never sits in memory whole.
+    with atomic_path(task.out_path) as tmp, pq.ParquetWriter(tmp, schema, **WRITER_OPTIONS) as out:
+        pending: list[dict] = []
+        for row in rows:
+            rendered = _render_row(row, task, style, references, report)
+            if rendered is None:
+                continue
+            pending.append(rendered)
+            report.n_out += 1
+            if len(pending) == ROWS_PER_GROUP:
+                out.write_table(pa.Table.from_pylist(pending, schema=schema))
+                pending = []
+        if pending:
+            out.write_table(pa.Table.from_pylist(pending, schema=schema))
+        # The report goes in the footer, known only now; a reused shard hands it back.
+        out.add_key_value_metadata({REPORT_KEY: json.dumps(report.as_dict(), sort_keys=True)})
     return report
+
+
+def _render_row(
+    row: dict,
+    task: ShardTask,
+    style: DrawStyle,
+    references: _ReferenceCache,
+    report: StageReport,
+) -> dict | None:
+    """One RENDERED row, or None after reporting why the triplet cannot be rendered."""
+    record = f"triplet {row['split']}/{row['pair_id']}"
+    problem = _missing_input(row, task)
+    if problem is not None:
+        report.bad(record, *problem)
+        return None
+    try:
+        reference = references.get(row["reference_id"], row["path"])
+    except ImageLoadError as err:
+        report.bad(
+            record,
+            f"reference image '{row['reference_id']}' is unreadable: {err}",
+            "Replace the file, or drop the triplet in the dataset adapter",
+        )
+        return None
+    drawn = render_visual_query(reference, row["keywords"], style)
+    text_query = task.render.text_template.format(
+        caption=row["caption"], modification=row["modification"]
+    )
+    return {
+        "split": row["split"],
+        "pair_id": row["pair_id"],
+        "reference_id": row["reference_id"],
+        "target_id": row["target_id"],
+        "text_query": text_query,
+        "keywords": list(drawn.layout.drawn),
+        "visual_query": encode_png(drawn.image),
+    }
 
 
 def _missing_input(row: dict, task: ShardTask) -> tuple[str, str] | None:
@@ -279,12 +302,13 @@ def reusable_report(path: Path, fingerprint: str, on_bad_record: str) -> StageRe
     if not path.is_file():
         return None
     try:
-        parquet = pq.ParquetFile(path)
-        metadata = parquet.schema_arrow.metadata or {}
+        footer = pq.read_metadata(path)
+        # The file's key-value metadata holds both the schema's fingerprint and the report.
+        metadata = footer.metadata or {}
         if metadata.get(FINGERPRINT_KEY) != fingerprint.encode():
             return None
         stored = json.loads(metadata[REPORT_KEY])
-        if parquet.metadata.num_rows != stored["n_out"]:
+        if footer.num_rows != stored["n_out"]:
             return None
     except (OSError, ValueError, KeyError, pa.ArrowException):
         # An unreadable or foreign file is simply rendered again.

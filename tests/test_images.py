@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -33,6 +34,11 @@ def test_zero_byte_file(tmp_path):
         load_rgb(path)
 
 
+def test_folder_is_not_an_image(tmp_path):
+    with pytest.raises(ImageLoadError, match="not a regular file"):
+        load_rgb(tmp_path)
+
+
 def test_text_file_named_jpg(tmp_path):
     path = tmp_path / "notes.jpg"
     path.write_text("this is not an image\n")
@@ -54,13 +60,15 @@ def test_truncated_jpeg_fails_at_load(tmp_path):
 def test_decompression_bomb_is_refused(tmp_path, monkeypatch):
     path = _save(Image.new("RGB", (40, 40), (1, 2, 3)), tmp_path / "big.png")
     assert load_rgb(path).size == (40, 40)
-    # 1600 pixels: above 1000 only warns in Pillow (we turn it into an error) ...
+    # 1600 pixels: above 1000 Pillow only warns, so load_rgb's own check must refuse it ...
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)
-    with pytest.raises(ImageLoadError, match="big.png.*too large"):
-        load_rgb(path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        with pytest.raises(ImageLoadError, match="big.png.*too large.*1600 pixels"):
+            load_rgb(path)
     # ... and above twice the limit Pillow itself raises DecompressionBombError.
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 500)
-    with pytest.raises(ImageLoadError, match="too large"):
+    with pytest.raises(ImageLoadError, match="big.png.*too large"):
         load_rgb(path)
 
 

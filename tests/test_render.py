@@ -109,6 +109,16 @@ def test_rows_text_queries_and_images(tmp_path):
     assert tuple(pixels[3, 3]) != COLORS[2]  # the text box sits top-left
 
 
+def test_small_row_groups_hold_the_same_rows(tmp_path, monkeypatch):
+    dirs = _layout(tmp_path)
+    _, whole = _run(dirs, _params(shards=1), out="whole")
+    monkeypatch.setattr(render_module, "ROWS_PER_GROUP", 3)
+    _, grouped = _run(dirs, _params(shards=1), out="grouped")
+    path = list_shards(grouped, "queries")[0]
+    assert pq.read_metadata(path).num_row_groups == 3  # 8 rows in groups of 3
+    assert read_shards(grouped, "queries", RENDERED).equals(read_shards(whole, "queries", RENDERED))
+
+
 def test_canvas_size_and_template_quirk(tmp_path):
     dirs = _layout(tmp_path)
     _, out_dir = _run(dirs, _params(canvas_size=32, text_template="{caption}, but{modification}"))
@@ -166,6 +176,18 @@ def test_bad_template_is_rejected_before_work(tmp_path):
     with pytest.raises(ValueError, match="render.text_template"):
         _run(dirs, _params(text_template="{caption} {target}"))
     assert not (tmp_path / "render").exists()
+
+
+def test_duplicate_pair_ids_are_rejected(tmp_path):
+    dirs = _layout(tmp_path)
+    rows = [
+        {"split": "val", "pair_id": "v1", "reference_id": f"img{i}", "target_id": "img0"}
+        | {"modification": "x", "caption": None, "keywords": None, "subset": None}
+        for i in (1, 2)
+    ]
+    write_table(pa.Table.from_pylist(rows, TRIPLETS), dirs["prepare"] / "triplets.parquet")
+    with pytest.raises(ValueError, match="duplicate triplet val/v1"):
+        _run(dirs, _params())
 
 
 def test_resume_reuses_finished_shards(tmp_path, monkeypatch):
