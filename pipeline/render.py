@@ -24,6 +24,7 @@ from pathlib import Path
 
 import PIL
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from PIL import Image
 
@@ -196,7 +197,7 @@ def _render_row(
         report.bad(
             record,
             f"reference image '{row['reference_id']}' is unreadable: {err}",
-            "Replace the file, or drop the triplet in the dataset adapter",
+            "If the file cannot be fixed, drop the triplet in the dataset adapter",
         )
         return None
     drawn = render_visual_query(reference, row["keywords"], style)
@@ -249,14 +250,16 @@ def _shard_rows(task: ShardTask) -> list[dict]:
     ).to_pylist()
     wanted_images = {row["reference_id"] for row in rows}
     wanted_pairs = {(row["split"], row["pair_id"]) for row in rows}
-    images = read_table(task.images_path, IMAGES).to_pylist()
-    paths = {r["image_id"]: r["path"] for r in images if r["image_id"] in wanted_images}
-    caption_rows = read_table(task.captions_path, CAPTIONS).to_pylist()
-    captions = {r["image_id"]: r["caption"] for r in caption_rows if r["image_id"] in wanted_images}
-    keywords_table = read_table(task.keywords_path, KEYWORDS).to_pylist()
+    images = _rows_where(read_table(task.images_path, IMAGES), "image_id", wanted_images)
+    paths = {r["image_id"]: r["path"] for r in images}
+    caption_rows = _rows_where(read_table(task.captions_path, CAPTIONS), "image_id", wanted_images)
+    captions = {r["image_id"]: r["caption"] for r in caption_rows}
+    keyword_rows = _rows_where(
+        read_table(task.keywords_path, KEYWORDS), "pair_id", {p for _, p in wanted_pairs}
+    )
     keywords = {
         (r["split"], r["pair_id"]): r["keywords"]
-        for r in keywords_table
+        for r in keyword_rows
         if (r["split"], r["pair_id"]) in wanted_pairs
     }
     digests = {image_id: file_digest(path) for image_id, path in sorted(paths.items())}
@@ -266,6 +269,13 @@ def _shard_rows(task: ShardTask) -> list[dict]:
         row["caption"] = captions.get(row["reference_id"])
         row["keywords"] = keywords.get((row["split"], row["pair_id"]))
     return rows
+
+
+def _rows_where(table: pa.Table, column: str, values: set) -> list[dict]:
+    """Rows of `table` whose `column` is in `values`, as dicts (filtered before converting)."""
+    # Filtering in Arrow first keeps a shard's cost proportional to its rows, not the dataset.
+    wanted = pa.array(sorted(v for v in values if v is not None), type=pa.string())
+    return table.filter(pc.is_in(table[column], value_set=wanted)).to_pylist()
 
 
 def file_digest(path: str | None) -> str | None:
