@@ -100,11 +100,17 @@ def _split_on_and(tokens: list[str]) -> list[list[str]]:
         if tok in ("and", "&", "or") and prev in lx.COLOURS and nxt in lx.COLOURS:
             chunks[-1].append(tok)
             continue
+        if tok == "with" and KEEP_COLOUR_WITH and _is_colour_run(_strip_edges(chunks[-1])):
+            chunks[-1].append(tok)
+            continue
         if tok in lx.SPLITTERS:
             chunks.append([])
             continue
         chunks[-1].append(tok)
     return [c for c in chunks if c]
+
+
+KEEP_COLOUR_WITH = True
 
 
 def _split_on_copula(tokens: list[str]) -> list[list[str]]:
@@ -180,6 +186,13 @@ def _render(tokens: list[str]) -> list[str]:
     """Rewrite a chunk into the form keyword lists use ("long sleeved" -> "long sleeves")."""
     if tokens and tokens[0] == "without":
         tokens = ["no", *[t for t in tokens[1:] if t not in lx.ARTICLES]]
+    # "does not have sleeves" / "not sleeved" -> "no sleeves"
+    if tokens[:2] in (["does", "not"], ["do", "not"], ["did", "not"]):
+        tokens = tokens[1:]
+    if tokens[:1] == ["not"] and len(tokens) > 1 and tokens[1] in lx.POSSESSION_VERBS:
+        tokens = ["no", *[t for t in tokens[2:] if t not in lx.ARTICLES]]
+    if tokens[:2] == ["not", "sleeved"]:
+        tokens = ["no", "sleeves", *tokens[2:]]
     out = []
     for i, tok in enumerate(tokens):
         prev = tokens[i - 1] if i else ""
@@ -187,9 +200,43 @@ def _render(tokens: list[str]) -> list[str]:
             tok = "sleeves"
         out.append(tok)
     # A trailing garment noun adds nothing once an attribute precedes it ("blue shirt").
-    if len(out) >= 2 and out[-1] in lx.GARMENT_NOUNS and out[-2] not in lx.ARTICLES:
+    if (len(out) >= 2 and out[-1] in lx.GARMENT_NOUNS and out[-2] not in lx.ARTICLES
+            and out[-2] not in lx.GARMENT_COMPOUND_HEADS):
         out = out[:-1]
     return out
+
+
+def _is_colour_run(tokens: list[str]) -> bool:
+    """True for 'black', 'black and white', 'dark blue': colour words and 'and' only."""
+    return (bool(tokens) and tokens[0] in lx.COLOURS and tokens[-1] in lx.COLOURS
+            and all(t in lx.COLOURS or t == "and" for t in tokens))
+
+
+def _split_attributes(tokens: list[str]) -> list[list[str]]:
+    """Split a stack of attributes ('plain black v neck') into one phrase per attribute."""
+    if len(tokens) < 3:
+        return [tokens]
+    # "green colored image" -> "green", "image"
+    for i in range(1, len(tokens) - 1):
+        if tokens[i] in lx.COLOUR_NOUNS and _is_colour_run(tokens[:i]):
+            return [tokens[:i], *_split_attributes(tokens[i + 1 :])]
+    # "short sleeves white" -> "short sleeves", "white"
+    for i in range(1, len(tokens) - 1):
+        if tokens[i] == "sleeves" and tokens[i - 1] in lx.SLEEVE_LENGTHS:
+            return [*_split_attributes(tokens[: i - 1]), tokens[i - 1 : i + 1],
+                    *_split_attributes(tokens[i + 1 :])]
+    for i in range(2, len(tokens) + 1):
+        if tokens[i - 1] == "sleeves" and tokens[i - 2] in lx.SLEEVE_LENGTHS and i > 2:
+            return [*_split_attributes(tokens[: i - 2]), tokens[i - 2 : i]]
+    # A leading colour or style word before a two-word attribute: "black v neck".
+    run = 0
+    while run < len(tokens) and (tokens[run] in lx.COLOURS or tokens[run] == "and"):
+        run += 1
+    if 0 < run and len(tokens) - run >= 2 and _is_colour_run(tokens[:run]):
+        return [tokens[:run], *_split_attributes(tokens[run:])]
+    if tokens[0] in lx.STYLE_WORDS and len(tokens) >= 3:
+        return [tokens[:1], *_split_attributes(tokens[1:])]
+    return [tokens]
 
 
 def _is_same_request(tokens: list[str]) -> bool:
@@ -259,9 +306,9 @@ def generate_candidates(text: str, correct: Corrector | None = None) -> list[str
                 if _is_same_request(sub):
                     saw_same = True
                     continue
-                sub = _render(_strip_edges(sub))
-                if sub and not _is_garment_only(sub):
-                    chunks.append(sub)
+                for attr in _split_attributes(_render(_strip_edges(sub))):
+                    if attr and not _is_garment_only(attr):
+                        chunks.append(attr)
     phrases: list[str] = []
     seen: set[frozenset[str]] = set()
     for chunk in chunks:

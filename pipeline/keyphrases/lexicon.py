@@ -35,7 +35,7 @@ TRAIL_OBJECTS = frozenset({"it", "them", "this", "that", "color", "colour", "col
                            "front", "general", "tone", "shade", "image", "picture"})
 
 # Words at which one request ends and the next begins.
-SPLITTERS = frozenset({"and", "with", "but", "plus", "while", "whereas", "although", "though",
+SPLITTERS = frozenset({"and", "with", "w", "but", "plus", "while", "whereas", "although", "though",
                        "yet", "&"})
 
 # Words ignored when deciding whether two phrases say the same thing.
@@ -214,5 +214,22 @@ PART_LOCATIONS = frozenset(
         "right", "shoulder", "shoulders", "waist", "hem", "cuffs", "cuff", "body", "torso",
         "corner", "edge", "edges", "it", "them", "color", "colour", "size", "length", "style",
         "shape", "form",
+    }
+)
+
+# Garment names whose last word is a garment noun too ("tank top", "polo shirt").
+GARMENT_COMPOUND_HEADS = frozenset({"tank", "crop", "polo", "tube", "halter", "dress", "tee",
+                                    "muscle", "work", "rugby", "flannel", "henley", "camp"})
+
+SLEEVE_LENGTHS = frozenset({"long", "short", "longer", "shorter", "no", "cap", "half", "full",
+                            "three-quarter", "elbow", "rolled", "puffy", "puff", "loose"})
+
+# Stand-alone style attributes that do not modify the next word ("plain black v neck").
+STYLE_WORDS = frozenset(
+    {
+        "plain", "solid", "loose", "fitted", "casual", "formal", "striped", "plaid", "floral",
+        "checkered", "sleeveless", "collared", "collarless", "slim", "baggy", "tight", "sporty",
+        "simple", "simpler", "busy", "busier", "faded", "vintage", "retro", "cropped", "sheer",
+        "shiny", "tighter", "looser",
     }
 )
