@@ -28,7 +28,7 @@ def dask_client(params: ParallelParams) -> Iterator[Any]:
             n_workers=params.workers,
             threads_per_worker=params.threads_per_worker,
             processes=True,
-            dashboard_address=None,
+            dashboard_address=":0",  # a free port: parallel runs must not collide on 8787
             silence_logs=logging.ERROR,
         )
         with cluster, Client(cluster) as client:

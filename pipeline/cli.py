@@ -1,0 +1,176 @@
+"""`dqu`: one thin command per pipeline stage (dvc.yaml calls these), plus tools."""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, TypeVar
+
+import typer
+
+from pipeline.config import Params, load_params
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="DQU-CIR pipeline stages (run them all with `dvc repro`).",
+)
+F = TypeVar("F", bound=Callable)
+
+ParamsOpt = Annotated[Path, typer.Option("--params", help="params file to read")]
+OutOpt = Annotated[Path, typer.Option("--out", help="output folder of this stage")]
+# Artifact paths have no defaults: they are written once, in dvc.yaml.
+
+
+def _user_errors(fn: F) -> F:
+    """Show expected failures (bad params, bad records, missing files) as one clear line."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        try:
+            return fn(*args, **kwargs)
+        except (ValueError, FileNotFoundError) as err:
+            if os.environ.get("DQU_TRACEBACK"):
+                raise
+            typer.secho(f"error: {err}", fg=typer.colors.RED, err=True)
+            raise typer.Exit(2) from err
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _params(path: Path) -> Params:
+    return load_params(path)
+
+
+@app.command()
+@_user_errors
+def prepare(
+    params: ParamsOpt = Path("params.yaml"),
+    out: OutOpt = ...,
+) -> None:
+    """Turn the dataset named in params into triplets/images/gallery tables."""
+    from pipeline import prepare as stage
+
+    stage.run(_params(params), out)
+
+
+@app.command()
+@_user_errors
+def caption(
+    params: ParamsOpt = Path("params.yaml"),
+    prepare_dir: Annotated[Path, typer.Option("--prepare")] = ...,
+    out: OutOpt = ...,
+) -> None:
+    """Caption every reference image (BLIP-2 or provided captions)."""
+    from pipeline import caption as stage
+
+    stage.run(_params(params), prepare_dir, out)
+
+
+@app.command()
+@_user_errors
+def keywords(
+    texts: Annotated[
+        Path | None,
+        typer.Argument(help="JSON lines with id and text; omit to run the pipeline stage"),
+    ] = None,
+    params: ParamsOpt = Path("params.yaml"),
+    prepare_dir: Annotated[Path | None, typer.Option("--prepare")] = None,
+    out: Annotated[Path | None, typer.Option("--out")] = None,
+    model: Annotated[str | None, typer.Option(help="sentence-transformers dir or id")] = None,
+    skip_bad: Annotated[bool, typer.Option(help="skip bad lines instead of failing")] = False,
+) -> None:
+    """Target keywords: the pipeline stage, or `dqu keywords TEXTS.jsonl --out PRED.jsonl`."""
+    if texts is None:
+        from pipeline import keywords as stage
+
+        if out is None or prepare_dir is None:
+            raise typer.BadParameter("the keywords stage needs --prepare DIR and --out DIR")
+        stage.run(_params(params), prepare_dir, out)
+        return
+    if out is None:
+        raise typer.BadParameter("give --out PRED.jsonl when extracting from a file")
+    from pipeline.keyphrases import extract_file, load_keyword_model
+    from pipeline.models import resolve_model
+
+    spec = model or _params(params).keywords.model
+    stats = extract_file(load_keyword_model(resolve_model(spec)), texts, out, skip_bad=skip_bad)
+    typer.echo(f"[keywords] in={stats['n_in']} out={stats['n_out']} skipped={stats['n_skipped']}")
+
+
+@app.command()
+@_user_errors
+def render(
+    params: ParamsOpt = Path("params.yaml"),
+    prepare_dir: Annotated[Path, typer.Option("--prepare")] = ...,
+    caption_dir: Annotated[Path, typer.Option("--caption")] = ...,
+    keywords_dir: Annotated[Path, typer.Option("--keywords")] = ...,
+    out: OutOpt = ...,
+) -> None:
+    """Write the unified text and visual queries into Parquet shards."""
+    from pipeline import render as stage
+
+    stage.run(_params(params), prepare_dir, caption_dir, keywords_dir, out)
+
+
+@app.command()
+@_user_errors
+def inputs(
+    params: ParamsOpt = Path("params.yaml"),
+    prepare_dir: Annotated[Path, typer.Option("--prepare")] = ...,
+    render_dir: Annotated[Path, typer.Option("--render")] = ...,
+    out: OutOpt = ...,
+) -> None:
+    """Precompute encoder inputs (pixels, token ids) for the configured backbone."""
+    from pipeline import inputs as stage
+
+    stage.run(_params(params), prepare_dir, render_dir, out)
+
+
+@app.command()
+@_user_errors
+def train(
+    mode: Annotated[str, typer.Argument(help="query mode: dqu, text or visual")],
+    params: ParamsOpt = Path("params.yaml"),
+    inputs_dir: Annotated[Path, typer.Option("--inputs")] = ...,
+    out: OutOpt = ...,
+    resume: Annotated[bool, typer.Option(help="continue from the last checkpoint")] = True,
+) -> None:
+    """Train the fusion model in one query mode."""
+    from pipeline import train as stage
+
+    stage.run(_params(params), mode, inputs_dir, out, resume)
+
+
+@app.command()
+@_user_errors
+def evaluate(
+    params: ParamsOpt = Path("params.yaml"),
+    inputs_dir: Annotated[Path, typer.Option("--inputs")] = ...,
+    train_dir: Annotated[Path, typer.Option("--train")] = ...,
+    out: OutOpt = ...,
+) -> None:
+    """Recall@K of every query mode; writes metrics and plots for DVC."""
+    from pipeline import evaluate as stage
+
+    stage.run(_params(params), inputs_dir, train_dir, out)
+
+
+@app.command("check-params")
+@_user_errors
+def check_params(params: ParamsOpt = Path("params.yaml")) -> None:
+    """Validate params.yaml without running anything."""
+    _params(params)
+    typer.echo(f"{params}: ok")
+
+
+def main() -> None:
+    """Console entry point."""
+    app(prog_name="dqu")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,134 @@
+"""Every stage's run() on a tiny dataset, chained the way dvc.yaml chains them."""
+
+import json
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from pipeline import caption, evaluate, inputs, keywords, prepare, render, train
+from pipeline.config import (
+    CaptionParams,
+    EvaluateParams,
+    KeywordsParams,
+    ParallelParams,
+    Params,
+    PrepareParams,
+    RenderParams,
+)
+from pipeline.datasets import ADAPTERS
+from pipeline.datasets.tables import DatasetTables
+from pipeline.shards import CAPTIONS, KEYWORDS, RENDERED, read_shards, read_table
+from trainer.config import ClipConfig, TrainConfig
+
+COLOURS = {"red": (220, 30, 30), "green": (30, 180, 30), "blue": (30, 30, 220)}
+
+
+def tiny_dataset(params: PrepareParams, seed: int, out_dir: Path) -> DatasetTables:
+    """Three colours x two sizes per split; queries ask for another colour."""
+    images, gallery, triplets = [], [], []
+    for split, n_pairs in (("train", 8), ("val", 4), ("test", 4)):
+        for colour, rgb in COLOURS.items():
+            for size in (8, 14):
+                iid = f"{split}-{colour}-{size}"
+                path = out_dir / "img" / f"{iid}.png"
+                path.parent.mkdir(parents=True, exist_ok=True)
+                img = Image.new("RGB", (32, 32), (200, 200, 200))
+                img.paste(rgb, (16 - size, 16 - size, 16 + size, 16 + size))
+                img.save(path)
+                images.append({"image_id": iid, "path": str(path)})
+                gallery.append({"split": split, "image_id": iid})
+        names = list(COLOURS)
+        for k in range(n_pairs):
+            old, new, size = names[k % 3], names[(k + 1) % 3], (8, 14)[k % 2]
+            triplets.append(
+                {
+                    "split": split,
+                    "pair_id": f"{split}-{k}",
+                    "reference_id": f"{split}-{old}-{size}",
+                    "target_id": f"{split}-{new}-{size}",
+                    "modification": f"make it {new} instead of {old}",
+                    "caption": f"a {old} square",
+                    "keywords": [new],
+                    "subset": None,
+                }
+            )
+    return DatasetTables.from_rows(triplets, images, gallery)
+
+
+@pytest.fixture(scope="module")
+def run_all(tmp_path_factory):
+    ADAPTERS["tiny"] = tiny_dataset
+    root = tmp_path_factory.mktemp("pipeline")
+    params = Params(
+        parallel=ParallelParams(scheduler="sync"),
+        prepare=PrepareParams(dataset="tiny"),
+        caption=CaptionParams(backend="provided"),
+        keywords=KeywordsParams(backend="provided"),
+        render=RenderParams(shards=2, font_size=8),
+        clip=ClipConfig(model="dqu-test"),
+        train=TrainConfig(epochs=2, batch_size=4, lr=1e-3, clip_lr=1e-3),
+        evaluate=EvaluateParams(ks=[1, 2, 5], batch_size=8),
+    )
+    dirs = {name: root / name for name in ("prepare", "caption", "keywords", "render", "inputs")}
+    prepare.run(params, dirs["prepare"])
+    caption.run(params, dirs["prepare"], dirs["caption"])
+    keywords.run(params, dirs["prepare"], dirs["keywords"])
+    render.run(params, dirs["prepare"], dirs["caption"], dirs["keywords"], dirs["render"])
+    inputs.run(params, dirs["prepare"], dirs["render"], dirs["inputs"])
+    for mode in ("dqu", "text", "visual"):
+        train.run(params, mode, dirs["inputs"], root / "train" / mode)
+    metrics = evaluate.run(params, dirs["inputs"], root / "train", root / "evaluate")
+    yield root, params, metrics
+    del ADAPTERS["tiny"]
+
+
+def _report(folder: Path) -> dict:
+    return json.loads((folder / "report.json").read_text())
+
+
+def test_every_stage_accounts_for_every_record(run_all):
+    root, _, _ = run_all
+    for stage, n_in in (("prepare", 16), ("keywords", 16), ("render", 16), ("caption", 14)):
+        report = _report(root / stage)
+        assert report["n_in"] == n_in, stage
+        assert report["n_in"] == report["n_out"] + report["n_skipped"], stage
+
+
+def test_caption_and_keyword_tables(run_all):
+    root, _, _ = run_all
+    captions = read_table(root / "caption" / "captions.parquet", CAPTIONS).to_pylist()
+    assert {"image_id": "train-red-8", "caption": "a red square"} in captions
+    kws = read_table(root / "keywords" / "keywords.parquet", KEYWORDS).to_pylist()
+    assert {"split": "test", "pair_id": "test-0", "keywords": ["green"]} in kws
+
+
+def test_render_writes_unified_queries(run_all):
+    root, _, _ = run_all
+    rows = read_shards(root / "render", "queries", RENDERED).to_pylist()
+    assert len(rows) == 16
+    first = next(r for r in rows if r["pair_id"] == "test-0")
+    assert first["text_query"] == "a red square, but make it green instead of red"
+    assert first["keywords"] == ["green"]
+    assert first["visual_query"][:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_inputs_meta_matches_the_backbone(run_all):
+    root, _, _ = run_all
+    meta = json.loads((root / "inputs" / "meta.json").read_text())
+    assert meta["model"] == "dqu-test" and meta["image_size"] == 16
+    assert _report(root / "inputs")["n_in"] == 16 + 18  # queries + images
+
+
+def test_train_and_evaluate_outputs(run_all):
+    root, params, metrics = run_all
+    for mode in ("dqu", "text", "visual"):
+        assert (root / "train" / mode / "model.safetensors").is_file()
+    assert set(metrics) == {"dqu", "text", "visual"}
+    written = json.loads((root / "evaluate" / "metrics.json").read_text())
+    assert written == {"test": metrics}
+    for values in metrics.values():
+        assert set(values) == {"R@1", "R@2", "R@5"}
+        assert 0.0 <= values["R@1"] <= values["R@2"] <= values["R@5"] <= 100.0
+    curve = json.loads((root / "evaluate" / "recall_curve.json").read_text())
+    assert [row["k"] for row in curve][:2] == [1, 2]
