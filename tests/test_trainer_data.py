@@ -28,7 +28,8 @@ STD = (0.26862954, 0.26130258, 0.27577711)
 
 def write_inputs(root: Path, *, n_train: int = 24, n_val: int = 8, n_images: int = 20,
                  image_size: int = 16, context_length: int = 8, model: str = "dqu-test",
-                 query_shards: int = 2, image_shards: int = 2, seed: int = 0) -> dict:
+                 query_shards: int = 2, image_shards: int = 2, seed: int = 0,
+                 row_group_size: int | None = None) -> dict:
     """Write a random inputs dir (meta, query/image shards, gallery); return what was written."""
     rng = np.random.default_rng(seed)
     root.mkdir(parents=True, exist_ok=True)
@@ -56,12 +57,14 @@ def write_inputs(root: Path, *, n_train: int = 24, n_val: int = 8, n_images: int
     for shard, part in enumerate(np.array_split(np.arange(len(queries)), query_shards)):
         rows = [queries[i] for i in part]
         pq.write_table(pa.Table.from_pylist(rows, schema=schema),
-                       root / f"queries-{shard:05d}-of-{query_shards:05d}.parquet")
+                       root / f"queries-{shard:05d}-of-{query_shards:05d}.parquet",
+                       row_group_size=row_group_size)
     image_schema = pa.schema([("image_id", pa.string()), ("pixels", pa.binary())])
     for shard, part in enumerate(np.array_split(np.arange(n_images), image_shards)):
         rows = [{"image_id": image_ids[i], "pixels": images[image_ids[i]]} for i in part]
         pq.write_table(pa.Table.from_pylist(rows, schema=image_schema),
-                       root / f"images-{shard:05d}-of-{image_shards:05d}.parquet")
+                       root / f"images-{shard:05d}-of-{image_shards:05d}.parquet",
+                       row_group_size=row_group_size)
     gallery = [{"split": s, "image_id": i} for s in ("train", "val") for i in image_ids]
     pq.write_table(pa.Table.from_pylist(gallery), root / "gallery.parquet")
     meta = {"model": model, "image_size": image_size, "mean": list(MEAN), "std": list(STD),
@@ -70,8 +73,10 @@ def write_inputs(root: Path, *, n_train: int = 24, n_val: int = 8, n_images: int
     return {"queries": queries, "images": images, "image_ids": image_ids, "meta": meta}
 
 
-def test_round_trip_of_queries_images_and_gallery(tmp_path: Path) -> None:
-    written = write_inputs(tmp_path, n_train=7, n_val=3, query_shards=3, image_shards=2)
+@pytest.mark.parametrize("row_group_size", [None, 2])
+def test_round_trip_of_queries_images_and_gallery(tmp_path: Path, row_group_size) -> None:
+    written = write_inputs(tmp_path, n_train=7, n_val=5, query_shards=2, image_shards=2,
+                           row_group_size=row_group_size)
     meta = read_meta(tmp_path)
     assert meta.image_size == 16 and meta.context_length == 8
     val = load_queries(tmp_path, "val", meta)
@@ -80,13 +85,14 @@ def test_round_trip_of_queries_images_and_gallery(tmp_path: Path) -> None:
     assert val.target_ids == [q["target_id"] for q in expected]
     assert val.tokens.dtype == np.int32
     np.testing.assert_array_equal(val.tokens, np.array([q["text_tokens"] for q in expected]))
-    pixels = val.visual.take([2, 0])
-    assert pixels.shape == (2, 16, 16, 3)
-    assert pixels[0].tobytes() == expected[2]["visual_pixels"]
-    assert pixels[1].tobytes() == expected[0]["visual_pixels"]
-    store = ImageStore(tmp_path, ["img005", "img017"], meta)
-    assert len(store) == 2
-    assert store.take(["img017"])[0].tobytes() == written["images"]["img017"]
+    pixels = val.visual.take([4, 0, 2])
+    assert pixels.shape == (3, 16, 16, 3)
+    for got, row in zip(pixels, [4, 0, 2], strict=True):
+        assert got.tobytes() == expected[row]["visual_pixels"]
+    store = ImageStore(tmp_path, ["img005", "img017", "img002"], meta)
+    assert len(store) == 3
+    for image_id, got in zip(["img017", "img002"], store.take(["img017", "img002"]), strict=True):
+        assert got.tobytes() == written["images"][image_id]
     assert read_gallery(tmp_path, "val") == written["image_ids"]
 
 

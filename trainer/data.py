@@ -79,14 +79,14 @@ def shard_paths(inputs_dir: str | Path, name: str) -> list[Path]:
     return paths
 
 
-def _pixel_view(column: pa.ChunkedArray, image_size: int, ids: pa.ChunkedArray,
-                source: Path) -> np.ndarray:
-    """View a binary pixel column as uint8 (N, S, S, 3) without copying when it is one chunk."""
+def _pixel_chunk(array: pa.Array, image_size: int, record_id, source: Path) -> np.ndarray:
+    """View one binary pixel chunk as uint8 (n, S, S, 3) without copying."""
     expected = image_size * image_size * 3
-    array = column.combine_chunks() if column.num_chunks != 1 else column.chunk(0)
     if array.null_count:
-        bad = ids[pc.index(pc.is_null(array), True).as_py()].as_py()
+        bad = record_id(pc.index(pc.is_null(array), True).as_py())
         raise InputsFormatError(f"{source}: record {bad!r} has null pixels")
+    if len(array) == 0:
+        return np.zeros((0, image_size, image_size, 3), dtype=np.uint8)
     if pa.types.is_fixed_size_binary(array.type):
         if array.type.byte_width != expected:
             raise InputsFormatError(f"{source}: pixels are {array.type.byte_width} bytes, "
@@ -94,24 +94,37 @@ def _pixel_view(column: pa.ChunkedArray, image_size: int, ids: pa.ChunkedArray,
         data = np.frombuffer(array.buffers()[1], dtype=np.uint8)
         start = array.offset * expected
         return data[start:start + len(array) * expected].reshape(-1, image_size, image_size, 3)
-    if pa.types.is_binary(array.type) or pa.types.is_large_binary(array.type):
-        offset_type = np.int32 if pa.types.is_binary(array.type) else np.int64
-        offsets = np.frombuffer(array.buffers()[1], dtype=offset_type)
-        offsets = offsets[array.offset:array.offset + len(array) + 1]
-        lengths = np.diff(offsets)
-        wrong = np.flatnonzero(lengths != expected)
-        if wrong.size:
-            raise InputsFormatError(
-                f"{source}: record {ids[int(wrong[0])].as_py()!r} has {int(lengths[wrong[0]])} "
-                f"pixel bytes, "
-                f"expected {expected} (= {image_size}x{image_size}x3 uint8 HWC); "
-                "rerun the `inputs` stage"
-            )
-        if len(array) == 0:
-            return np.zeros((0, image_size, image_size, 3), dtype=np.uint8)
-        data = np.frombuffer(array.buffers()[2], dtype=np.uint8)[offsets[0]:offsets[-1]]
-        return data.reshape(-1, image_size, image_size, 3)
-    raise InputsFormatError(f"{source}: pixel column has type {array.type}, expected binary")
+    if not (pa.types.is_binary(array.type) or pa.types.is_large_binary(array.type)):
+        raise InputsFormatError(f"{source}: pixel column has type {array.type}, expected binary")
+    offset_type = np.int32 if pa.types.is_binary(array.type) else np.int64
+    offsets = np.frombuffer(array.buffers()[1], dtype=offset_type)
+    offsets = offsets[array.offset:array.offset + len(array) + 1]
+    lengths = np.diff(offsets)
+    wrong = np.flatnonzero(lengths != expected)
+    if wrong.size:
+        raise InputsFormatError(
+            f"{source}: record {record_id(int(wrong[0]))!r} has {int(lengths[wrong[0]])} pixel "
+            f"bytes, expected {expected} (= {image_size}x{image_size}x3 uint8 HWC); "
+            "rerun the `inputs` stage"
+        )
+    data = np.frombuffer(array.buffers()[2], dtype=np.uint8)[offsets[0]:offsets[-1]]
+    return data.reshape(-1, image_size, image_size, 3)
+
+
+def _pixel_chunks(column: pa.ChunkedArray, image_size: int, ids: pa.ChunkedArray,
+                  source: Path) -> list[np.ndarray]:
+    """Zero-copy uint8 (n, S, S, 3) views of every chunk of a binary pixel column.
+
+    Chunks are kept apart (never combined) so no copy is made and no 2 GiB binary limit is hit.
+    """
+    views, first_row = [], 0
+    for chunk in column.chunks:
+        def record_id(row: int, base: int = first_row) -> str:
+            return ids[base + row].as_py()
+
+        views.append(_pixel_chunk(chunk, image_size, record_id, source))
+        first_row += len(chunk)
+    return views
 
 
 def _token_matrix(column: pa.ChunkedArray, context_length: int, ids: pa.ChunkedArray,
@@ -186,7 +199,7 @@ def load_queries(inputs_dir: str | Path, split: str, meta: InputsMeta | None = N
         reference_ids.extend(table.column("reference_id").to_pylist())
         target_ids.extend(table.column("target_id").to_pylist())
         tokens.append(_token_matrix(table.column("text_tokens"), meta.context_length, ids, path))
-        pixels.append(_pixel_view(table.column("visual_pixels"), meta.image_size, ids, path))
+        pixels.extend(_pixel_chunks(table.column("visual_pixels"), meta.image_size, ids, path))
     if len(set(pair_ids)) != len(pair_ids):
         raise InputsFormatError(f"duplicate pair_id in split {split!r} of {inputs_dir}")
     return QueryTable(
@@ -215,7 +228,7 @@ class ImageStore:
             table = pq.read_table(path, columns=["image_id", "pixels"], filters=filters)
             ids = table.column("image_id")
             self.ids.extend(ids.to_pylist())
-            chunks.append(_pixel_view(table.column("pixels"), meta.image_size, ids, path))
+            chunks.extend(_pixel_chunks(table.column("pixels"), meta.image_size, ids, path))
         self._row = {image_id: row for row, image_id in enumerate(self.ids)}
         if len(self._row) != len(self.ids):
             dup = next(i for i in self.ids if self.ids.count(i) > 1)
