@@ -21,7 +21,7 @@ from trainer.data import (
 )
 from trainer.fusion import DQUModel
 from trainer.metrics import recall_from_ranks, target_ranks, topk_ids
-from trainer.runtime import Precision, autocast, eval_mode, resolve_precision
+from trainer.runtime import Precision, autocast, eval_mode, resolve_device, resolve_precision
 
 
 @dataclass
@@ -152,7 +152,7 @@ def evaluate(model: DQUModel, inputs_dir: str | Path, split: str, ks: Sequence[i
              batch_size: int, device: str | torch.device, *, amp: str = "off",
              top_n: int | None = None, data: EvalSplit | None = None) -> EvalResult:
     """Recall@K of `model` on `split` (gallery embedded once); `data` reuses a loaded split."""
-    device = torch.device(device)
+    device = resolve_device(device) if isinstance(device, str) else device
     precision = resolve_precision(amp, device)
     data = data if data is not None else load_eval_split(inputs_dir, split)
     if not data.gallery_ids:
