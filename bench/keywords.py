@@ -77,12 +77,15 @@ def main() -> int:
         texts = [text for _, (text, _) in items]
         golds = [gold for _, (_, gold) in items]
         model.phrase_cache.clear()  # time a cold cache, as a fresh stage run would see
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), time.process_time()
         preds = extract_keywords(model, texts)
         rate = len(texts) / (time.perf_counter() - start)
+        # CPU seconds too: on a shared machine wall-clock rate drops with other tenants' load.
+        cpu_s = time.process_time() - cpu_start
         pf, tf = mean_scores(scorer, preds, golds)
         print(f"bench keywords-{name}: phrase_f1={pf:.4f} token_f1={tf:.4f} "
-              f"texts_per_s={rate:.1f} n={len(texts)}")
+              f"texts_per_s={rate:.1f} cpu_s={cpu_s:.1f} n={len(texts)} "
+              f"loadavg={os.getloadavg()[0]:.1f}")
         half = len(texts) // 2
         halves = (("first-half(tuned)", slice(0, half)), ("second-half", slice(half, None)))
         for label, sl in halves:

@@ -26,7 +26,12 @@ def normalise(text: str) -> str:
     """Lower-case and unify spellings the rules rely on ("t shirt", curly quotes, "'s")."""
     text = text.lower().replace("\u2019", "'").replace("`", "'")
     text = re.sub(r"\bt[\s-]?shirts?\b", "t-shirt", text)
+    text = re.sub(r"\b(it|that|there|here|what|who|he|she)'s\b", r"\1 is", text)
     text = re.sub(r"'s\b", "", text)
+    text = re.sub(r"'re\b", " are", text)
+    text = re.sub(r"'m\b", " am", text)
+    text = re.sub(r"'ve\b", " have", text)
+    text = re.sub(r"'ll\b", " will", text)
     text = re.sub(r"\b(\w+)n't\b", r"\1 not", text)
     return text
 
@@ -100,7 +105,7 @@ def _split_on_and(tokens: list[str]) -> list[list[str]]:
         if tok in ("and", "&", "or") and prev in lx.COLOURS and nxt in lx.COLOURS:
             chunks[-1].append(tok)
             continue
-        if tok == "with" and KEEP_COLOUR_WITH and _is_colour_run(_strip_edges(chunks[-1])):
+        if tok == "with" and _is_colour_run(_strip_edges(chunks[-1])):
             chunks[-1].append(tok)
             continue
         if tok in lx.SPLITTERS:
@@ -110,7 +115,6 @@ def _split_on_and(tokens: list[str]) -> list[list[str]]:
     return [c for c in chunks if c]
 
 
-KEEP_COLOUR_WITH = True
 
 
 def _split_on_copula(tokens: list[str]) -> list[list[str]]:
@@ -159,20 +163,14 @@ def _split_on_verb(tokens: list[str]) -> list[list[str]]:
 
 def _strip_edges(tokens: list[str]) -> list[str]:
     """Drop request verbs, copulas, articles and fillers at the start and fillers at the end."""
-    start_drop = (lx.REQUEST_VERBS | lx.COPULAS | lx.POSSESSION_VERBS | lx.ARTICLES
+    start_drop = ({"with", "w"} | lx.REQUEST_VERBS | lx.COPULAS | lx.POSSESSION_VERBS | lx.ARTICLES
                   | lx.POSSESSIVES | lx.LEAD_FILLERS | lx.PRONOUNS)
     i = 0
     while i < len(tokens) and tokens[i] in start_drop:
         i += 1
     tokens = tokens[i:]
-    if STRIP_PREP and tokens and tokens[0] in _PLACE_PREPS:
-        tokens = tokens[1:]
-        if tokens[:2] in (["front", "of"], ["top", "of"]):
-            tokens = tokens[2:]
-        while tokens and tokens[0] in ("to", "of") or tokens and tokens[0] in lx.ARTICLES:
-            tokens = tokens[1:]
-    while tokens and (tokens[-1] in lx.TRAIL_FILLERS or tokens[-1] in lx.PREPOSITIONS
-                      or tokens[-1] in lx.ARTICLES or tokens[-1] in lx.PRONOUNS):
+    end_drop = lx.TRAIL_FILLERS | lx.PREPOSITIONS | lx.ARTICLES | lx.PRONOUNS | {"with", "w"}
+    while tokens and tokens[-1] in end_drop:
         tokens = tokens[:-1]
     # "on it", "in color": trailing prepositional fillers.
     while len(tokens) >= 2 and tokens[-2] in lx.PREPOSITIONS and tokens[-1] in lx.TRAIL_OBJECTS:
@@ -241,7 +239,8 @@ def _split_attributes(tokens: list[str]) -> list[list[str]]:
 
 def _is_same_request(tokens: list[str]) -> bool:
     """True for a chunk that only says the target looks like the reference."""
-    content = [t for t in tokens if t not in lx.GLUE]
+    content = [t for t in tokens if t not in lx.GLUE and t not in lx.GARMENT_NOUNS
+               and t not in lx.ARTICLES]
     return bool(content) and all(t in lx.SAME_CUES for t in content)
 
 
@@ -249,13 +248,11 @@ _PLACE_PREPS = frozenset({"on", "in", "at", "by", "near", "next", "under", "over
                           "behind", "beside", "around", "across", "along", "against", "inside",
                           "outside", "into", "onto", "between", "among", "toward", "towards",
                           "through", "underneath", "beneath", "atop"})
-SPLIT_PP_AFTER_VERB = True
-STRIP_PREP = False
 
 
 def _split_on_preposition(tokens: list[str]) -> list[list[str]]:
     """Split 'red ball next to the dog' into the thing and where it is."""
-    if not tokens or not SPLIT_PP_AFTER_VERB and _verb_form(tokens[0]):
+    if not tokens:
         return [tokens]
     for i in range(1, len(tokens) - 1):
         if tokens[i] in _PLACE_PREPS and tokens[i - 1] not in lx.PREPOSITIONS | lx.ARTICLES:
@@ -282,7 +279,7 @@ def _sub_chunks(tokens: list[str]) -> list[list[str]]:
 def _is_garment_only(tokens: list[str]) -> bool:
     """True for a chunk naming only the item itself ("the shirt")."""
     content = [t for t in tokens if t not in lx.ARTICLES]
-    return bool(content) and all(t in lx.GARMENT_NOUNS for t in content)
+    return bool(content) and all(t in lx.GARMENT_NOUNS or t in lx.PICTURE_NOUNS for t in content)
 
 
 def content_key(phrase: str) -> frozenset[str]:
@@ -318,6 +315,6 @@ def generate_candidates(text: str, correct: Corrector | None = None) -> list[str
             continue
         seen.add(key)
         phrases.append(phrase)
-    if saw_same and not phrases:
-        return [SAME]
+    if saw_same and SAME not in phrases:
+        return [SAME, *phrases]
     return phrases

@@ -20,7 +20,7 @@ LEAD_FILLERS = frozenset(
         "please", "instead", "now", "rather", "too", "so", "then", "still", "even", "both",
         "all", "overall", "mostly", "mainly", "definitely", "clearly", "there", "here",
         "desired", "target", "item", "which", "who", "that", "one", "to", "a", "bit", "lot",
-        "little", "of", "in", "general", "well", "as", "same", "similar", "but",
+        "little", "of", "in", "general", "well", "as", "similar", "but",
     }
 )
 
@@ -233,3 +233,7 @@ STYLE_WORDS = frozenset(
         "shiny", "tighter", "looser",
     }
 )
+
+# Nouns naming the picture itself; alone they say nothing about the target.
+PICTURE_NOUNS = frozenset({"image", "picture", "photo", "photograph", "shot", "pic", "scene",
+                           "view", "frame", "target", "reference", "difference"})
