@@ -12,9 +12,10 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 from PIL import Image
+
+from pipeline.images import to_rgb
 
 _DTYPES = {
     "float16": torch.float16,
@@ -56,39 +57,6 @@ def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
             f"unknown caption dtype {dtype!r}; use one of: auto, {', '.join(sorted(_DTYPES))}"
         )
     return _DTYPES[dtype]
-
-
-def to_rgb(image: Image.Image) -> Image.Image:
-    """Return an 8-bit RGB copy of any PIL image (CMYK, palette, alpha, 16-bit, float, bilevel)."""
-    if image.mode == "RGB":
-        return image
-    if image.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N", "F"):
-        # PIL's own convert clips values above 255, which turns 16-bit scans white.
-        return Image.fromarray(_scale_to_uint8(np.asarray(image, dtype=np.float64))).convert("RGB")
-    if image.mode == "P" and "transparency" in image.info:
-        image = image.convert("RGBA")
-    if image.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
-        # Composite on white: plain convert drops alpha and exposes arbitrary (often black)
-        # colour under transparent pixels, while catalogue product shots sit on white.
-        rgba = image.convert("RGBA")
-        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        return Image.alpha_composite(background, rgba).convert("RGB")
-    return image.convert("RGB")
-
-
-def _scale_to_uint8(values: np.ndarray) -> np.ndarray:
-    """Bring integer or float pixel values into 0..255, keeping 8-bit data as it is."""
-    if values.size == 0:
-        return values.astype(np.uint8)
-    low, high = float(values.min()), float(values.max())
-    if low >= 0 and high <= 255:
-        scaled = values
-    elif low >= 0 and high <= 65535:
-        scaled = values / 257.0
-    else:
-        span = high - low if high > low else 1.0
-        scaled = (values - low) * (255.0 / span)
-    return np.clip(np.rint(scaled), 0, 255).astype(np.uint8)
 
 
 @dataclass
