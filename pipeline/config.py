@@ -35,6 +35,15 @@ class PrepareParams:
     root: str | None = None
     category: str | None = None
     protocol: str | None = None
+    # Folder of the official DQU-CIR extras (image_captions_*, keywords_in_mods_*,
+    # correction_dict_*); None = look under root (and root/captions).
+    provided_dir: str | None = None
+    # Typo dictionary {word: correction} (FashionIQ/Shoes); None = the official
+    # correction_dict_*.json when found, else no correction.
+    correction_dict: str | None = None
+    # generic adapter: folder whose images form every evaluation split's gallery;
+    # None = the union of that split's references and targets.
+    gallery: str | None = None
     on_bad_record: OnBadRecord = "fail"
     demo: DemoParams = field(default_factory=DemoParams)
 
@@ -87,6 +96,11 @@ class EvaluateParams:
     ks: list[int] = field(default_factory=lambda: [1, 10, 50])
     batch_size: int = 256
     device: str = "auto"
+    subset_ks: list[int] = field(default_factory=list)  # CIRR Recall_subset@K: [1, 2, 3]
+    # target: a hit is the target image; caption: any image whose caption equals the
+    # target's (Fashion200K, TIRG protocol).
+    hit_rule: Literal["target", "caption"] = "target"
+    submission_split: str | None = None  # CIRR: test1 -> rc2 submission files per mode
 
 
 @dataclass(frozen=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 from pathlib import Path
 
@@ -16,8 +17,23 @@ def _demo(params: PrepareParams, seed: int, out_dir: Path) -> DatasetTables:
     return demo.build(params.demo, seed, out_dir)
 
 
+def _module_adapter(name: str) -> Callable[[PrepareParams, int, Path], DatasetTables]:
+    """Builder that imports pipeline.datasets.<name> only when that dataset is used."""
+
+    def build(params: PrepareParams, seed: int, out_dir: Path) -> DatasetTables:
+        return importlib.import_module(f"pipeline.datasets.{name}").build(params, seed, out_dir)
+
+    return build
+
+
 # name -> builder(prepare params, seed, prepare output folder); real datasets plug in here.
-ADAPTERS: dict[str, Callable[[PrepareParams, int, Path], DatasetTables]] = {"demo": _demo}
+ADAPTERS: dict[str, Callable[[PrepareParams, int, Path], DatasetTables]] = {
+    "demo": _demo,
+    **{
+        name: _module_adapter(name)
+        for name in ("fashioniq", "shoes", "cirr", "fashion200k", "generic")
+    },
+}
 
 
 def build_tables(params: PrepareParams, seed: int, out_dir: Path) -> DatasetTables:

@@ -1,0 +1,132 @@
+"""Fashion200K adapter, TIRG protocol.
+
+Official layout under prepare.root:
+  labels/*_{train,test}_detect_all.txt   "file_path<TAB>detection score<TAB>caption" per line
+  test_queries.txt                       "source_file target_file" per line
+  the image files, at root/<file_path>
+Test queries are "replace X with Y" (X: the first source-caption word missing from the target
+caption, Y: the first target word missing from the source); the gallery is every test image and
+a hit is any image whose caption equals the target caption (the `evaluate` stage reads this
+adapter's image_captions.parquet). TIRG samples training pairs on the fly; here one pair per
+modifiable training image is drawn once, seeded, from the same caption-parent rule. Captions are
+the dataset's own (caption.backend: provided), Y is the keyword drawn on the image.
+The dataset has no validation split: `val` is a seeded sample of the test queries, like the
+official code, which picks its epoch on test.
+"""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import pyarrow as pa
+
+from pipeline.config import PrepareParams
+from pipeline.datasets.official import AnnotationError, dataset_root, fail_listing, read_lines
+from pipeline.datasets.tables import DatasetTables
+from pipeline.shards import CAPTIONS, write_table
+
+VAL_QUERIES = 2000  # test queries mirrored as `val` for epoch selection
+IMAGE_CAPTIONS = "image_captions.parquet"  # per-image captions for the caption-equality hit rule
+
+
+def build(params: PrepareParams, seed: int, out_dir: Path) -> DatasetTables:
+    """Seeded train pairs, the test queries (+ val sample), test gallery and image captions."""
+    root = dataset_root(params)
+    train = read_labels(root, "train")
+    test = read_labels(root, "test")
+    triplets = train_triplets(train, random.Random(seed))
+    test_rows = query_triplets(root, test)
+    val_rows = random.Random(seed + 1).sample(test_rows, min(VAL_QUERIES, len(test_rows)))
+    triplets += test_rows + [{**row, "split": "val"} for row in val_rows]
+    captions = {**train, **test}
+    images = [{"image_id": i, "path": str(root / i)} for i in captions]
+    gallery = [{"split": s, "image_id": i} for s in ("val", "test") for i in test]
+    ids = sorted(test)
+    write_table(pa.table({"image_id": ids, "caption": [test[i] for i in ids]}, schema=CAPTIONS),
+                Path(out_dir) / IMAGE_CAPTIONS, CAPTIONS)
+    return DatasetTables.from_rows(triplets, images, gallery)
+
+
+def read_labels(root: Path, split: str) -> dict[str, str]:
+    """file path -> caption over the split's label files (sorted; first occurrence kept)."""
+    folder = root / "labels"
+    files = sorted(folder.glob(f"*_{split}_detect_all.txt")) if folder.is_dir() else []
+    if not files:
+        raise AnnotationError(f"{folder}: no *_{split}_detect_all.txt label files; "
+                              "check prepare.root")
+    captions: dict[str, str] = {}
+    for path in files:
+        bad = []
+        for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+            if not line.strip():
+                continue
+            fields = line.split("\t")
+            if len(fields) < 3 or not fields[0].strip() or not fields[2].strip():
+                bad.append(f"line {n}")
+                continue
+            captions.setdefault(fields[0].strip(), fields[2].strip())
+        fail_listing(path, "lines that are not 'path<TAB>score<TAB>caption'", bad,
+                     "Restore the official label file")
+    return captions
+
+
+def different_words(source: str, target: str) -> tuple[str, str]:
+    """TIRG's (X, Y): first source word not in the target, first target word not in the source
+    (each falls back to the caption's last word, as the official loop does)."""
+    source_words, target_words = source.split(), target.split()
+    x = next((w for w in source_words if w not in target_words), source_words[-1])
+    y = next((w for w in target_words if w not in source_words), target_words[-1])
+    return x, y
+
+
+def _triplet(split: str, pair_id: str, ref: str, target: str, captions: dict) -> dict:
+    x, y = different_words(captions[ref], captions[target])
+    return {
+        "split": split, "pair_id": pair_id, "reference_id": ref, "target_id": target,
+        "modification": f"replace {x} with {y}", "caption": captions[ref], "keywords": [y],
+        "subset": None,
+    }
+
+
+def query_triplets(root: Path, test: dict[str, str]) -> list[dict]:
+    """One query per line of test_queries.txt, pair id = zero-padded line index."""
+    path = root / "test_queries.txt"
+    lines = read_lines(path, "Fashion200K test queries")
+    malformed = [f"line {n}" for n, line in enumerate(lines, 1) if len(line.split()) != 2]
+    fail_listing(path, "lines that are not 'source target'", malformed, "Restore the file")
+    unknown = [f"line {n} ({f})" for n, line in enumerate(lines, 1) for f in line.split()
+               if f not in test]
+    fail_listing(path, "images missing from the test label files", unknown,
+                 "Check labels/*_test_detect_all.txt")
+    return [_triplet("test", f"{n:05d}", *line.split(), test) for n, line in enumerate(lines)]
+
+
+def train_triplets(train: dict[str, str], rng: random.Random) -> list[dict]:
+    """One (reference, target) per modifiable image: a sibling caption under a shared parent."""
+    images_of: dict[str, list[str]] = {}
+    for image, caption in train.items():
+        images_of.setdefault(caption, []).append(image)
+    children: dict[str, list[str]] = {}
+    for caption in images_of:
+        for word in caption.split():
+            # TIRG's parent: the caption with that word removed (every occurrence, as
+            # str.replace does), double spaces collapsed once.
+            parent = caption.replace(word, "").replace("  ", " ").strip()
+            siblings = children.setdefault(parent, [])
+            if caption not in siblings:
+                siblings.append(caption)
+    parents_of: dict[str, list[str]] = {}
+    for parent, siblings in children.items():
+        if len(siblings) >= 2:
+            for caption in siblings:
+                parents_of.setdefault(caption, []).append(parent)
+    rows = []
+    for image, caption in train.items():
+        if caption not in parents_of:
+            continue
+        parent = rng.choice(parents_of[caption])
+        other = rng.choice([c for c in children[parent] if c != caption])
+        target = rng.choice(images_of[other])
+        rows.append(_triplet("train", f"{len(rows):06d}", image, target, train))
+    return rows
