@@ -105,16 +105,11 @@ def _split_on_and(tokens: list[str]) -> list[list[str]]:
         if tok in ("and", "&", "or") and prev in lx.COLOURS and nxt in lx.COLOURS:
             chunks[-1].append(tok)
             continue
-        if tok == "with" and _is_colour_run(_strip_edges(chunks[-1])):
-            chunks[-1].append(tok)
-            continue
         if tok in lx.SPLITTERS:
             chunks.append([])
             continue
         chunks[-1].append(tok)
     return [c for c in chunks if c]
-
-
 
 
 def _split_on_copula(tokens: list[str]) -> list[list[str]]:

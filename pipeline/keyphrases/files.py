@@ -19,17 +19,32 @@ def read_text_records(texts_jsonl: Path, skip_bad: bool = False) -> tuple[list[d
     """Parse `{"id", "text"}` lines; return (records, skipped) where skipped carry reasons."""
     records: list[dict] = []
     skipped: list[dict] = []
-    with open(texts_jsonl, encoding="utf-8") as f:
-        for line_no, line in enumerate(f, 1):
-            if not line.strip():
+    # Read bytes and decode per line, so a non-UTF-8 byte is reported with its line number
+    # (and can be skipped) instead of aborting the whole file with a bare codec error.
+    with open(texts_jsonl, "rb") as f:
+        for line_no, raw in enumerate(f, 1):
+            if not raw.strip():
                 continue
             try:
-                records.append(_parse_record(line, line_no, texts_jsonl))
+                records.append(
+                    _parse_record(_decode(raw, line_no, texts_jsonl), line_no, texts_jsonl)
+                )
             except BadTextRecord as err:
                 if not skip_bad:
                     raise
                 skipped.append({"line": line_no, "reason": str(err)})
     return records, skipped
+
+
+def _decode(raw: bytes, line_no: int, path: Path) -> str:
+    """One line as text; raises BadTextRecord naming the file, line and byte offset."""
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise BadTextRecord(
+            f"{path}:{line_no}: not valid UTF-8 (byte 0x{raw[err.start]:02x} at column "
+            f"{err.start + 1}); re-save the file as UTF-8 or fix the line"
+        ) from None
 
 
 def _parse_record(line: str, line_no: int, path: Path) -> dict:

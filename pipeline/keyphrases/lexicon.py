@@ -95,10 +95,6 @@ PREPOSITIONS = frozenset(
     }
 )
 
-# Conjunction-like words that start a new attribute: "black with white words".
-LINKERS = frozenset({"with", "and", "but", "plus", "also", "while", "whereas", "although",
-                     "though", "yet", "or", "as", "well"})
-
 COLOURS = frozenset(
     {
         "black", "white", "grey", "gray", "red", "blue", "green", "yellow", "orange", "purple",
@@ -117,18 +113,6 @@ COLOURS = frozenset(
 # Words that make a preceding or following word about colour ("red in color").
 COLOUR_NOUNS = frozenset({"color", "colour", "colors", "colours", "colored", "coloured",
                           "tone", "tones", "shade", "shades", "hue"})
-
-# Sentence openers that carry no attribute.
-OPENERS = (
-    "the desired item is", "the desired item has", "the target is", "the target has",
-    "the one on the right", "it is", "it has", "it s", "its", "this is", "this one is",
-    "this one has", "the shirt is", "the shirt has", "shirt is", "shirt has", "the top is",
-    "the top has", "the dress is", "the dress has", "there is", "there are", "there s",
-    "there should be", "should be", "should have", "needs to be", "needs to have",
-    "need to be", "must be", "must have", "would be", "would have", "i want", "we want",
-    "we need", "i need", "is a", "is an", "is", "are", "has a", "has an", "has", "have a",
-    "have an", "have", "be a", "be an", "be",
-)
 
 # Texts that ask for no change at all.
 SAME_CUES = frozenset({"same", "identical", "similar", "unchanged", "exact", "exactly",
