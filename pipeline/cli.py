@@ -50,11 +50,30 @@ def _params(path: Path) -> Params:
 def prepare(
     params: ParamsOpt = Path("params.yaml"),
     out: OutOpt = ...,
+    dataset: Annotated[str | None, typer.Option(help="overrides prepare.dataset")] = None,
+    root: Annotated[str | None, typer.Option(help="overrides prepare.root")] = None,
+    category: Annotated[str | None, typer.Option(help="overrides prepare.category")] = None,
+    protocol: Annotated[
+        str | None, typer.Option(help="overrides prepare.protocol (val-split|original-split)")
+    ] = None,
 ) -> None:
     """Turn the dataset named in params into triplets/images/gallery tables."""
+    import dataclasses
+
     from pipeline import prepare as stage
 
-    stage.run(_params(params), out)
+    loaded = _params(params)
+    overrides = {
+        key: value
+        for key, value in {
+            "dataset": dataset, "root": root, "category": category, "protocol": protocol
+        }.items()
+        if value is not None
+    }
+    loaded = dataclasses.replace(
+        loaded, prepare=dataclasses.replace(loaded.prepare, **overrides)
+    )
+    stage.run(loaded, out)
 
 
 @app.command()
@@ -152,11 +171,31 @@ def evaluate(
     inputs_dir: Annotated[Path, typer.Option("--inputs")] = ...,
     train_dir: Annotated[Path, typer.Option("--train")] = ...,
     out: OutOpt = ...,
+    prepare_dir: Annotated[
+        Path | None, typer.Option("--prepare", help="prepare folder (protocol data)")
+    ] = None,
 ) -> None:
     """Recall@K of every query mode; writes metrics and plots for DVC."""
     from pipeline import evaluate as stage
 
-    stage.run(_params(params), inputs_dir, train_dir, out)
+    stage.run(_params(params), inputs_dir, train_dir, out, prepare_dir)
+
+
+@app.command()
+@_user_errors
+def spelling(
+    files: Annotated[list[Path], typer.Argument(help="annotation files (JSON, JSONL or text)")],
+    out: Annotated[Path, typer.Option("--out", help="correction dictionary to write (JSON)")],
+    min_count: Annotated[
+        int, typer.Option(help="words seen this often are vocabulary, never corrected")
+    ] = 3,
+) -> None:
+    """Build a typo correction dictionary {word: correction} with pyspellchecker."""
+    from pipeline.spelling import build_corrections, write_corrections
+
+    corrections = build_corrections(files, min_count=min_count)
+    write_corrections(corrections, out)
+    typer.echo(f"[spelling] {len(corrections)} corrections -> {out}")
 
 
 @app.command("check-params")

@@ -81,3 +81,19 @@ def test_missing_image_and_empty_root(folder, tmp_path):
                     tmp_path / "o")
     with pytest.raises(AnnotationError, match="no triplets.jsonl or triplets.csv"):
         build_tables(PrepareParams(dataset="generic", root=str(tmp_path)), 0, tmp_path)
+
+
+def test_dqu_prepare_overrides_dataset_and_root(folder, tmp_path):
+    from typer.testing import CliRunner
+
+    from pipeline.cli import app
+
+    _jsonl(folder, [{"reference": "queries/photo.jpg", "modification": "red",
+                     "target": "catalogue/shoes/s1.png"}])
+    repo_params = Path(__file__).resolve().parents[1] / "params.yaml"
+    out = tmp_path / "out"
+    result = CliRunner().invoke(app, ["prepare", "--params", str(repo_params), "--out", str(out),
+                                      "--dataset", "generic", "--root", str(folder)])
+    assert result.exit_code == 0, result.output
+    assert json.loads((out / "summary.json").read_text()) == {
+        "test": {"triplets": 1, "queries": 1, "gallery_images": 2}}
