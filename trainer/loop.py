@@ -13,8 +13,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
+from trainer import distributed
 from trainer.checkpoint import atomic_write_text, load_state, save_model_weights, save_state
 from trainer.config import QUERY_MODES, ClipConfig, TrainConfig
 from trainer.data import (
@@ -182,23 +185,31 @@ def _batch_to_device(batch: dict[str, torch.Tensor], meta: InputsMeta, device: t
 
 
 def _optimizer_step(loss: torch.Tensor, optimizer: torch.optim.Optimizer,
-                    scaler: torch.amp.GradScaler) -> None:
+                    scaler: torch.amp.GradScaler, sync_grads: nn.Module | None = None) -> None:
     optimizer.zero_grad(set_to_none=True)
     scaler.scale(loss).backward()
+    if sync_grads is not None:
+        distributed.average_gradients(sync_grads.parameters())
     scaler.step(optimizer)
     scaler.update()
 
 
 def _train_epoch_end_to_end(model: DQUModel, loader: DataLoader, meta: InputsMeta,
                             optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler,
-                            device: torch.device, precision: Precision) -> float:
-    """One epoch through encoders and head; returns the mean batch loss."""
+                            device: torch.device, precision: Precision,
+                            forward: nn.Module | None = None) -> float:
+    """One epoch through encoders and head; returns the mean batch loss.
+
+    `forward` is the DistributedDataParallel wrapper of `model` under torchrun (its forward
+    all-reduces the gradients); the loss still reads the logit scale from `model`.
+    """
     model.train()
+    forward = forward or model
     total, steps = torch.zeros((), device=device), 0
     for batch in loader:
         tokens, visual, target = _batch_to_device(batch, meta, device)
         with autocast(device, precision):
-            query_features, target_features = model(tokens, visual, target)
+            query_features, target_features = forward(tokens, visual, target)
             loss = info_nce_loss(query_features, target_features, model.logit_scale)
         _optimizer_step(loss, optimizer, scaler)
         total += loss.detach().float()
@@ -208,7 +219,7 @@ def _train_epoch_end_to_end(model: DQUModel, loader: DataLoader, meta: InputsMet
 
 def _train_epoch_cached(model: DQUModel, cache: _FeatureCache, sampler: EpochBatchSampler,
                         optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler,
-                        device: torch.device) -> float:
+                        device: torch.device, sync_grads: nn.Module | None = None) -> float:
     """One epoch of the head alone on cached encoder features; returns the mean batch loss."""
     model.train()
     model.clip.eval()
@@ -219,7 +230,7 @@ def _train_epoch_cached(model: DQUModel, cache: _FeatureCache, sampler: EpochBat
         visual = None if cache.visual is None else cache.visual[index]
         query_features, _ = model.fuse(text, visual)
         loss = info_nce_loss(query_features, cache.target[index], model.logit_scale)
-        _optimizer_step(loss, optimizer, scaler)
+        _optimizer_step(loss, optimizer, scaler, sync_grads)
         total += loss.detach().float()
         steps += 1
     return float(total.item()) / max(steps, 1)
@@ -266,13 +277,43 @@ def build_model(clip_cfg: ClipConfig, mode: str, dropout: float, logit_scale_ini
     return DQUModel(bundle.model, bundle.embed_dim, mode, dropout, logit_scale_init).to(device)
 
 
+def _say(message: str) -> None:
+    """Print progress from rank 0 only, so N ranks do not print N copies."""
+    if distributed.is_main_process():
+        print(message, flush=True)
+
+
+def _local_batch_size(batch_size: int, world: int) -> int:
+    """Per-rank share of the global batch (train.batch_size is global, as on one GPU)."""
+    if batch_size % world:
+        raise TrainConfigError(
+            f"train.batch_size {batch_size} is not divisible by the {world} training processes; "
+            f"use a multiple of {world} or another torchrun --nproc_per_node"
+        )
+    return batch_size // world
+
+
 def train(clip_cfg: ClipConfig, train_cfg: TrainConfig, mode: str, seed: int,
           inputs_dir: str | Path, out_dir: str | Path, resume: bool = True) -> TrainResult:
-    """Train one DQU model (mode dqu / text / visual) on the input shards; see module doc."""
+    """Train one DQU model (mode dqu / text / visual) on the input shards; see module doc.
+
+    Under `torchrun --nproc_per_node=N` each process trains on its slice of every global
+    batch (DDP); rank 0 alone logs, evaluates and writes checkpoints and weights.
+    """
     val_ks = _validate(train_cfg, mode)
-    inputs_dir, out_dir = Path(inputs_dir), Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    device = resolve_device(train_cfg.device)
+    with distributed.session(resolve_device(train_cfg.device)) as device:
+        return _train(clip_cfg, train_cfg, mode, seed, Path(inputs_dir), Path(out_dir), resume,
+                      device, val_ks)
+
+
+def _train(clip_cfg: ClipConfig, train_cfg: TrainConfig, mode: str, seed: int,
+           inputs_dir: Path, out_dir: Path, resume: bool, device: torch.device,
+           val_ks: tuple[int, ...]) -> TrainResult:
+    """Body of `train` on this rank's device, inside the process group if there is one."""
+    world, main = distributed.world_size(), distributed.is_main_process()
+    local_batch = _local_batch_size(train_cfg.batch_size, world)
+    if main:
+        out_dir.mkdir(parents=True, exist_ok=True)
     precision = resolve_precision(train_cfg.amp, device)
     seed_everything(seed, train_cfg.deterministic)
 
@@ -306,24 +347,43 @@ def train(clip_cfg: ClipConfig, train_cfg: TrainConfig, mode: str, seed: int,
             scaler.load_state_dict(state["scaler"])
             progress = _Progress(**state["progress"])
             _set_rng_state(state["rng"])
-            print(f"[train {mode}] resuming after epoch {progress.next_epoch}", flush=True)
+            _say(f"[train {mode}] resuming after epoch {progress.next_epoch}")
         else:
-            print(f"[train {mode}] {checkpoint_path} was made with other settings; "
-                  "starting from scratch", flush=True)
+            _say(f"[train {mode}] {checkpoint_path} was made with other settings; "
+                 "starting from scratch")
     session_start = time.perf_counter()
     wall_before = progress.wall_time_s
 
-    shutil.rmtree(out_dir / LIVE_DIR, ignore_errors=True)
-    logger = EpochLogger(out_dir / LIVE_DIR)
-    logger.replay(progress.history)
+    logger = None
+    if main:
+        shutil.rmtree(out_dir / LIVE_DIR, ignore_errors=True)
+        logger = EpochLogger(out_dir / LIVE_DIR)
+        logger.replay(progress.history)
 
     eval_batch = max(train_cfg.batch_size, 64)
-    sampler = EpochBatchSampler(len(dataset), train_cfg.batch_size, seed=seed, shuffle=True,
-                                drop_last=len(dataset) > train_cfg.batch_size)
+    # Each rank takes a disjoint slice of the same (seed, epoch) permutation, so the N local
+    # batches of a step together are exactly the single-process global batch.
+    sampler = EpochBatchSampler(len(dataset), local_batch, seed=seed, shuffle=True,
+                                drop_last=len(dataset) > train_cfg.batch_size,
+                                rank=distributed.rank(), world_size=world)
     cache = None
     if train_cfg.freeze_encoders and not progress.stopped_early \
             and progress.next_epoch < train_cfg.epochs:
-        cache = _build_cache(model, dataset, meta, val_data, eval_batch, device, precision)
+        # Only rank 0 validates, so only it needs the val features.
+        cache = _build_cache(model, dataset, meta, val_data if main else None, eval_batch,
+                             device, precision)
+    forward, sync_grads = None, None
+    if world > 1 and cache is not None:
+        # Cached head training never calls forward(), so DDP's hooks would not fire:
+        # start from rank 0's weights and average the head's gradients by hand.
+        distributed.broadcast_module(model)
+        sync_grads = model
+    elif world > 1:
+        # static_graph: the towers a mode ignores (and CLIP's own logit scale) get no
+        # gradient, and the graph is the same every step.
+        forward = DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None,
+            static_graph=True)
     loader = DataLoader(dataset, sampler=sampler, batch_size=None,
                         num_workers=train_cfg.num_workers, pin_memory=device.type == "cuda",
                         generator=torch.Generator().manual_seed(seed),
@@ -336,11 +396,15 @@ def train(clip_cfg: ClipConfig, train_cfg: TrainConfig, mode: str, seed: int,
         for group in optimizer.param_groups:
             group["lr"] = group["base_lr"] * factor
         sampler.set_epoch(epoch)
+        if world > 1:
+            distributed.seed_for_rank(seed, epoch)
         if cache is not None:
-            loss = _train_epoch_cached(model, cache, sampler, optimizer, scaler, device)
+            loss = _train_epoch_cached(model, cache, sampler, optimizer, scaler, device,
+                                       sync_grads)
         else:
             loss = _train_epoch_end_to_end(model, loader, meta, optimizer, scaler, device,
-                                           precision)
+                                           precision, forward)
+        loss = distributed.mean_over_ranks(loss, device)
         if not math.isfinite(loss):
             raise FloatingPointError(f"train loss became {loss} in epoch {epoch + 1}; "
                                      "lower the learning rates or turn amp off")
@@ -348,22 +412,27 @@ def train(clip_cfg: ClipConfig, train_cfg: TrainConfig, mode: str, seed: int,
         for group in optimizer.param_groups:
             record[f"lr/{group['name']}"] = group["lr"]
         if val_data is not None:
-            if cache is not None:
-                queries = fuse_queries(model, cache.val_text, cache.val_visual, eval_batch)
-                result = rank_queries(queries, cache.val_gallery, val_data, val_ks,
-                                      max(val_ks), eval_batch)
-            else:
-                result = evaluate(model, inputs_dir, "val", val_ks, eval_batch, device,
-                                  amp=train_cfg.amp, data=val_data)
-            record.update({f"val/{k}": v for k, v in result.metrics.items()})
-            value, higher = result.metrics[train_cfg.val_metric], True
+            value, higher = None, True
+            if main:
+                if cache is not None:
+                    queries = fuse_queries(model, cache.val_text, cache.val_visual, eval_batch)
+                    result = rank_queries(queries, cache.val_gallery, val_data, val_ks,
+                                          max(val_ks), eval_batch)
+                else:
+                    result = evaluate(model, inputs_dir, "val", val_ks, eval_batch, device,
+                                      amp=train_cfg.amp, data=val_data)
+                record.update({f"val/{k}": v for k, v in result.metrics.items()})
+                value = result.metrics[train_cfg.val_metric]
+            # Every rank takes the same early-stopping decision from rank 0's number.
+            value = distributed.broadcast_from_main(value)
         else:
             value, higher = loss, False
         tolerance = train_cfg.early_stop_tolerance if higher else 0.0
         if _is_improvement(value, progress.best_metric, higher, tolerance):
             progress.best_metric, progress.best_epoch = value, epoch + 1
             progress.epochs_without_improvement = 0
-            save_model_weights(model, out_dir / MODEL_FILE)
+            if main:
+                save_model_weights(model, out_dir / MODEL_FILE)
         else:
             progress.epochs_without_improvement += 1
         patience = train_cfg.early_stop_patience
@@ -372,20 +441,22 @@ def train(clip_cfg: ClipConfig, train_cfg: TrainConfig, mode: str, seed: int,
         progress.history.append(record)
         progress.next_epoch = epoch + 1
         progress.wall_time_s = wall_before + time.perf_counter() - session_start
-        save_state(checkpoint_path, {
-            "fingerprint": fingerprint,
-            "model": model.state_dict(),
-            "optimizer": optimizer.state_dict(),
-            "scaler": scaler.state_dict(),
-            "progress": asdict(progress),
-            "rng": _rng_state(),
-        })
-        logger.log(record)
+        if main:
+            save_state(checkpoint_path, {
+                "fingerprint": fingerprint,
+                "model": model.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "scaler": scaler.state_dict(),
+                "progress": asdict(progress),
+                "rng": _rng_state(),
+            })
+            logger.log(record)
         shown = f"{selection} {value:.4f}" if val_data is None else f"{selection} {value:.2f}"
-        print(f"[train {mode}] epoch {epoch + 1}/{train_cfg.epochs} loss {loss:.4f} {shown} "
-              f"({record['epoch_time_s']:.1f}s)", flush=True)
+        _say(f"[train {mode}] epoch {epoch + 1}/{train_cfg.epochs} loss {loss:.4f} {shown} "
+             f"({record['epoch_time_s']:.1f}s)")
 
-    logger.close()
+    if logger is not None:
+        logger.close()
     result = TrainResult(
         out_dir=out_dir,
         model_path=out_dir / MODEL_FILE,
@@ -408,8 +479,12 @@ def train(clip_cfg: ClipConfig, train_cfg: TrainConfig, mode: str, seed: int,
         "wall_time_s": round(result.wall_time_s, 3),
         "device": str(device),
         "precision": precision.name,
+        "world_size": world,
     }
-    atomic_write_text(out_dir / SUMMARY_FILE, json.dumps(summary, indent=2) + "\n")
+    if main:
+        atomic_write_text(out_dir / SUMMARY_FILE, json.dumps(summary, indent=2) + "\n")
+    # Other ranks leave only once rank 0 has written everything.
+    distributed.barrier()
     return result
 
 

@@ -6,6 +6,8 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 
+from trainer.distributed import all_gather_with_grad
+
 
 def _distributed() -> bool:
     """True when a torch.distributed process group with more than one rank is running."""
@@ -13,17 +15,14 @@ def _distributed() -> bool:
 
 
 def gather_with_grad(tensor: torch.Tensor) -> torch.Tensor:
-    """Concatenate `tensor` from all ranks along dim 0; gradients flow to the local slice only.
+    """Concatenate `tensor` from all ranks along dim 0, keeping every rank's gradient path.
 
     Identity when torch.distributed is not initialised. Every rank must pass the same shape.
+    The backward sums what all ranks' losses contribute to the local slice: with a one-way
+    (query -> target) loss, keeping only the local loss's gradient would drop the other
+    ranks' negatives from the target encoder's gradient.
     """
-    if not _distributed():
-        return tensor
-    gathered = [torch.empty_like(tensor) for _ in range(dist.get_world_size())]
-    dist.all_gather(gathered, tensor.contiguous())
-    # all_gather returns detached copies; putting the local tensor back keeps its autograd path.
-    gathered[dist.get_rank()] = tensor
-    return torch.cat(gathered, dim=0)
+    return all_gather_with_grad(tensor)
 
 
 def info_nce_loss(query_features: torch.Tensor, target_features: torch.Tensor,
