@@ -93,8 +93,10 @@ def provided_captions(triplets: pa.Table, report: StageReport) -> dict[str, str]
 def run(params: Params, prepare_dir: Path, out_dir: Path) -> StageReport:
     """Write captions.parquet (image_id, caption) for every unique reference image."""
     prepare_dir, out_dir = Path(prepare_dir), Path(out_dir)
-    triplets = read_table(prepare_dir / "triplets.parquet", TRIPLETS)
     cfg = params.caption
+    if cfg.backend == "blip2":
+        resolve_model(cfg.model)  # a missing local model fails now, not inside the workers
+    triplets = read_table(prepare_dir / "triplets.parquet", TRIPLETS)
     if cfg.backend == "provided":
         report = StageReport("caption", cfg.on_bad_record)
         captions = provided_captions(triplets, report)

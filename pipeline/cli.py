@@ -198,6 +198,24 @@ def spelling(
     typer.echo(f"[spelling] {len(corrections)} corrections -> {out}")
 
 
+@app.command()
+def faults(
+    only: Annotated[
+        list[str] | None, typer.Option("--only", help="run just this fault (repeatable)")
+    ] = None,
+    workdir: Annotated[
+        Path | None, typer.Option(help="keep the scratch data here instead of a temp folder")
+    ] = None,
+) -> None:
+    """Break a scratch tiny dataset every way issue 6 lists; one line per fault, exit 1 if any
+    is not survived."""
+    from pipeline.faults import run_faults
+
+    results = run_faults(only, workdir, echo=typer.echo)
+    if not all(result.survived for result in results):
+        raise typer.Exit(1)
+
+
 @app.command("check-params")
 @_user_errors
 def check_params(params: ParamsOpt = Path("params.yaml")) -> None:

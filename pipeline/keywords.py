@@ -41,8 +41,10 @@ def extract_chunk(task: KeywordTask) -> list[list[str]]:
 
 def run(params: Params, prepare_dir: Path, out_dir: Path) -> StageReport:
     """Write keywords.parquet (split, pair_id, keywords) for every triplet."""
-    triplets = read_table(Path(prepare_dir) / "triplets.parquet", TRIPLETS)
     cfg = params.keywords
+    if cfg.backend == "keybert":
+        resolve_model(cfg.model)  # a missing local model fails now, not inside the workers
+    triplets = read_table(Path(prepare_dir) / "triplets.parquet", TRIPLETS)
     report = StageReport("keywords", cfg.on_bad_record)
     rows = triplets.select(["split", "pair_id", "modification", "keywords"]).to_pylist()
     report.n_in = len(rows)

@@ -26,3 +26,23 @@ def resolve_model(spec: str) -> str:
     if spec.startswith((".", "/", "~")) and not path.exists():
         raise FileNotFoundError(f"model {spec!r}: no such local folder; check the path in params")
     return str(path) if path.exists() else spec
+
+
+# open_clip's own checkpoint suffixes; anything else that is not a path is a pretrained tag.
+_CHECKPOINT_SUFFIXES = (".pt", ".pth", ".bin", ".safetensors", ".ckpt")
+
+
+def check_clip_weights(pretrained: str | None) -> None:
+    """Fail before any work when clip.pretrained names a local checkpoint that does not exist."""
+    if not pretrained:
+        return
+    looks_local = (
+        pretrained.startswith((".", "/", "~"))
+        or "/" in pretrained
+        or pretrained.endswith(_CHECKPOINT_SUFFIXES)
+    )
+    if looks_local and not Path(pretrained).expanduser().is_file():
+        raise FileNotFoundError(
+            f"clip.pretrained {pretrained!r}: no such checkpoint file; fix the path, use an "
+            f"open_clip tag, or null for random init"
+        )

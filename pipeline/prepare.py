@@ -14,6 +14,7 @@ from pipeline.datasets import build_tables
 from pipeline.datasets.tables import DatasetTables
 from pipeline.report import StageReport
 from pipeline.shards import GALLERY, IMAGES, TRIPLETS, write_table
+from pipeline.strict import ParamsError
 
 
 def check_tables(tables: DatasetTables, report: StageReport) -> DatasetTables:
@@ -91,6 +92,10 @@ def summarize(tables: DatasetTables) -> dict[str, dict[str, int]]:
 def run(params: Params, out_dir: Path) -> StageReport:
     """Build the dataset tables and write triplets/images/gallery.parquet, summary and report."""
     out_dir = Path(out_dir)
+    root = params.prepare.root
+    if root is not None and not Path(root).expanduser().exists():
+        # Checked for every adapter before anything is read or written.
+        raise ParamsError(f"prepare.root: {root} does not exist; fix the path in params.yaml")
     report = StageReport("prepare", params.prepare.on_bad_record)
     tables = check_tables(build_tables(params.prepare, params.seed, out_dir), report)
     write_table(tables.triplets, out_dir / "triplets.parquet", TRIPLETS)
