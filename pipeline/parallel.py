@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, TypeVar
 
 from pipeline.config import ParallelParams
@@ -38,8 +38,15 @@ def dask_client(params: ParallelParams) -> Iterator[Any]:
             yield client
 
 
-def map_tasks(fn: Callable[[T], R], tasks: Sequence[T], params: ParallelParams) -> list[R]:
-    """Apply `fn` to every task, fanned out per `params`; results in task order."""
+def map_tasks(fn: Callable[[T], R], tasks: Sequence[T], params: ParallelParams,
+              resources: Mapping[str, float] | None = None) -> list[R]:
+    """Apply `fn` to every task, fanned out per `params`; results in task order.
+
+    `resources` (e.g. {"GPU": 1}) pins each task to workers of a running cluster started with
+    `dask worker --resources GPU=1`, one such task at a time per worker: BLIP-2 captioning then
+    runs only where a GPU is and never loads two models onto one card. In-process and
+    LocalCluster runs ignore it (their workers are all alike and declare no resources).
+    """
     tasks = list(tasks)
     in_process = params.scheduler == "sync" or (
         params.scheduler == "local" and (params.workers <= 1 or len(tasks) <= 1)
@@ -48,5 +55,7 @@ def map_tasks(fn: Callable[[T], R], tasks: Sequence[T], params: ParallelParams) 
         return [fn(task) for task in tasks]
     with dask_client(params) as client:
         # pure=False: a task writes a shard file, so dask must not dedupe or cache it by key.
-        futures = client.map(fn, tasks, pure=False)
+        remote = params.scheduler != "local"
+        futures = client.map(fn, tasks, pure=False,
+                             resources=dict(resources) if resources and remote else None)
         return client.gather(futures)
