@@ -1,0 +1,258 @@
+"""gpu-train: ViT-H-14 DQU training-step samples/s and peak memory, ours vs the official step.
+
+No weights can be downloaded on the GPU machines, so the backbone is open_clip's ViT-H-14 with
+random weights (the same cost per step as laion2b_s32b_b79k).
+
+Ours is the step `trainer.loop` runs, built from the project's pieces: `build_model` (open_clip
+gateway + DQUModel, whose forward encodes visual queries and targets in one image-encoder
+call), uint8 pixels from pinned memory normalised on the GPU by `to_model_pixels`, token ids
+precomputed (the `inputs` stage did it), `info_nce_loss`, bf16 autocast, and a fused AdamW with
+the loop's two parameter groups (head lr, clip lr). Optional activation checkpointing
+(`--grad-checkpointing`, default on above batch 64) through `trainer.encoders`.
+
+Baseline, the official `train.py` / `model.py` step, in a subprocess started with
+CUDA_LAUNCH_BLOCKING=1 as the official script sets it: fp32 weights, `autocast()` fp16 with a
+GradScaler, default AdamW, float32 pixels (already preprocessed on the CPU) copied per step,
+the batch's strings tokenized in every step, the visual query and the target encoded by two
+calls, and `loss.item()` every step. Batch 16, the paper's.
+
+    python -m bench.gpu_train                 # CUDA: ours at 16/64/256 vs the official at 16
+    python -m bench.gpu_train --tiny          # CPU, tiny model, fp32: checks the script
+
+Prints `bench gpu-train-b<B>: ours=<samples/s> baseline=<samples/s> ratio=<r>x` per batch size
+(the baseline is always the official step at its batch 16) and notes with peak memory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from trainer.config import ClipConfig
+from trainer.data import to_model_pixels
+from trainer.encoders import get_tokenizer, input_spec, set_grad_checkpointing
+from trainer.fusion import DQUModel
+from trainer.loop import build_model
+from trainer.loss import info_nce_loss
+from trainer.runtime import Precision, autocast
+
+FULL_MODEL, TINY_MODEL = "ViT-H-14", "dqu-test"
+OFFICIAL_BATCH = 16
+TEXT = "a sleeveless black dress with a floral print, but is longer and has short sleeves"
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+@dataclass
+class StepResult:
+    """Throughput and peak memory of one configuration (None values after an OOM)."""
+
+    samples_per_s: float | None
+    peak_mem_gib: float | None
+    grad_checkpointing: bool = False
+
+
+def note(message: str) -> None:
+    """A detail line on stderr; stdout carries only the `bench` lines."""
+    print(f"  {message}", file=sys.stderr, flush=True)
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _peak_mem_gib(device: torch.device) -> float:
+    """torch's peak allocated CUDA memory, or the process's peak RSS on CPU."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**30
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+
+
+def time_steps(step: Callable[[], None], batch: int, device: torch.device, warmup: int,
+               steps: int) -> StepResult:
+    """Samples/s over `steps` calls after `warmup` calls, and peak memory over all of them."""
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    for _ in range(warmup):
+        step()
+    _sync(device)
+    start = time.perf_counter()
+    for _ in range(steps):
+        step()
+    _sync(device)
+    return StepResult(steps * batch / (time.perf_counter() - start), _peak_mem_gib(device))
+
+
+def sample_batch(batch: int, image_size: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Random uint8 (B, S, S, 3) visual-query and target pixels, as the input shards hold them."""
+    generator = torch.Generator().manual_seed(seed)
+    shape = (batch, image_size, image_size, 3)
+    return (torch.randint(0, 256, shape, dtype=torch.uint8, generator=generator),
+            torch.randint(0, 256, shape, dtype=torch.uint8, generator=generator))
+
+
+def head_and_clip_groups(model: DQUModel) -> list[dict]:
+    """The loop's two AdamW parameter groups: fusion head + logit scale, and CLIP."""
+    return [{"params": model.head_parameters(), "lr": 1e-4},
+            {"params": list(model.clip.parameters()), "lr": 1e-6}]
+
+
+def ours_step(model: DQUModel, batch: int, device: torch.device, precision: Precision
+              ) -> Callable[[], None]:
+    """One training step closure as trainer.loop runs it (bf16 autocast, fused AdamW on CUDA)."""
+    spec = input_spec(model_name(device))
+    tokens = torch.from_numpy(
+        get_tokenizer(model_name(device))([TEXT] * batch).numpy()).long()
+    visual, target = sample_batch(batch, spec.image_size)
+    if device.type == "cuda":
+        tokens, visual, target = tokens.pin_memory(), visual.pin_memory(), target.pin_memory()
+    optimizer = torch.optim.AdamW(head_and_clip_groups(model), weight_decay=1e-2,
+                                  fused=device.type == "cuda")
+
+    def step() -> None:
+        pixels_v = to_model_pixels(visual.to(device, non_blocking=True), spec.mean, spec.std)
+        pixels_t = to_model_pixels(target.to(device, non_blocking=True), spec.mean, spec.std)
+        with autocast(device, precision):
+            query_features, target_features = model(tokens.to(device, non_blocking=True),
+                                                    pixels_v, pixels_t)
+            loss = info_nce_loss(query_features, target_features, model.logit_scale)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    return step
+
+
+def official_step(model: DQUModel, batch: int, device: torch.device) -> Callable[[], None]:
+    """One step as the official train.py runs it (fp32 weights, fp16 autocast, GradScaler)."""
+    spec = input_spec(model_name(device))
+    tokenizer = get_tokenizer(model_name(device))
+    texts = [TEXT] * batch
+    visual_u8, target_u8 = sample_batch(batch, spec.image_size)
+    # The official DataLoader hands over float32 tensors already through open_clip's preprocess.
+    visual = to_model_pixels(visual_u8, spec.mean, spec.std)
+    target = to_model_pixels(target_u8, spec.mean, spec.std)
+    cuda = device.type == "cuda"
+    optimizer = torch.optim.AdamW(head_and_clip_groups(model), weight_decay=1e-2)
+    scaler = torch.amp.GradScaler(device.type, enabled=cuda)
+
+    def step() -> None:
+        target_img, visual_query = target.to(device), visual.to(device)
+        optimizer.zero_grad()
+        with torch.autocast(device.type, dtype=torch.float16, enabled=cuda):
+            tokens = tokenizer(texts).to(device)  # extract_text_fea tokenizes every step
+            query_features = model.encode_query(tokens, visual_query)
+            target_features = model.encode_image(target_img)
+            loss = info_nce_loss(query_features, target_features, model.logit_scale)
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+        loss.item()  # the official logs the running loss every step
+
+    return step
+
+
+def model_name(device: torch.device) -> str:
+    """ViT-H-14 on CUDA; the tiny test config on CPU."""
+    return FULL_MODEL if device.type == "cuda" else TINY_MODEL
+
+
+def run_config(make_step: Callable[[], Callable[[], None]], batch: int, device: torch.device,
+               warmup: int, steps: int) -> StepResult:
+    """Time one batch size; an out-of-memory error gives a None result instead of a crash."""
+    try:
+        return time_steps(make_step(), batch, device, warmup, steps)
+    except torch.OutOfMemoryError:
+        note(f"batch {batch}: out of GPU memory")
+        return StepResult(None, None)
+    finally:
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+
+
+def official_main(batch: int, tiny: bool) -> None:
+    """In the CUDA_LAUNCH_BLOCKING=1 subprocess: time the official step, print one JSON line."""
+    device = torch.device("cpu" if tiny else "cuda")
+    torch.manual_seed(0)
+    model = build_model(ClipConfig(model=model_name(device)), "dqu", 0.5, 10.0, device).float()
+    model.train()
+    result = run_config(lambda: official_step(model, batch, device), batch, device,
+                        warmup=1 if tiny else 3, steps=2 if tiny else 10)
+    print(json.dumps({"samples_per_s": result.samples_per_s,
+                      "peak_mem_gib": result.peak_mem_gib}))
+
+
+def run_official(batch: int, tiny: bool) -> StepResult:
+    """The official step in a fresh process with CUDA_LAUNCH_BLOCKING=1 (set before CUDA init)."""
+    env = {**os.environ, "CUDA_LAUNCH_BLOCKING": "1",
+           "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT),
+                                                       os.environ.get("PYTHONPATH")]))}
+    command = [sys.executable, "-m", "bench.gpu_train", "--official", "--batch-size", str(batch)]
+    proc = subprocess.run(command + (["--tiny"] if tiny else []), cwd=REPO_ROOT, env=env,
+                          capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        raise RuntimeError(f"official-style subprocess failed:\n{proc.stderr[-3000:]}")
+    data = json.loads(proc.stdout.strip().splitlines()[-1])
+    return StepResult(data["samples_per_s"], data["peak_mem_gib"])
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Official step first (its own process), then ours per batch size; print the lines."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tiny", action="store_true", help="tiny model on CPU, fp32")
+    parser.add_argument("--batch-sizes", type=int, nargs="+", default=None)
+    parser.add_argument("--grad-checkpointing", choices=("auto", "on", "off"), default="auto",
+                        help="auto: on above batch 64, where ViT-H-14 activations outgrow 80 GB")
+    parser.add_argument("--official", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--batch-size", type=int, default=OFFICIAL_BATCH, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.official:
+        official_main(args.batch_size, args.tiny)
+        return
+    if not args.tiny and not torch.cuda.is_available():
+        parser.error("no CUDA device; pass --tiny to check the script on CPU")
+    device = torch.device("cpu" if args.tiny else "cuda")
+    batch_sizes = args.batch_sizes or ([2, 4] if args.tiny else [16, 64, 256])
+    official_batch = 2 if args.tiny else OFFICIAL_BATCH
+    warmup, steps = (1, 2) if args.tiny else (3, 10)
+
+    # The official run goes first, in its own process, so the two never share GPU memory.
+    official = run_official(official_batch, args.tiny)
+    note(f"official style b{official_batch}: {official.samples_per_s} samples/s, peak "
+         f"{official.peak_mem_gib} GiB (fp32 weights, fp16 autocast, CUDA_LAUNCH_BLOCKING=1)")
+    start = time.perf_counter()
+    torch.manual_seed(0)
+    model = build_model(ClipConfig(model=model_name(device)), "dqu", 0.5, 10.0, device)
+    model.train()
+    note(f"built {model_name(device)} ({sum(p.numel() for p in model.parameters()) / 1e6:.0f}M "
+         f"params) on {device} in {time.perf_counter() - start:.1f}s")
+    precision = Precision(torch.bfloat16 if device.type == "cuda" else None, False)
+    for batch in batch_sizes:
+        checkpointing = {"on": True, "off": False}.get(args.grad_checkpointing, batch > 64)
+        set_grad_checkpointing(model.clip, checkpointing)
+        result = run_config(lambda b=batch: ours_step(model, b, device, precision), batch,
+                            device, warmup, max(2, steps * 64 // max(batch, 64)) if not args.tiny
+                            else steps)
+        note(f"ours b{batch}: {result.samples_per_s} samples/s, peak {result.peak_mem_gib} GiB, "
+             f"grad checkpointing {'on' if checkpointing else 'off'}, "
+             f"{precision.name} autocast, fused AdamW {device.type == 'cuda'}")
+        if result.samples_per_s is None or official.samples_per_s is None:
+            print(f"bench gpu-train-b{batch}: ours=oom baseline={official.samples_per_s}")
+            continue
+        ratio = result.samples_per_s / official.samples_per_s
+        print(f"bench gpu-train-b{batch}: ours={result.samples_per_s:.1f} "
+              f"baseline={official.samples_per_s:.1f} ratio={ratio:.1f}x", flush=True)
+
+
+if __name__ == "__main__":
+    main()
