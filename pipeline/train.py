@@ -12,6 +12,7 @@ from pipeline.models import check_clip_weights
 from pipeline.report import StageReport
 from pipeline.shards import list_shards
 from trainer.config import QUERY_MODES
+from trainer.distributed import env_rank
 from trainer.loop import train
 
 
@@ -21,6 +22,8 @@ def run(params: Params, mode: str, inputs_dir: Path, out_dir: Path, resume: bool
         raise ValueError(f"train: unknown query mode {mode!r}; use one of {list(QUERY_MODES)}")
     check_clip_weights(params.clip.pretrained)
     train(params.clip, params.train, mode, params.seed, Path(inputs_dir), Path(out_dir), resume)
+    if env_rank() != 0:
+        return  # under torchrun, rank 0 alone writes outputs
     # Every train query in the input shards is trained on; the report says how many.
     report = StageReport(f"train {mode}")
     report.n_in = report.n_out = count_queries(Path(inputs_dir), "train")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -133,6 +134,19 @@ def test_ddp_step_matches_single_process_on_the_global_batch(ddp_steps: Path, mo
         assert "clip.visual.conv1.weight" in expected
 
 
+def _run_bounded(command: list[str], env: dict[str, str]) -> subprocess.CompletedProcess:
+    """Run torchrun in its own process group; on a hang, kill it with its ranks and fail."""
+    process = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        stdout, stderr = process.communicate(timeout=SPAWN_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        stdout, stderr = process.communicate()
+        pytest.fail(f"torchrun did not finish within {SPAWN_TIMEOUT_S} s:\n{stdout}{stderr}")
+    return subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
+
+
 def _write_params(path: Path, cfg: dict) -> None:
     path.write_text(json.dumps({"seed": 0, "clip": {"model": CLIP.model}, "train": cfg}))
 
@@ -150,8 +164,7 @@ def test_torchrun_dqu_train_matches_one_process(tmp_path: Path) -> None:
                f"--master_port={_free_port()}", "-m", "pipeline.cli", "train", "dqu",
                "--params", str(params), "--inputs", str(inputs), "--out", str(out)]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
-    done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True,
-                          timeout=SPAWN_TIMEOUT_S)
+    done = _run_bounded(command, env)
     assert done.returncode == 0, done.stdout + done.stderr
 
     single = train(CLIP, TrainConfig(**cfg), "dqu", 0, inputs, tmp_path / "single")

@@ -42,6 +42,15 @@ def env_world_size() -> int:
     return _env_int("WORLD_SIZE", 1)
 
 
+def env_rank() -> int:
+    """RANK set by torchrun: this process's global rank (0 when not launched by it).
+
+    Unlike `rank()` it is still right after the process group is gone, e.g. for a CLI that
+    writes a report once training has returned.
+    """
+    return _env_int("RANK", 0)
+
+
 def env_local_rank() -> int:
     """LOCAL_RANK set by torchrun: this process's index on its node (0 when not launched by it)."""
     return _env_int("LOCAL_RANK", 0)
