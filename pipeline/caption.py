@@ -112,7 +112,9 @@ def run(params: Params, prepare_dir: Path, out_dir: Path) -> StageReport:
         ]
         report = StageReport("caption", cfg.on_bad_record)
         captions = {}
-        for chunk_captions, chunk_report in map_tasks(caption_chunk, tasks, params.parallel):
+        resources = {cfg.worker_resource: 1} if cfg.worker_resource else None
+        for chunk_captions, chunk_report in map_tasks(caption_chunk, tasks, params.parallel,
+                                                      resources):
             captions.update(chunk_captions)
             report.merge(chunk_report)
     ids = sorted(captions)

@@ -58,6 +58,9 @@ class CaptionParams:
     num_beams: int = 1
     device: str = "auto"
     on_bad_record: OnBadRecord = "fail"
+    # On a running dask cluster, each captioning task takes 1 of this worker resource (e.g.
+    # "GPU" with `dask worker --resources GPU=1`): tasks go only to GPU workers, one at a time.
+    worker_resource: str | None = None
 
 
 @dataclass(frozen=True)

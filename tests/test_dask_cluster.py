@@ -159,3 +159,17 @@ def test_resources_pin_tasks_to_the_workers_that_declare_them(cluster: str) -> N
     assert set(map_tasks(worker_name, range(6), params, resources={"GPU": 1})) == {"gpu-worker"}
     # In-process runs have nowhere to place tasks, so they ignore resources.
     assert map_tasks(len, ["ab"], ParallelParams(scheduler="sync"), resources={"GPU": 1}) == [2]
+
+
+def test_caption_asks_for_one_unit_of_its_worker_resource(upstream, monkeypatch) -> None:
+    params, root = upstream
+    asked = []
+
+    def record(fn, tasks, parallel, resources=None):  # noqa: ANN001, ANN202 - map_tasks' shape
+        asked.append(resources)
+        return [({}, caption.StageReport("caption", "skip")) for _ in tasks]
+
+    monkeypatch.setattr(caption, "map_tasks", record)
+    cfg = replace(params.caption, backend="blip2", worker_resource="GPU", on_bad_record="skip")
+    caption.run(replace(params, caption=cfg), root / "prepare", root / "caption-gpu")
+    assert asked == [{"GPU": 1}]
