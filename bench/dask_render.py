@@ -1,0 +1,88 @@
+"""dask: wall time of the real render stage on a 2-worker LocalCluster vs in-process (1 worker).
+
+Both sides call `pipeline.render.run` on the same demo tables (references stretched to the
+official 512x512 canvas before drawing), each into a fresh output folder so no shard is reused;
+only `parallel` differs: `ParallelParams(scheduler="local", workers=2)` against
+`ParallelParams(scheduler="sync")`. The 2-worker time includes starting and stopping the
+LocalCluster, as a `dvc repro` pays it. With 2 cores the ideal is 2x; other processes on the
+machine take from that directly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import tempfile
+from pathlib import Path
+
+from bench.common import (
+    BenchResult,
+    check_scale,
+    demo_tables,
+    emit,
+    interleaved,
+    median,
+    note,
+    quiet_stages,
+    timed,
+    workspace,
+)
+from pipeline import render
+from pipeline.config import ParallelParams, Params, RenderParams
+
+SIZES = {
+    "full": {"pairs": 1200, "image_size": 256, "rounds": 2},
+    "tiny": {"pairs": 12, "image_size": 48, "rounds": 1},
+}
+SHARDS = 8  # several shards per worker, so neither worker idles at the end
+RENDER = RenderParams(canvas_size=512, font_size=40, shards=SHARDS)
+TWO_WORKERS = ParallelParams(scheduler="local", workers=2, threads_per_worker=1)
+ONE_WORKER = ParallelParams(scheduler="sync")
+
+
+def shard_digests(out_dir: Path) -> list[str]:
+    """sha256 of every query shard, to check the schedulers wrote the same bytes."""
+    return [hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(out_dir.glob("queries-*.parquet"))]
+
+
+def render_seconds(dirs: dict[str, Path], out_dir: Path, parallel: ParallelParams) -> float:
+    """Wall seconds of one render stage run into the empty folder `out_dir`."""
+    params = Params(parallel=parallel, render=RENDER)
+    with quiet_stages():
+        seconds, _ = timed(lambda: render.run(params, dirs["prepare"], dirs["caption"],
+                                              dirs["keywords"], out_dir))
+    return seconds
+
+
+def run(scale: str = "full", workdir: Path | None = None) -> list[BenchResult]:
+    """Render with 2 workers and with 1, interleaved; check equal bytes; print the line."""
+    check_scale(scale)
+    size = SIZES[scale]
+    with workspace(workdir) as work, tempfile.TemporaryDirectory(dir=work) as tmp:
+        dirs = demo_tables(work, size["pairs"], size["image_size"])
+        outputs = iter(Path(tmp) / f"render-{i}" for i in range(1000))
+        two, one = interleaved(
+            lambda: render_seconds(dirs, next(outputs), TWO_WORKERS),
+            lambda: render_seconds(dirs, next(outputs), ONE_WORKER),
+            size["rounds"],
+        )
+        if shard_digests(Path(tmp) / "render-0") != shard_digests(Path(tmp) / "render-1"):
+            raise AssertionError("dask: 2-worker and in-process render wrote different shards")
+        note(f"dask: {size['pairs']} triplets, {SHARDS} shards, 512px canvas; seconds "
+             f"2 workers {[round(t, 1) for t in two]} 1 worker {[round(t, 1) for t in one]}; "
+             "shards byte-identical")
+        return [emit(BenchResult("dask", median(two), median(one), "seconds per render stage",
+                                 higher_is_better=False))]
+
+
+def main(argv: list[str] | None = None) -> None:
+    """`python -m bench.dask_render [--tiny]`."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tiny", action="store_true", help="a few rows, to check the script")
+    args = parser.parse_args(argv)
+    run("tiny" if args.tiny else "full")
+
+
+if __name__ == "__main__":
+    main()
