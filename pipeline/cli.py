@@ -224,6 +224,24 @@ def check_params(params: ParamsOpt = Path("params.yaml")) -> None:
     typer.echo(f"{params}: ok")
 
 
+@app.command()
+@_user_errors
+def bench(
+    name: Annotated[
+        str | None, typer.Argument(help="loader, frozen, eval or dask; omit to run all")
+    ] = None,
+    tiny: Annotated[bool, typer.Option(help="tiny sizes, to check that they run")] = False,
+) -> None:
+    """Benchmarks against the official DQU-CIR data path; one `bench NAME:` line each."""
+    # bench/ sits in the source tree beside pipeline/, not in the installed packages.
+    source_root = str(Path(__file__).resolve().parents[1])
+    if source_root not in sys.path:
+        sys.path.insert(0, source_root)
+    from bench import run_benchmarks
+
+    run_benchmarks([name] if name else None, "tiny" if tiny else "full")
+
+
 def main() -> None:
     """Console entry point."""
     app(prog_name="dqu")
