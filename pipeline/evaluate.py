@@ -16,6 +16,7 @@ import torch
 
 from pipeline.atomic import write_json
 from pipeline.config import EvaluateParams, Params
+from pipeline.report import StageReport
 from pipeline.shards import CAPTIONS, TRIPLETS, read_table
 from trainer import protocols
 from trainer.config import QUERY_MODES
@@ -65,6 +66,10 @@ def run(params: Params, inputs_dir: Path, train_dir: Path, out_dir: Path,
         for k in curve_ks
     ]
     write_json(out_dir / "recall_curve.json", rows)
+    # Every query of the split is scored by every mode (a target outside the gallery is a miss).
+    report = StageReport("evaluate")
+    report.n_in = report.n_out = len(data.queries)
+    report.write(out_dir / "report.json")
     return metrics
 
 
