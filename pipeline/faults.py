@@ -714,10 +714,7 @@ def kill_midway(
     On a busy machine the child can finish between two looks; then `out` is cleared and it is
     started again, up to `attempts` times.
     """
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(REPO)}
-    if "torch" in sys.modules:
-        # Bit-exact resume needs the same intra-op thread count in the child as in this process.
-        env["OMP_NUM_THREADS"] = str(sys.modules["torch"].get_num_threads())
+    env = _child_env()
     # Lower priority, so this watcher gets the CPU first and kills the child soon after ready().
     command = ["nice", "-n", "10", sys.executable, "-m", "pipeline.cli", *argv]
     for _ in range(attempts):
@@ -735,6 +732,23 @@ def kill_midway(
         if was_running:
             return True
     return False
+
+
+def run_dqu(argv: list[str], log: Path) -> None:
+    """Run `dqu ARGV` to completion as a subprocess; NotSurvived with its last lines if it fails."""
+    command = [sys.executable, "-m", "pipeline.cli", *argv]
+    with open(log, "wb") as sink:
+        code = subprocess.run(command, stdout=sink, stderr=sink, env=_child_env()).returncode
+    tail = log.read_text(encoding="utf-8", errors="replace")[-400:]
+    expect(code == 0, f"`dqu {argv[0]}` exited {code}: {tail}")
+
+
+def _child_env() -> dict[str, str]:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(REPO)}
+    if "torch" in sys.modules:
+        # Bit-exact resume needs the same intra-op thread count in every run.
+        env["OMP_NUM_THREADS"] = str(sys.modules["torch"].get_num_threads())
+    return env
 
 
 def _killed_stage(scratch: Scratch, stage: str) -> str:
@@ -801,7 +815,7 @@ def killed_inputs(scratch: Scratch) -> str:
 
 @fault("training killed with SIGKILL midway and resumed")
 def killed_training(scratch: Scratch) -> str:
-    from pipeline import train
+    """`dqu train` SIGKILLed after its first checkpoint and rerun equals an unbroken `dqu train`."""
     from trainer.checkpoint import load_state
 
     params = scratch.params("fail")
@@ -809,25 +823,30 @@ def killed_training(scratch: Scratch) -> str:
     scratch.run_stages(params)
     inputs_dir = scratch.out("run", "inputs")
     reference, resumed = scratch.out("ref", "train"), scratch.out("killed", "train")
-    with quiet():
-        train.run(params, "dqu", inputs_dir, reference)
-    argv = [
-        "train",
-        "dqu",
-        "--params",
-        str(scratch.write_params(params)),
-        "--inputs",
-        str(inputs_dir),
-        "--out",
-        str(resumed),
-    ]
+    params_file = str(scratch.write_params(params))
+
+    def argv(out: Path) -> list[str]:
+        return [
+            "train",
+            "dqu",
+            "--params",
+            params_file,
+            "--inputs",
+            str(inputs_dir),
+            "--out",
+            str(out),
+        ]
+
+    # All three runs are fresh `dqu train` processes, so none depends on this process's state.
+    run_dqu(argv(reference), scratch.root / "train-ref.log")
     checkpoint = resumed / "checkpoint" / "state.pt"
-    was_running = kill_midway(argv, checkpoint.is_file, resumed, scratch.root / "train.log")
+    was_running = kill_midway(
+        argv(resumed), checkpoint.is_file, resumed, scratch.root / "train.log"
+    )
     expect(was_running, "`dqu train` ended before it could be killed")
     expect(not (resumed / "train_summary.json").exists(), "the killed run finished")
     killed_after = load_state(checkpoint)["progress"]["next_epoch"]
-    with quiet():
-        train.run(params, "dqu", inputs_dir, resumed)
+    run_dqu(argv(resumed), scratch.root / "train-resumed.log")
 
     def outcome(folder: Path) -> tuple[dict, list[dict], str]:
         summary = json.loads((folder / "train_summary.json").read_text())
