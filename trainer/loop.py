@@ -26,6 +26,7 @@ from trainer.data import (
     InputsFormatError,
     InputsMeta,
     TripletDataset,
+    inputs_digest,
     load_queries,
     read_meta,
     to_model_pixels,
@@ -131,11 +132,13 @@ def _check_meta(meta: InputsMeta, clip_cfg: ClipConfig, inputs_dir: Path) -> Non
 
 
 def _fingerprint(clip_cfg: ClipConfig, train_cfg: TrainConfig, mode: str, seed: int,
-                 meta: InputsMeta) -> str:
+                 meta: InputsMeta, inputs_dir: Path) -> str:
     """Settings that must match for a checkpoint to be resumed (runtime-only ones excluded)."""
     train = {k: v for k, v in asdict(train_cfg).items() if k not in ("device", "num_workers")}
+    # The data digest stops a persisted checkpoint from resuming on different inputs.
     return json.dumps({"clip": asdict(clip_cfg), "train": train, "mode": mode, "seed": seed,
-                       "inputs": asdict(meta)}, sort_keys=True)
+                       "inputs": asdict(meta), "data": inputs_digest(inputs_dir)},
+                      sort_keys=True)
 
 
 def _lr_factor(train_cfg: TrainConfig, epoch: int) -> float:
@@ -337,7 +340,7 @@ def _train(clip_cfg: ClipConfig, train_cfg: TrainConfig, mode: str, seed: int,
     scaler = torch.amp.GradScaler(device.type, enabled=precision.use_scaler)
 
     progress = _Progress()
-    fingerprint = _fingerprint(clip_cfg, train_cfg, mode, seed, meta)
+    fingerprint = _fingerprint(clip_cfg, train_cfg, mode, seed, meta, inputs_dir)
     checkpoint_path = out_dir / CHECKPOINT_FILE
     if resume and checkpoint_path.is_file():
         state = load_state(checkpoint_path)
