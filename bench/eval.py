@@ -11,8 +11,9 @@ both; the ratio is bounded by it on CPU.
 
 `bench eval-rss`: peak RSS of our whole `trainer.evaluate.evaluate` on a CIRR-sized split
 (about 4,000 queries, 2,300 gallery images, 224 px, a small random-weight CLIP), measured in a
-fresh subprocess with `resource.getrusage(RUSAGE_SELF).ru_maxrss` (so the data generation and
-the parent's own memory are not counted; Python, torch and the model are). The baseline is not
+fresh subprocess (`bench/rss_child.py`) as its VmHWM (Linux /proc/self/status; ru_maxrss
+would inherit the parent's peak across fork + exec), so the data generation and the parent's
+memory are not counted; Python, torch, open_clip and the model are. The baseline is not
 run: it is the size of the float32 tensors the official CIRR code keeps in memory for the same
 split (source, target and visual query per query, one tensor per gallery image), a lower bound
 of its RSS.
@@ -39,7 +40,6 @@ from bench.common import (
     interleaved,
     median,
     note,
-    peak_rss_mb,
     timed,
     workspace,
 )
@@ -234,24 +234,6 @@ def write_cirr_sized_inputs(root: Path, queries: int, gallery: int, image_size: 
     return out
 
 
-def rss_child(inputs_dir: Path, config_dir: Path) -> None:
-    """In the subprocess: evaluate a random small CLIP on the split, print peak RSS as JSON."""
-    import open_clip
-
-    from trainer.config import ClipConfig
-    from trainer.evaluate import evaluate
-    from trainer.loop import build_model
-
-    imports_mb = peak_rss_mb()  # interpreter, torch, open_clip: paid before any data is read
-    # A benchmark-only backbone: registered here, not in trainer/model_configs.
-    open_clip.add_model_config(config_dir)
-    torch.manual_seed(0)
-    model = build_model(ClipConfig(model=RSS_MODEL), "dqu", 0.5, 10.0, torch.device("cpu"))
-    result = evaluate(model, inputs_dir, "val", KS, BATCH_SIZE, "cpu")
-    print(json.dumps({"peak_rss_mb": peak_rss_mb(), "imports_mb": imports_mb,
-                      "queries": result.num_queries}))
-
-
 def bench_rss(scale: str, workdir: Path | None) -> BenchResult:
     """Peak RSS of `evaluate` in a subprocess vs the official's held float32 tensors."""
     size = SIZES[scale]
@@ -265,7 +247,8 @@ def bench_rss(scale: str, workdir: Path | None) -> BenchResult:
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(
             [str(REPO_ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])}
         seconds, proc = timed(lambda: subprocess.run(
-            [sys.executable, "-m", "bench.eval", "--rss-child", str(inputs_dir), str(config_dir)],
+            [sys.executable, "-m", "bench.rss_child", str(inputs_dir), str(config_dir),
+             RSS_MODEL],
             cwd=REPO_ROOT, env=env, capture_output=True, text=True, check=False))
     if proc.returncode != 0:
         raise RuntimeError(f"eval-rss child failed:\n{proc.stderr[-3000:]}")
@@ -290,15 +273,10 @@ def run(scale: str = "full", workdir: Path | None = None) -> list[BenchResult]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """`python -m bench.eval [--tiny]` (or the internal --rss-child INPUTS CONFIGS)."""
+    """`python -m bench.eval [--tiny]`."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tiny", action="store_true", help="small sizes, to check the script")
-    parser.add_argument("--rss-child", nargs=2, metavar=("INPUTS", "CONFIGS"),
-                        help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    if args.rss_child:
-        rss_child(Path(args.rss_child[0]), Path(args.rss_child[1]))
-        return
     run("tiny" if args.tiny else "full")
 
 
