@@ -32,14 +32,15 @@ def check_tables(tables: DatasetTables, report: StageReport) -> DatasetTables:
     rows = tables.triplets.to_pylist()
     report.n_in += len(rows)
     counts = Counter((r["split"], r["pair_id"]) for r in rows)
-    keep = []
+    keep, problems = [], []
     for row in rows:
-        record = f"triplet {row['split']}/{row['pair_id']}"
         problem = _problem(row, counts, image_paths, missing_files, gallery)
         if problem:
-            report.bad(record, *problem)
-            continue
-        keep.append(row)
+            problems.append((f"triplet {row['split']}/{row['pair_id']}", *problem))
+        else:
+            keep.append(row)
+    # One error that lists every offending triplet, not a fix-rerun loop one record at a time.
+    report.bad_all(problems)
     report.n_out += len(keep)
     triplets = pa.Table.from_pylist(keep, schema=TRIPLETS)
     order = pc.sort_indices(triplets, [("split", "ascending"), ("pair_id", "ascending")])

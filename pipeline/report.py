@@ -37,6 +37,20 @@ class StageReport:
             )
         self.skipped.append({"record": record, "reason": reason})
 
+    def bad_all(self, problems: list[tuple[str, str, str]], shown: int = 20) -> None:
+        """Like bad() for a whole batch of (record, reason, fix): a failure lists them all."""
+        if problems and self.on_bad_record != "skip":
+            lines = [f"  {record}: {reason}. {fix}" for record, reason, fix in problems[:shown]]
+            if len(problems) > shown:
+                lines.append(f"  ... and {len(problems) - shown} more")
+            raise BadRecordError(
+                f"[{self.stage}] {len(problems)} bad record(s):\n" + "\n".join(lines) + "\n"
+                f"Fix them, or set {self.stage}.on_bad_record: skip to skip such records and "
+                f"list them in the stage report"
+            )
+        for record, reason, fix in problems:
+            self.bad(record, reason, fix)
+
     def merge(self, other: StageReport) -> None:
         """Add the counts of a partial report (one shard) into this one."""
         self.n_in += other.n_in

@@ -115,3 +115,13 @@ def test_bad_triplets_are_counted_when_skipping(tmp_path):
     assert tables.triplets["pair_id"].to_pylist() == ["ok"]
     assert (report.n_in, report.n_out, report.n_skipped) == (7, 1, 6)
     assert report.as_dict()["n_in"] == 7
+
+
+def test_fail_lists_every_bad_triplet_at_once(tmp_path):
+    rows = [r for r, _ in BAD_ROWS[1:]]
+    with pytest.raises(BadRecordError) as info:
+        prepare.check_tables(_tables(tmp_path, rows), StageReport("prepare"))
+    message = str(info.value)
+    assert "4 bad record(s)" in message
+    for row, reason in BAD_ROWS[1:]:
+        assert f"test/{row['pair_id']}: " in message and reason in message
