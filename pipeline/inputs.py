@@ -39,6 +39,7 @@ from pipeline.images import ImageLoadError, load_rgb
 from pipeline.models import check_clip_weights
 from pipeline.parallel import map_tasks
 from pipeline.report import StageReport
+from pipeline.resume import reusable_report, shard_keys
 from pipeline.shards import (
     GALLERY,
     IMAGES,
@@ -58,8 +59,8 @@ from trainer.encoders import input_spec, tokenize
 
 # Bump when pixels or token layout change, so shards written by older code are not reused.
 INPUTS_CODE_VERSION = 1
-FINGERPRINT_KEY = b"dqu.inputs.fingerprint"
-REPORT_KEY = b"dqu.inputs.report"
+STAGE = "inputs"
+FINGERPRINT_KEY, REPORT_KEY = shard_keys(STAGE)
 
 
 def to_model_pixels(image: Image.Image, size: int) -> bytes:
@@ -109,10 +110,10 @@ def build_query_shard(task: QueryShardTask) -> StageReport:
             "on_bad_record": task.on_bad_record,
         },
     )
-    reused = reusable_report(Path(task.out_path), fingerprint, task.on_bad_record)
+    reused = reusable_report(Path(task.out_path), fingerprint, STAGE, task.on_bad_record)
     if reused is not None:
         return reused
-    report = StageReport("inputs", task.on_bad_record)
+    report = StageReport(STAGE, task.on_bad_record)
     report.n_in = rendered.num_rows
     if unusable:
         aims_at_unusable = pc.is_in(rendered["target_id"], value_set=pa.array(unusable))
@@ -157,10 +158,10 @@ def build_image_shard(task: ImageShardTask) -> StageReport:
             "on_bad_record": task.params.on_bad_record,
         },
     )
-    reused = reusable_report(Path(task.out_path), fingerprint, task.params.on_bad_record)
+    reused = reusable_report(Path(task.out_path), fingerprint, STAGE, task.params.on_bad_record)
     if reused is not None:
         return reused
-    report = StageReport("inputs", task.params.on_bad_record)
+    report = StageReport(STAGE, task.params.on_bad_record)
     ids, pixels = [], []
     for image_id, path in zip(task.image_ids, task.paths, strict=True):
         report.n_in += 1
@@ -204,30 +205,6 @@ def _with_stamp(schema: pa.Schema, fingerprint: str, report: StageReport) -> pa.
     """`schema` carrying the shard's fingerprint and its report in the Parquet metadata."""
     stamp = json.dumps(report.as_dict(), sort_keys=True, ensure_ascii=False)
     return schema.with_metadata({FINGERPRINT_KEY: fingerprint.encode(), REPORT_KEY: stamp})
-
-
-def reusable_report(path: Path, fingerprint: str, on_bad_record: str) -> StageReport | None:
-    """The stored report of a complete shard at `path` built from the same inputs, else None."""
-    if not path.is_file():
-        return None
-    try:
-        footer = pq.read_metadata(path)
-        metadata = footer.metadata or {}
-        if metadata.get(FINGERPRINT_KEY) != fingerprint.encode():
-            return None
-        stored = json.loads(metadata[REPORT_KEY])
-        if footer.num_rows != stored["n_out"]:
-            return None
-    except (OSError, ValueError, KeyError, pa.ArrowException):
-        # A torn or foreign file is simply built again.
-        return None
-    return StageReport(
-        stage="inputs",
-        on_bad_record=on_bad_record,
-        n_in=stored["n_in"],
-        n_out=stored["n_out"],
-        skipped=list(stored["skipped"]),
-    )
 
 
 def run(params: Params, prepare_dir: Path, render_dir: Path, out_dir: Path) -> StageReport:
@@ -274,7 +251,7 @@ def run(params: Params, prepare_dir: Path, render_dir: Path, out_dir: Path) -> S
         # Rare (skip mode with bad images): redo, in-process, the query shards that aim at them.
         query_tasks = [dataclasses.replace(t, unusable_targets=unusable) for t in query_tasks]
         parts[: len(query_tasks)] = [build_query_shard(t) for t in query_tasks]
-    report = StageReport("inputs", on_bad_record)
+    report = StageReport(STAGE, on_bad_record)
     for part in parts:
         report.merge(part)
     loaded = pa.array(sorted(written), type=pa.string())

@@ -34,6 +34,7 @@ from pipeline.drawing import DrawStyle, fit_canvas, render_visual_query
 from pipeline.images import ImageLoadError, encode_png, load_rgb
 from pipeline.parallel import map_tasks
 from pipeline.report import StageReport
+from pipeline.resume import reusable_report, shard_keys
 from pipeline.shards import (
     CAPTIONS,
     IMAGES,
@@ -50,8 +51,7 @@ STAGE = "render"
 STEM = "queries"
 # Bump when drawing or row layout changes, so shards rendered by older code are not reused.
 RENDER_CODE_VERSION = 1
-FINGERPRINT_KEY = b"dqu.render.fingerprint"
-REPORT_KEY = b"dqu.render.report"
+FINGERPRINT_KEY, REPORT_KEY = shard_keys(STAGE)
 # Row group size: bounds a worker's memory to this many PNGs (~0.5 MB each at 512x512).
 ROWS_PER_GROUP = 256
 # Fixed writer options, like shards.write_table, so equal rows give equal bytes.
@@ -151,7 +151,7 @@ def render_shard(task: ShardTask) -> StageReport:
     """Write one shard (or reuse it when its fingerprint matches); return its partial report."""
     rows = _shard_rows(task)
     fingerprint = shard_fingerprint(task, rows)
-    reused = reusable_report(Path(task.out_path), fingerprint, task.render.on_bad_record)
+    reused = reusable_report(Path(task.out_path), fingerprint, STAGE, task.render.on_bad_record)
     if reused is not None:
         return reused
     report = StageReport(STAGE, on_bad_record=task.render.on_bad_record)
@@ -305,31 +305,6 @@ def shard_fingerprint(task: ShardTask, rows: list[dict]) -> str:
     }
     text = json.dumps(payload, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
-
-
-def reusable_report(path: Path, fingerprint: str, on_bad_record: str) -> StageReport | None:
-    """The stored report of a complete shard at `path` made from the same inputs, else None."""
-    if not path.is_file():
-        return None
-    try:
-        footer = pq.read_metadata(path)
-        # The file's key-value metadata holds both the schema's fingerprint and the report.
-        metadata = footer.metadata or {}
-        if metadata.get(FINGERPRINT_KEY) != fingerprint.encode():
-            return None
-        stored = json.loads(metadata[REPORT_KEY])
-        if footer.num_rows != stored["n_out"]:
-            return None
-    except (OSError, ValueError, KeyError, pa.ArrowException):
-        # An unreadable or foreign file is simply rendered again.
-        return None
-    return StageReport(
-        stage=STAGE,
-        on_bad_record=on_bad_record,
-        n_in=stored["n_in"],
-        n_out=stored["n_out"],
-        skipped=list(stored["skipped"]),
-    )
 
 
 class _ReferenceCache:
