@@ -11,7 +11,7 @@ from typing import Annotated, TypeVar
 
 import typer
 
-from pipeline.config import Params, load_params
+from pipeline.config import load_params
 
 app = typer.Typer(
     add_completion=False,
@@ -41,10 +41,6 @@ def _user_errors(fn: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-def _params(path: Path) -> Params:
-    return load_params(path)
-
-
 @app.command()
 @_user_errors
 def prepare(
@@ -62,7 +58,7 @@ def prepare(
 
     from pipeline import prepare as stage
 
-    loaded = _params(params)
+    loaded = load_params(params)
     overrides = {
         key: value
         for key, value in {
@@ -86,7 +82,7 @@ def caption(
     """Caption every reference image (BLIP-2 or provided captions)."""
     from pipeline import caption as stage
 
-    stage.run(_params(params), prepare_dir, out)
+    stage.run(load_params(params), prepare_dir, out)
 
 
 @app.command()
@@ -108,14 +104,14 @@ def keywords(
 
         if out is None or prepare_dir is None:
             raise typer.BadParameter("the keywords stage needs --prepare DIR and --out DIR")
-        stage.run(_params(params), prepare_dir, out)
+        stage.run(load_params(params), prepare_dir, out)
         return
     if out is None:
         raise typer.BadParameter("give --out PRED.jsonl when extracting from a file")
     from pipeline.keyphrases import extract_file, load_keyword_model
     from pipeline.models import resolve_model
 
-    spec = model or _params(params).keywords.model
+    spec = model or load_params(params).keywords.model
     stats = extract_file(load_keyword_model(resolve_model(spec)), texts, out, skip_bad=skip_bad)
     typer.echo(f"[keywords] in={stats['n_in']} out={stats['n_out']} skipped={stats['n_skipped']}")
 
@@ -132,7 +128,7 @@ def render(
     """Write the unified text and visual queries into Parquet shards."""
     from pipeline import render as stage
 
-    stage.run(_params(params), prepare_dir, caption_dir, keywords_dir, out)
+    stage.run(load_params(params), prepare_dir, caption_dir, keywords_dir, out)
 
 
 @app.command()
@@ -146,7 +142,7 @@ def inputs(
     """Precompute encoder inputs (pixels, token ids) for the configured backbone."""
     from pipeline import inputs as stage
 
-    stage.run(_params(params), prepare_dir, render_dir, out)
+    stage.run(load_params(params), prepare_dir, render_dir, out)
 
 
 @app.command()
@@ -161,7 +157,7 @@ def train(
     """Train the fusion model in one query mode."""
     from pipeline import train as stage
 
-    stage.run(_params(params), mode, inputs_dir, out, resume)
+    stage.run(load_params(params), mode, inputs_dir, out, resume)
 
 
 @app.command()
@@ -178,7 +174,7 @@ def evaluate(
     """Recall@K of every query mode; writes metrics and plots for DVC."""
     from pipeline import evaluate as stage
 
-    stage.run(_params(params), inputs_dir, train_dir, out, prepare_dir)
+    stage.run(load_params(params), inputs_dir, train_dir, out, prepare_dir)
 
 
 @app.command()
@@ -218,9 +214,9 @@ def faults(
 
 @app.command("check-params")
 @_user_errors
-def check_params(params: ParamsOpt = Path("params.yaml")) -> None:
+def checkload_params(params: ParamsOpt = Path("params.yaml")) -> None:
     """Validate params.yaml without running anything."""
-    _params(params)
+    load_params(params)
     typer.echo(f"{params}: ok")
 
 

@@ -129,4 +129,8 @@ def load_params(path: str | Path = "params.yaml") -> Params:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as err:
         raise ParamsError(f"{path}: not valid YAML: {err}") from err
-    return from_mapping(Params, data or {}, where=str(path))
+    try:
+        # Keys are named by their dotted path, the file once in front: "params.yaml: train.lr: ..."
+        return from_mapping(Params, data or {}, where="")
+    except ParamsError as err:
+        raise ParamsError(f"{path}: {err}") from None

@@ -80,20 +80,22 @@ def from_mapping(cls: type[T], data: Mapping[str, Any] | None, where: str = "par
     if data is None:
         data = {}
     if not isinstance(data, Mapping):
-        raise ParamsError(f"{where}: expected a mapping, got {data!r}")
+        raise ParamsError(f"{where or 'top level'}: expected a mapping, got {data!r}")
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - set(fields))
     if unknown:
         raise ParamsError(
-            f"{where}: unknown key(s) {unknown}; allowed: {sorted(fields)} (check for a typo)"
+            f"{where or 'top level'}: unknown key(s) {unknown}; allowed: {sorted(fields)} "
+            "(check for a typo)"
         )
     kwargs = {}
     for name, field in fields.items():
         if name in data:
-            kwargs[name] = _convert(data[name], hints[name], f"{where}.{name}")
+            key = f"{where}.{name}" if where else name
+            kwargs[name] = _convert(data[name], hints[name], key)
         elif field.default is dataclasses.MISSING and field.default_factory is dataclasses.MISSING:
-            raise ParamsError(f"{where}: missing required key '{name}'")
+            raise ParamsError(f"{where or 'top level'}: missing required key '{name}'")
     return cls(**kwargs)
 
 
