@@ -1,17 +1,19 @@
 """Merge a dataset preset into params.yaml: `python presets/apply.py presets/cirr.yaml --root DIR`.
 
 The merged file is checked by the strict params loader before params.yaml is replaced, so a
-typo in a preset never reaches a run. Comments of params.yaml are not kept (keep a copy:
-`git diff params.yaml` shows what the preset changed).
+typo in a preset never reaches a run. params.yaml is edited in place with a round-trip YAML
+parser, so its comments and key order survive (`git diff params.yaml` shows what changed).
 """
 
 from __future__ import annotations
 
 import argparse
+import io
 import sys
 from pathlib import Path
 
 import yaml
+from ruamel.yaml import YAML
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -20,23 +22,30 @@ from pipeline.config import load_params  # noqa: E402
 
 
 def merge(base: dict, overlay: dict) -> dict:
-    """Recursive dict merge: overlay's leaves replace base's."""
-    out = dict(base)
+    """Recursive merge into `base` in place (overlay's leaves win); returns base."""
     for key, value in overlay.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = merge(out[key], value)
+        if isinstance(value, dict) and isinstance(base.get(key), dict):
+            merge(base[key], value)
         else:
-            out[key] = value
-    return out
+            base[key] = value
+    return base
 
 
 def apply_preset(preset: Path, params: Path, root: str | None = None) -> dict:
     """Write params merged with the preset (and prepare.root) after a strict check."""
-    merged = merge(yaml.safe_load(params.read_text(encoding="utf-8")) or {},
-                   yaml.safe_load(preset.read_text(encoding="utf-8")) or {})
+    round_trip = YAML()
+    round_trip.width = 4096  # keep long comment lines as they are
+    # Write None as `null`, as params.yaml spells it, not as an empty value.
+    round_trip.representer.add_representer(
+        type(None), lambda rep, _: rep.represent_scalar("tag:yaml.org,2002:null", "null")
+    )
+    merged = round_trip.load(params.read_text(encoding="utf-8")) or {}
+    merge(merged, yaml.safe_load(preset.read_text(encoding="utf-8")) or {})
     if root is not None:
-        merged = merge(merged, {"prepare": {"root": root}})
-    text = yaml.safe_dump(merged, sort_keys=False, allow_unicode=True)
+        merge(merged, {"prepare": {"root": root}})
+    buffer = io.StringIO()
+    round_trip.dump(merged, buffer)
+    text = buffer.getvalue()
     check = params.with_name(f".{params.name}.preset-check")
     check.write_text(text, encoding="utf-8")
     try:
