@@ -39,7 +39,7 @@ from pipeline.images import ImageLoadError, load_rgb
 from pipeline.models import check_clip_weights
 from pipeline.parallel import map_tasks
 from pipeline.report import StageReport
-from pipeline.resume import reusable_report, shard_keys
+from pipeline.resume import file_digest, reusable_report, shard_keys
 from pipeline.shards import (
     GALLERY,
     IMAGES,
@@ -103,7 +103,7 @@ def build_query_shard(task: QueryShardTask) -> StageReport:
     fingerprint = _fingerprint(
         task.out_path,
         {
-            "render_shard_sha256": _file_sha256(task.render_shard),
+            "render_shard_sha256": file_digest(task.render_shard),
             "clip": dataclasses.asdict(task.clip),
             "spec": dataclasses.asdict(spec),
             "unusable_targets": unusable,
@@ -152,7 +152,7 @@ def build_image_shard(task: ImageShardTask) -> StageReport:
         task.out_path,
         {
             "images": [
-                [i, _file_sha256(p)] for i, p in zip(task.image_ids, task.paths, strict=True)
+                [i, file_digest(p)] for i, p in zip(task.image_ids, task.paths, strict=True)
             ],
             "image_size": task.image_size,
             "on_bad_record": task.params.on_bad_record,
@@ -174,18 +174,6 @@ def build_image_shard(task: ImageShardTask) -> StageReport:
     report.n_out = len(ids)
     write_table(table, task.out_path, _with_stamp(INPUT_IMAGES, fingerprint, report))
     return report
-
-
-def _file_sha256(path: str) -> str | None:
-    """sha256 of a file's bytes, or None when it cannot be read (a bad record then)."""
-    digest = hashlib.sha256()
-    try:
-        with open(path, "rb") as stream:
-            while chunk := stream.read(1 << 20):
-                digest.update(chunk)
-    except OSError:
-        return None
-    return digest.hexdigest()
 
 
 def _fingerprint(out_path: str, inputs: dict) -> str:

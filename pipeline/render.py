@@ -34,7 +34,7 @@ from pipeline.drawing import DrawStyle, fit_canvas, render_visual_query
 from pipeline.images import ImageLoadError, encode_png, load_rgb
 from pipeline.parallel import map_tasks
 from pipeline.report import StageReport
-from pipeline.resume import reusable_report, shard_keys
+from pipeline.resume import file_digest, reusable_report, shard_keys
 from pipeline.shards import (
     CAPTIONS,
     IMAGES,
@@ -276,20 +276,6 @@ def _rows_where(table: pa.Table, column: str, values: set) -> list[dict]:
     # Filtering in Arrow first keeps a shard's cost proportional to its rows, not the dataset.
     wanted = pa.array(sorted(v for v in values if v is not None), type=pa.string())
     return table.filter(pc.is_in(table[column], value_set=wanted)).to_pylist()
-
-
-def file_digest(path: str | None) -> str | None:
-    """sha256 of a file's bytes, or None when it cannot be read (it is then a bad record)."""
-    if path is None:
-        return None
-    digest = hashlib.sha256()
-    try:
-        with open(path, "rb") as stream:
-            while chunk := stream.read(1 << 20):
-                digest.update(chunk)
-    except OSError:
-        return None
-    return digest.hexdigest()
 
 
 def shard_fingerprint(task: ShardTask, rows: list[dict]) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -41,3 +42,17 @@ def reusable_report(
         n_out=stored["n_out"],
         skipped=list(stored["skipped"]),
     )
+
+
+def file_digest(path: str | None) -> str | None:
+    """sha256 of a file's bytes, or None when it cannot be read (it is then a bad record)."""
+    if path is None:
+        return None
+    digest = hashlib.sha256()
+    try:
+        with open(path, "rb") as stream:
+            while chunk := stream.read(1 << 20):
+                digest.update(chunk)
+    except OSError:
+        return None
+    return digest.hexdigest()
