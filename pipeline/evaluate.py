@@ -110,7 +110,9 @@ def score_split(model: DQUModel, data: EvalSplit, cfg: EvaluateParams, curve_ks:
                 extra: _ProtocolData, device: torch.device) -> dict[str, float]:
     """R@K for every curve K under the hit rule, plus the protocol's extra keys."""
     queries, gallery = protocols.encode_split(model, data, cfg.batch_size, device)
-    result = rank_queries(queries, gallery, data, curve_ks, max(curve_ks), cfg.batch_size)
+    # Top ids are only read by the caption hit rule; plain recall needs target ranks alone.
+    top_n = max(curve_ks) if cfg.hit_rule == "caption" else 0
+    result = rank_queries(queries, gallery, data, curve_ks, top_n, cfg.batch_size)
     scored = dict(result.metrics)
     if cfg.hit_rule == "caption":
         targets = [extra.captions.get(t) for t in data.queries.target_ids]

@@ -20,7 +20,8 @@ from trainer.data import (
     to_model_pixels,
 )
 from trainer.fusion import DQUModel
-from trainer.metrics import recall_from_ranks, target_ranks, topk_ids
+from trainer.metrics import recall_from_ranks
+from trainer.ranking import rank_targets
 from trainer.runtime import Precision, autocast, eval_mode, resolve_device, resolve_precision
 
 
@@ -126,23 +127,21 @@ def fuse_queries(model: DQUModel, text: torch.Tensor | None, visual: torch.Tenso
 @torch.inference_mode()
 def rank_queries(query_features: torch.Tensor, gallery_features: torch.Tensor, data: EvalSplit,
                  ks: Sequence[int], top_n: int, batch_size: int) -> EvalResult:
-    """Score query batches against the gallery, mask references, compute recall and top ids."""
+    """Recall@K from target ranks (reference masked) and, when top_n > 0, the top gallery ids.
+
+    top_n 0 leaves `top_ids` empty: recall needs only ranks. On CPU the query blocks are sized
+    for the cache; on an accelerator they are `batch_size` queries.
+    """
     device = gallery_features.device
-    ranks, tops = [], []
-    for start in range(0, query_features.shape[0], batch_size):
-        part = slice(start, start + batch_size)
-        scores = query_features[part].to(device) @ gallery_features.T
-        target = data.target_index[part].to(device)
-        reference = data.reference_index[part].to(device)
-        ranks.append(target_ranks(scores, target, reference).cpu())
-        tops.append(topk_ids(scores, top_n, reference).cpu())
-    all_ranks = torch.cat(ranks) if ranks else torch.zeros(0, dtype=torch.long)
-    top = torch.cat(tops).tolist() if tops else []
+    ranks, top = rank_targets(query_features, gallery_features, data.target_index,
+                              data.reference_index, top_n=top_n,
+                              block_rows=None if device.type == "cpu" else batch_size)
+    top_rows = top.tolist() if top is not None else []
     return EvalResult(
         split=data.queries.split,
-        metrics=recall_from_ranks(all_ranks, ks),
+        metrics=recall_from_ranks(ranks.cpu(), ks),
         pair_ids=list(data.queries.pair_ids),
-        top_ids=[[data.gallery_ids[i] for i in row] for row in top],
+        top_ids=[[data.gallery_ids[i] for i in row] for row in top_rows],
         num_queries=len(data.queries),
         num_missing_targets=int((data.target_index < 0).sum()),
     )
@@ -157,7 +156,7 @@ def evaluate(model: DQUModel, inputs_dir: str | Path, split: str, ks: Sequence[i
     data = data if data is not None else load_eval_split(inputs_dir, split)
     if not data.gallery_ids:
         raise InputsFormatError(f"split {split!r} has an empty gallery in {inputs_dir}")
-    top_n = top_n or max(ks)
+    top_n = max(ks) if top_n is None else top_n
     gallery = embed_gallery(model, data, batch_size, device, precision)
     if len(data.queries) == 0:
         return rank_queries(torch.zeros(0, gallery.shape[1], device=device), gallery, data,
