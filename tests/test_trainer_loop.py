@@ -144,3 +144,23 @@ def test_bad_settings_are_rejected(inputs: Path, tmp_path: Path) -> None:
         train(CLIP, CFG, "fused", 0, inputs, tmp_path)
     with pytest.raises(ValueError, match="built for model"):
         train(ClipConfig(model="dqu-tiny"), CFG, "dqu", 0, inputs, tmp_path)
+
+
+def test_compile_setting_compiles_blocks_and_resumes_uncompiled_runs(inputs: Path,
+                                                                     tmp_path: Path,
+                                                                     monkeypatch) -> None:
+    compiled_models = []
+
+    def compile_for_test(model):
+        compiled_models.append(model)
+        return loop_compile(model, backend="aot_eager")  # inductor: minutes of C++ on CPU
+
+    loop_compile = loop.compile_blocks
+    monkeypatch.setattr(loop, "compile_blocks", compile_for_test)
+    one_epoch = replace(CFG, epochs=1)
+    train(CLIP, one_epoch, "dqu", 0, inputs, tmp_path)
+    assert compiled_models == []
+    # Compiling changes no maths, so a run continued with it on still resumes the checkpoint.
+    resumed = train(CLIP, replace(CFG, compile=True), "dqu", 0, inputs, tmp_path)
+    assert len(compiled_models) == 1
+    assert resumed.epochs_run == 2 and len(resumed.history) == 2

@@ -150,3 +150,28 @@ def test_topk_ids_rank_descending_and_skip_the_reference() -> None:
     assert topk_ids(scores, 3).tolist() == [[1, 3, 2]]
     assert topk_ids(scores, 3, torch.tensor([1])).tolist() == [[3, 2, 0]]
     assert topk_ids(scores, 10).shape == (1, 4)
+
+
+def test_compiled_blocks_compute_the_same_features_and_gradients() -> None:
+    # aot_eager runs the same dynamo capture and autograd split as inductor without generating
+    # C++ (minutes on 2 cores); the GPU benchmark exercises inductor itself.
+    from trainer.encoders import compile_blocks
+
+    torch.manual_seed(0)
+    bundles = [load_clip(ClipConfig(model="dqu-test"), "cpu") for _ in range(2)]
+    eager, compiled = (DQUModel(b.model, b.embed_dim, "dqu", dropout=0.0) for b in bundles)
+    compiled.load_state_dict(eager.state_dict())
+    assert compile_blocks(compiled.clip, backend="aot_eager") > 0
+    batch = _batch()
+    features = []
+    for model in (eager, compiled):
+        query, target = model(*batch)
+        (query.sum() + target.sum()).backward()
+        features.append(torch.cat([query, target]))
+    torch.testing.assert_close(features[1], features[0], rtol=1e-5, atol=1e-6)
+    grads = [{name: p.grad for name, p in model.clip.named_parameters()}
+             for model in (eager, compiled)]
+    for name, grad_eager in grads[0].items():
+        if name == "logit_scale":  # CLIP's own scale; DQU uses its own
+            continue
+        torch.testing.assert_close(grads[1][name], grad_eager, rtol=1e-4, atol=1e-6, msg=name)

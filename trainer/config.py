@@ -41,3 +41,6 @@ class TrainConfig:
     deterministic: bool = False
     val_metric: str = "R@10"  # which val recall selects the best epoch / early stopping
     grad_checkpointing: bool = False
+    # torch.compile each transformer block: same maths, faster GPU steps (compiling costs ~20 s
+    # on a GPU machine, minutes on a small CPU)
+    compile: bool = False

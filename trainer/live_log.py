@@ -5,13 +5,14 @@ from __future__ import annotations
 from collections.abc import Iterable
 from pathlib import Path
 
-from dvclive import Live
-
 
 class EpochLogger:
     """One DVCLive step per epoch under `directory` (metrics.json + plots/metrics/*.tsv)."""
 
     def __init__(self, directory: Path) -> None:
+        # Imported here: dvclive pulls in dvc, which GPU machines running only the trainer lack.
+        from dvclive import Live
+
         self._live = Live(dir=str(directory), resume=False, report=None, save_dvc_exp=False,
                           dvcyaml=None, monitor_system=False)
 

@@ -31,7 +31,7 @@ from trainer.data import (
     read_meta,
     to_model_pixels,
 )
-from trainer.encoders import load_clip, set_grad_checkpointing
+from trainer.encoders import compile_blocks, load_clip, set_grad_checkpointing
 from trainer.evaluate import (
     EvalSplit,
     embed_gallery,
@@ -134,7 +134,8 @@ def _check_meta(meta: InputsMeta, clip_cfg: ClipConfig, inputs_dir: Path) -> Non
 def _fingerprint(clip_cfg: ClipConfig, train_cfg: TrainConfig, mode: str, seed: int,
                  meta: InputsMeta, inputs_dir: Path) -> str:
     """Settings that must match for a checkpoint to be resumed (runtime-only ones excluded)."""
-    train = {k: v for k, v in asdict(train_cfg).items() if k not in ("device", "num_workers")}
+    runtime_only = ("device", "num_workers", "compile")
+    train = {k: v for k, v in asdict(train_cfg).items() if k not in runtime_only}
     # The data digest stops a persisted checkpoint from resuming on different inputs.
     return json.dumps({"clip": asdict(clip_cfg), "train": train, "mode": mode, "seed": seed,
                        "inputs": asdict(meta), "data": inputs_digest(inputs_dir)},
@@ -145,13 +146,17 @@ def _lr_factor(train_cfg: TrainConfig, epoch: int) -> float:
     return train_cfg.lr_decay_factor if epoch >= train_cfg.lr_decay_epoch else 1.0
 
 
-def _build_optimizer(model: DQUModel, train_cfg: TrainConfig) -> torch.optim.AdamW:
+def build_optimizer(model: DQUModel, train_cfg: TrainConfig,
+                    device: torch.device) -> torch.optim.AdamW:
+    """AdamW over the head group (lr) and, unless frozen, the CLIP group (clip_lr)."""
     groups = [{"params": model.head_parameters(), "lr": train_cfg.lr, "base_lr": train_cfg.lr,
                "name": "head"}]
     if not train_cfg.freeze_encoders:
         groups.append({"params": list(model.clip.parameters()), "lr": train_cfg.clip_lr,
                        "base_lr": train_cfg.clip_lr, "name": "clip"})
-    return torch.optim.AdamW(groups, weight_decay=train_cfg.weight_decay)
+    # The fused kernel updates all parameters in a few launches instead of several per tensor.
+    return torch.optim.AdamW(groups, weight_decay=train_cfg.weight_decay,
+                             fused=device.type == "cuda")
 
 
 def _rng_state() -> dict:
@@ -336,7 +341,9 @@ def _train(clip_cfg: ClipConfig, train_cfg: TrainConfig, mode: str, seed: int,
         set_grad_checkpointing(model.clip)
     if train_cfg.freeze_encoders:
         model.clip.requires_grad_(False)
-    optimizer = _build_optimizer(model, train_cfg)
+    if train_cfg.compile:
+        compile_blocks(model.clip)
+    optimizer = build_optimizer(model, train_cfg, device)
     scaler = torch.amp.GradScaler(device.type, enabled=precision.use_scaler)
 
     progress = _Progress()
