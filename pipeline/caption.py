@@ -26,17 +26,17 @@ class CaptionTask:
 
 
 @functools.lru_cache(maxsize=1)
-def _captioner(model: str, device: str):  # noqa: ANN202 - returns pipeline.blip2.Captioner
+def _captioner(model: str, device: str, compile: bool):  # noqa: ANN202 - a blip2.Captioner
     # One model per worker process, reused by every task the worker runs.
     from pipeline.blip2 import load_captioner
 
-    return load_captioner(resolve_model(model), device=device)
+    return load_captioner(resolve_model(model), device=device, compile=compile)
 
 
 def caption_chunk(task: CaptionTask) -> tuple[dict[str, str], StageReport]:
     """Caption one chunk with BLIP-2, skipping (or failing on) unreadable images."""
     report = StageReport("caption", task.params.on_bad_record)
-    captioner = _captioner(task.params.model, task.params.device)
+    captioner = _captioner(task.params.model, task.params.device, task.params.compile)
     captions: dict[str, str] = {}
     batch_ids, batch_images = [], []
     for image_id, path in zip(task.image_ids, task.paths, strict=True):

@@ -57,6 +57,7 @@ class CaptionParams:
     max_new_tokens: int = 30
     num_beams: int = 1
     device: str = "auto"
+    compile: bool = False
     on_bad_record: OnBadRecord = "fail"
     # On a running dask cluster, each captioning task takes 1 of this worker resource (e.g.
     # "GPU" with `dask worker --resources GPU=1`): tasks go only to GPU workers, one at a time.

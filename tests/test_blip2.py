@@ -199,3 +199,15 @@ def test_gpu_bench_script_runs_tiny_on_cpu(
         fields = dict(item.split("=") for item in line.split(": ", 1)[1].split())
         assert float(fields["images_per_s"]) > 0
         assert float(fields["peak_mem_gib"]) > 0
+
+
+def test_compiled_decoding_gives_the_same_captions(tiny_dir: Path) -> None:
+    # caption.compile: static KV cache + torch.compile of the decode step; on CPU transformers
+    # would skip the compile, so force it to run the same path a GPU takes.
+    eager = load_captioner(str(tiny_dir), device="cpu")
+    compiled = load_captioner(str(tiny_dir), device="cpu", compile=True)
+    compiled.compile_all_devices = True
+    images = [Image.new("RGB", (40, 30), colour) for colour in ("red", "navy", "olive")]
+    config = compiled._generation_config(6, 1)
+    assert config.cache_implementation == "static" and config.compile_config is not None
+    assert compiled.caption(images, max_new_tokens=6) == eager.caption(images, max_new_tokens=6)
