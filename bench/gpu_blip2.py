@@ -7,9 +7,12 @@ captions are made by `pipeline.blip2.Captioner.caption`, the code path of the `c
 random weights cost the same per image as real ones.
 
     python bench/gpu_blip2.py                  # CUDA, fp16, batches 32 and 64
+    python bench/gpu_blip2.py --compile        # caption.compile: static cache + compiled decode
     python bench/gpu_blip2.py --tiny           # scaled-down model on CPU, to check the script
 
-Prints one line per batch size: `bench blip2-b<batch>: images_per_s=... peak_mem_gib=...`.
+Preprocessing runs on the model's device (`Captioner` passes `device=` to the image processor).
+Prints one line per batch size: `bench blip2[-compiled]-b<batch>: images_per_s=...
+peak_mem_gib=...`; the first call at each batch size (the warm-up) also pays any compile.
 peak_mem_gib is torch's peak allocated CUDA memory, or the process's peak RSS on CPU.
 """
 
@@ -22,6 +25,7 @@ import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -143,7 +147,11 @@ def _default_dtype(dtype: torch.dtype) -> Iterator[None]:
 
 
 def build_random_captioner(
-    sizes: Blip2Sizes, device: torch.device, dtype: torch.dtype, max_new_tokens: int
+    sizes: Blip2Sizes,
+    device: torch.device,
+    dtype: torch.dtype,
+    max_new_tokens: int,
+    compile: bool = False,
 ) -> Captioner:
     """A Captioner around a random-weight BLIP-2 built straight on `device` in `dtype`."""
     from transformers import Blip2ForConditionalGeneration
@@ -169,7 +177,9 @@ def build_random_captioner(
     network.generation_config.bos_token_id = tokenizer.bos_token_id
     network.generation_config.eos_token_id = tokenizer.eos_token_id
     network.generation_config.pad_token_id = tokenizer.pad_token_id
-    return Captioner(model=network, processor=processor, device=device, dtype=dtype)
+    return Captioner(
+        model=network, processor=processor, device=device, dtype=dtype, compile=compile
+    )
 
 
 def _synchronize(device: torch.device) -> None:
@@ -215,6 +225,36 @@ def bench_batch(
     return iters * len(images) / elapsed, _peak_mem_gib(device)
 
 
+def profile_batch(
+    captioner: Captioner, images: list[Image.Image], max_new_tokens: int, out: Path | None
+) -> None:
+    """One more captioning call under torch.profiler: phase times and the costliest ops."""
+    from torch.profiler import ProfilerActivity, profile
+
+    activities = [ProfilerActivity.CPU]
+    if captioner.device.type == "cuda":
+        activities.append(ProfilerActivity.CUDA)
+    with profile(activities=activities) as prof:
+        captioner.caption(images, max_new_tokens=max_new_tokens)
+        _synchronize(captioner.device)
+    averages = prof.key_averages()
+    for event in averages:
+        if event.key.startswith("caption."):
+            print(f"  phase {event.key}: cpu {event.cpu_time_total / 1e3:.1f} ms", flush=True)
+    device_key = (
+        "self_cuda_time_total" if captioner.device.type == "cuda" else "self_cpu_time_total"
+    )
+    tables = [
+        averages.table(sort_by=device_key, row_limit=20),
+        averages.table(sort_by="cpu_time_total", row_limit=25),
+    ]
+    text = "\n".join(tables)
+    if out is not None:
+        out.write_text(text)
+        print(f"  profile tables written to {out}", flush=True)
+    print(tables[0][-4000:], flush=True)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Parse arguments, build the random model and print one bench line per batch size."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -224,6 +264,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--iters", type=int, default=3)
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--source-size", type=int, default=512, help="side of input images")
+    parser.add_argument(
+        "--compile", action="store_true", help="caption.compile: static cache, compiled decode"
+    )
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="after timing, profile one call at the largest batch; tables to FILE",
+    )
     args = parser.parse_args(argv)
 
     if args.tiny:
@@ -237,7 +287,10 @@ def main(argv: list[str] | None = None) -> None:
         batch_sizes = args.batch_sizes or [32, 64]
 
     build_start = time.perf_counter()
-    captioner = build_random_captioner(sizes, device, dtype, args.max_new_tokens)
+    captioner = build_random_captioner(sizes, device, dtype, args.max_new_tokens, args.compile)
+    if args.tiny and args.compile:
+        # transformers compiles only on accelerators; let the CPU check exercise that path too.
+        captioner.compile_all_devices = True
     _synchronize(device)
     params = sum(p.numel() for p in captioner.model.parameters())
     print(
@@ -247,11 +300,17 @@ def main(argv: list[str] | None = None) -> None:
         flush=True,
     )
     images = sample_images(max(batch_sizes), args.source_size)
+    name = "blip2-compiled" if args.compile else "blip2"
     for batch in batch_sizes:
+        begin = time.perf_counter()
         images_per_s, peak = bench_batch(
             captioner, images[:batch], args.max_new_tokens, args.iters, args.warmup
         )
-        print(f"bench blip2-b{batch}: images_per_s={images_per_s:.2f} peak_mem_gib={peak:.2f}")
+        print(f"bench {name}-b{batch}: images_per_s={images_per_s:.2f} peak_mem_gib={peak:.2f}")
+        seconds = time.perf_counter() - begin
+        print(f"  b{batch}: {seconds:.0f}s including warm-up", file=sys.stderr, flush=True)
+    if args.profile is not None:
+        profile_batch(captioner, images[: max(batch_sizes)], args.max_new_tokens, args.profile)
 
 
 if __name__ == "__main__":

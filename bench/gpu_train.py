@@ -6,9 +6,10 @@ random weights (the same cost per step as laion2b_s32b_b79k).
 Ours is the step `trainer.loop` runs, built from the project's pieces: `build_model` (open_clip
 gateway + DQUModel, whose forward encodes visual queries and targets in one image-encoder
 call), uint8 pixels from pinned memory normalised on the GPU by `to_model_pixels`, token ids
-precomputed (the `inputs` stage did it), `info_nce_loss`, bf16 autocast, and a fused AdamW with
-the loop's two parameter groups (head lr, clip lr). Optional activation checkpointing
-(`--grad-checkpointing`, default on above batch 64) through `trainer.encoders`.
+precomputed (the `inputs` stage did it), `info_nce_loss`, bf16 autocast, and the loop's own
+`build_optimizer` (fused AdamW on CUDA, head lr and clip lr groups). Optional activation
+checkpointing (`--grad-checkpointing`, default on above batch 128) and `--compile`
+(`train.compile: true`: each transformer block through torch.compile) through `trainer.encoders`.
 
 Baseline, the official `train.py` / `model.py` step, in a subprocess started with
 CUDA_LAUNCH_BLOCKING=1 as the official script sets it: fp32 weights, `autocast()` fp16 with a
@@ -17,10 +18,14 @@ the batch's strings tokenized in every step, the visual query and the target enc
 calls, and `loss.item()` every step. Batch 16, the paper's.
 
     python -m bench.gpu_train                 # CUDA: ours at 16/64/256 vs the official at 16
+    python -m bench.gpu_train --compile --official-json o.json   # compiled; official read back
     python -m bench.gpu_train --tiny          # CPU, tiny model, fp32: checks the script
 
-Prints `bench gpu-train-b<B>: ours=<samples/s> baseline=<samples/s> ratio=<r>x` per batch size
-(the baseline is always the official step at its batch 16) and notes with peak memory.
+Prints `bench gpu-train[-compiled]-b<B>: ours=<samples/s> baseline=<samples/s> ratio=<r>x` per
+batch size (the baseline is always the official step at its batch 16) and notes with peak memory.
+`--official-json PATH` stores the official result on first use and reads it back afterwards, so a
+second invocation (e.g. the compiled one, in its own process under its own timeout) compares
+against the same measurement.
 """
 
 from __future__ import annotations
@@ -38,11 +43,11 @@ from pathlib import Path
 
 import torch
 
-from trainer.config import ClipConfig
+from trainer.config import ClipConfig, TrainConfig
 from trainer.data import to_model_pixels
-from trainer.encoders import get_tokenizer, input_spec, set_grad_checkpointing
+from trainer.encoders import compile_blocks, get_tokenizer, input_spec, set_grad_checkpointing
 from trainer.fusion import DQUModel
-from trainer.loop import build_model
+from trainer.loop import build_model, build_optimizer
 from trainer.loss import info_nce_loss
 from trainer.runtime import Precision, autocast
 
@@ -101,10 +106,14 @@ def sample_batch(batch: int, image_size: int, seed: int = 0) -> tuple[torch.Tens
             torch.randint(0, 256, shape, dtype=torch.uint8, generator=generator))
 
 
+# The paper's learning rates; both sides train the head and the whole CLIP.
+PAPER_TRAIN = TrainConfig(lr=1e-4, clip_lr=1e-6, weight_decay=1e-2)
+
+
 def head_and_clip_groups(model: DQUModel) -> list[dict]:
-    """The loop's two AdamW parameter groups: fusion head + logit scale, and CLIP."""
-    return [{"params": model.head_parameters(), "lr": 1e-4},
-            {"params": list(model.clip.parameters()), "lr": 1e-6}]
+    """The official two AdamW parameter groups: fusion head + logit scale, and CLIP."""
+    return [{"params": model.head_parameters(), "lr": PAPER_TRAIN.lr},
+            {"params": list(model.clip.parameters()), "lr": PAPER_TRAIN.clip_lr}]
 
 
 def ours_step(model: DQUModel, batch: int, device: torch.device, precision: Precision
@@ -116,8 +125,7 @@ def ours_step(model: DQUModel, batch: int, device: torch.device, precision: Prec
     visual, target = sample_batch(batch, spec.image_size)
     if device.type == "cuda":
         tokens, visual, target = tokens.pin_memory(), visual.pin_memory(), target.pin_memory()
-    optimizer = torch.optim.AdamW(head_and_clip_groups(model), weight_decay=1e-2,
-                                  fused=device.type == "cuda")
+    optimizer = build_optimizer(model, PAPER_TRAIN, device)
 
     def step() -> None:
         pixels_v = to_model_pixels(visual.to(device, non_blocking=True), spec.mean, spec.std)
@@ -143,7 +151,8 @@ def official_step(model: DQUModel, batch: int, device: torch.device) -> Callable
     visual = to_model_pixels(visual_u8, spec.mean, spec.std)
     target = to_model_pixels(target_u8, spec.mean, spec.std)
     cuda = device.type == "cuda"
-    optimizer = torch.optim.AdamW(head_and_clip_groups(model), weight_decay=1e-2)
+    optimizer = torch.optim.AdamW(head_and_clip_groups(model),
+                                  weight_decay=PAPER_TRAIN.weight_decay)
     scaler = torch.amp.GradScaler(device.type, enabled=cuda)
 
     def step() -> None:
@@ -206,13 +215,46 @@ def run_official(batch: int, tiny: bool) -> StepResult:
     return StepResult(data["samples_per_s"], data["peak_mem_gib"])
 
 
+def official_result(path: Path | None, tiny: bool) -> StepResult:
+    """The official step's result: read from `path` when present, else measured (and stored)."""
+    if path is not None and path.is_file():
+        data = json.loads(path.read_text())
+        note(f"official result read back from {path}")
+        return StepResult(data["samples_per_s"], data["peak_mem_gib"])
+    result = run_official(OFFICIAL_BATCH if not tiny else 2, tiny)
+    if path is not None:
+        path.write_text(json.dumps({"samples_per_s": result.samples_per_s,
+                                    "peak_mem_gib": result.peak_mem_gib}))
+    return result
+
+
+def time_ours(model: DQUModel, batch: int, device: torch.device, precision: Precision,
+              checkpointing: str, warmup: int, steps: int) -> StepResult:
+    """Ours at one batch size; `auto` checkpointing tries without and falls back on OOM."""
+    tries = {"on": [True], "off": [False]}.get(checkpointing, [False, True])
+    result = StepResult(None, None)
+    for enabled in tries:
+        set_grad_checkpointing(model.clip, enabled)
+        result = run_config(lambda: ours_step(model, batch, device, precision), batch, device,
+                            warmup, steps)
+        result.grad_checkpointing = enabled
+        if result.samples_per_s is not None:
+            break
+    return result
+
+
 def main(argv: list[str] | None = None) -> None:
     """Official step first (its own process), then ours per batch size; print the lines."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tiny", action="store_true", help="tiny model on CPU, fp32")
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=None)
     parser.add_argument("--grad-checkpointing", choices=("auto", "on", "off"), default="auto",
-                        help="auto: on above batch 64, where ViT-H-14 activations outgrow 80 GB")
+                        help="auto: off, and on again after an out-of-memory error")
+    parser.add_argument("--compile", action="store_true",
+                        help="train.compile: torch.compile each transformer block")
+    parser.add_argument("--official-json", type=Path, default=None,
+                        help="store / reuse the official result here")
+    parser.add_argument("--steps", type=int, default=None, help="timed steps at batch 64")
     parser.add_argument("--official", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--batch-size", type=int, default=OFFICIAL_BATCH, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -223,34 +265,38 @@ def main(argv: list[str] | None = None) -> None:
         parser.error("no CUDA device; pass --tiny to check the script on CPU")
     device = torch.device("cpu" if args.tiny else "cuda")
     batch_sizes = args.batch_sizes or ([2, 4] if args.tiny else [16, 64, 256])
-    official_batch = 2 if args.tiny else OFFICIAL_BATCH
-    warmup, steps = (1, 2) if args.tiny else (3, 10)
+    warmup, steps = (1, args.steps or 2) if args.tiny else (3, args.steps or 10)
 
     # The official run goes first, in its own process, so the two never share GPU memory.
-    official = run_official(official_batch, args.tiny)
-    note(f"official style b{official_batch}: {official.samples_per_s} samples/s, peak "
-         f"{official.peak_mem_gib} GiB (fp32 weights, fp16 autocast, CUDA_LAUNCH_BLOCKING=1)")
+    official = official_result(args.official_json, args.tiny)
+    note(f"official style: {official.samples_per_s} samples/s, peak {official.peak_mem_gib} GiB "
+         "(fp32 weights, fp16 autocast, CUDA_LAUNCH_BLOCKING=1)")
     start = time.perf_counter()
     torch.manual_seed(0)
     model = build_model(ClipConfig(model=model_name(device)), "dqu", 0.5, 10.0, device)
     model.train()
+    if args.compile:
+        note(f"compiling {compile_blocks(model.clip)} transformer blocks (first steps compile)")
     note(f"built {model_name(device)} ({sum(p.numel() for p in model.parameters()) / 1e6:.0f}M "
          f"params) on {device} in {time.perf_counter() - start:.1f}s")
     precision = Precision(torch.bfloat16 if device.type == "cuda" else None, False)
+    name = "gpu-train-compiled" if args.compile else "gpu-train"
     for batch in batch_sizes:
-        checkpointing = {"on": True, "off": False}.get(args.grad_checkpointing, batch > 64)
-        set_grad_checkpointing(model.clip, checkpointing)
-        result = run_config(lambda b=batch: ours_step(model, b, device, precision), batch,
-                            device, warmup, max(2, steps * 64 // max(batch, 64)) if not args.tiny
-                            else steps)
+        # About the same number of samples per batch size (at least 2 timed steps).
+        batch_steps = steps if args.tiny else max(2, steps * 64 // max(batch, 64))
+        begin = time.perf_counter()
+        result = time_ours(model, batch, device, precision, args.grad_checkpointing, warmup,
+                           batch_steps)
         note(f"ours b{batch}: {result.samples_per_s} samples/s, peak {result.peak_mem_gib} GiB, "
-             f"grad checkpointing {'on' if checkpointing else 'off'}, "
-             f"{precision.name} autocast, fused AdamW {device.type == 'cuda'}")
+             f"grad checkpointing {'on' if result.grad_checkpointing else 'off'}, "
+             f"{precision.name} autocast, compile {args.compile}, fused AdamW "
+             f"{device.type == 'cuda'} ({time.perf_counter() - begin:.0f}s incl. warm-up)")
         if result.samples_per_s is None or official.samples_per_s is None:
-            print(f"bench gpu-train-b{batch}: ours=oom baseline={official.samples_per_s}")
+            print(f"bench {name}-b{batch}: ours=oom baseline={official.samples_per_s}",
+                  flush=True)
             continue
         ratio = result.samples_per_s / official.samples_per_s
-        print(f"bench gpu-train-b{batch}: ours={result.samples_per_s:.1f} "
+        print(f"bench {name}-b{batch}: ours={result.samples_per_s:.1f} "
               f"baseline={official.samples_per_s:.1f} ratio={ratio:.1f}x", flush=True)
 
 
