@@ -37,6 +37,10 @@ from pipeline.keyphrases.spelling import TypoCorrector  # noqa: E402
         ("a brown dog on the grass instead of a cat on a sofa", ["brown dog", "on the grass"]),
         ("There was a red car - now a blue truck", ["blue truck"]),
         ("Replace the glass cup with a glass vase.", ["glass vase"]),
+        ("Put a lamp in the background.", ["lamp"]),
+        ("Add a white bench on a grassy background.", ["white bench", "on a grassy background"]),
+        ("is a navy v neck", ["navy", "v neck"]),
+        ("has a yellow smiley face", ["yellow smiley face"]),
     ],
 )
 def test_candidates_follow_the_rules(text: str, expected: list[str]) -> None:

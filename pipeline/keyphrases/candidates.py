@@ -221,11 +221,13 @@ def _split_attributes(tokens: list[str]) -> list[list[str]]:
     for i in range(2, len(tokens) + 1):
         if tokens[i - 1] == "sleeves" and tokens[i - 2] in lx.SLEEVE_LENGTHS and i > 2:
             return [*_split_attributes(tokens[: i - 2]), tokens[i - 2 : i]]
-    # A leading colour or style word before a two-word attribute: "black v neck".
+    # A leading colour before a garment cut ("black v neck"), but not before a print or an
+    # object it describes ("white bunny rabbit").
     run = 0
     while run < len(tokens) and (tokens[run] in lx.COLOURS or tokens[run] == "and"):
         run += 1
-    if 0 < run and len(tokens) - run >= 2 and _is_colour_run(tokens[:run]):
+    if (0 < run and len(tokens) - run >= 2 and _is_colour_run(tokens[:run])
+            and tokens[run] in lx.CUT_WORDS):
         return [tokens[:run], *_split_attributes(tokens[run:])]
     if tokens[0] in lx.STYLE_WORDS and len(tokens) >= 3:
         return [tokens[:1], *_split_attributes(tokens[1:])]
@@ -272,9 +274,10 @@ def _sub_chunks(tokens: list[str]) -> list[list[str]]:
 
 
 def _is_garment_only(tokens: list[str]) -> bool:
-    """True for a chunk naming only the item itself ("the shirt")."""
-    content = [t for t in tokens if t not in lx.ARTICLES]
-    return bool(content) and all(t in lx.GARMENT_NOUNS or t in lx.PICTURE_NOUNS for t in content)
+    """True for a chunk naming only the item or a bare region ("the shirt", "in the background")."""
+    content = [t for t in tokens if t not in lx.ARTICLES and t not in lx.PREPOSITIONS]
+    return bool(content) and all(t in lx.GARMENT_NOUNS or t in lx.PICTURE_NOUNS
+                                 or t in lx.PICTURE_REGIONS for t in content)
 
 
 def content_key(phrase: str) -> frozenset[str]:

@@ -221,3 +221,18 @@ STYLE_WORDS = frozenset(
 # Nouns naming the picture itself; alone they say nothing about the target.
 PICTURE_NOUNS = frozenset({"image", "picture", "photo", "photograph", "shot", "pic", "scene",
                            "view", "frame", "target", "reference", "difference"})
+
+# Regions of the picture: "in the background" alone only says where, not what.
+PICTURE_REGIONS = frozenset({"background", "foreground", "distance", "backdrop"})
+
+# First words of garment cuts and closures ("button down", "v neck", "tank top"): a colour
+# before them is a separate attribute, while before a print or an object ("white bunny
+# rabbit", "red floral pattern") it belongs to that noun.
+CUT_WORDS = GARMENT_NOUNS | GARMENT_COMPOUND_HEADS | STYLE_WORDS | frozenset(
+    {
+        "button", "buttoned", "buttons", "zip", "zipper", "zippered", "v", "v-neck", "crew",
+        "scoop", "round", "high", "turtle", "turtleneck", "mock", "boat", "hooded", "hoodie",
+        "sweater", "sweatshirt", "jacket", "cardigan", "jersey", "vest", "camisole", "cami",
+        "long", "short", "sleeve", "sleeves", "sleeved", "pullover", "oversized",
+    }
+)
