@@ -2,7 +2,8 @@
 
 Ours is the real `trainer.loop.train` with `freeze_encoders=True`: it encodes every train query
 and target once, then each epoch trains only the fusion head on the cached features; the epoch
-time is the loop's own `epoch_time_s` (head steps plus the per-epoch best-weights save).
+time is the loop's own `epoch_time_s` (head steps and the improvement check; with frozen encoders
+the loop keeps the best head in memory and writes the model file once, after the last epoch).
 
 Baseline: the same frozen CLIP and head, but the encoders run on every batch of every epoch, as
 the official code's `compute_loss` does (its encoders are re-run each step whatever their

@@ -164,3 +164,35 @@ def test_compile_setting_compiles_blocks_and_resumes_uncompiled_runs(inputs: Pat
     resumed = train(CLIP, replace(CFG, compile=True), "dqu", 0, inputs, tmp_path)
     assert len(compiled_models) == 1
     assert resumed.epochs_run == 2 and len(resumed.history) == 2
+
+
+def test_frozen_best_head_is_written_once_and_survives_a_kill(inputs: Path, tmp_path: Path,
+                                                             monkeypatch) -> None:
+    frozen = replace(CFG, freeze_encoders=True, epochs=3)
+    full = train(CLIP, frozen, "dqu", 0, inputs, tmp_path / "full")
+    # The file holds the best epoch's head: evaluating it reproduces that epoch's val recall.
+    model = load_trained(CLIP, "dqu", frozen.dropout, tmp_path / "full", "cpu")
+    best = full.history[full.best_epoch - 1]
+    assert evaluate(model, inputs, "val", (1, 10), 4, "cpu").metrics["R@10"] == \
+        pytest.approx(best["val/R@10"])
+    # Killed right after the last epoch's checkpoint, before the final write: the resumed run
+    # has no epoch left to train, yet writes the same best weights from the checkpoint.
+    real_save = loop.save_state
+    saves = []
+
+    def save_then_die_at_last_epoch(path, state):
+        real_save(path, state)
+        saves.append(path)
+        if len(saves) == frozen.epochs:
+            raise KeyboardInterrupt("simulated kill before the model file is written")
+
+    monkeypatch.setattr(loop, "save_state", save_then_die_at_last_epoch)
+    with pytest.raises(KeyboardInterrupt):
+        train(CLIP, frozen, "dqu", 0, inputs, tmp_path / "killed")
+    monkeypatch.setattr(loop, "save_state", real_save)
+    assert not (tmp_path / "killed" / "model.safetensors").exists()
+    train(CLIP, frozen, "dqu", 0, inputs, tmp_path / "killed")
+    full_weights = load_file(str(tmp_path / "full" / "model.safetensors"))
+    resumed_weights = load_file(str(tmp_path / "killed" / "model.safetensors"))
+    for name, value in full_weights.items():
+        torch.testing.assert_close(resumed_weights[name], value, rtol=0, atol=0)

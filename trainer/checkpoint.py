@@ -52,10 +52,11 @@ def load_state(path: Path) -> dict[str, Any]:
                               "training from scratch") from err
 
 
-def save_model_weights(model: nn.Module, path: Path) -> None:
-    """Write a model's state dict to a safetensors file atomically."""
-    tensors = {name: value.detach().to("cpu").contiguous()
-               for name, value in model.state_dict().items()}
+def save_model_weights(model: nn.Module, path: Path,
+                       overrides: dict[str, torch.Tensor] | None = None) -> None:
+    """Write a model's state dict, with `overrides` replacing entries, to safetensors atomically."""
+    state = {**model.state_dict(), **(overrides or {})}
+    tensors = {name: value.detach().to("cpu").contiguous() for name, value in state.items()}
     tmp = _temp_path(path)
     try:
         save_file(tensors, str(tmp))

@@ -271,6 +271,12 @@ def _embed_store(model: DQUModel, images: ImageStore, meta: InputsMeta, batch_si
     return torch.cat(feats)
 
 
+def _head_state(model: DQUModel) -> dict[str, torch.Tensor]:
+    """A copy of every state entry outside the (frozen) CLIP: fusion head and logit scale."""
+    return {name: value.detach().clone() for name, value in model.state_dict().items()
+            if not name.startswith("clip.")}
+
+
 def _is_improvement(value: float, best: float | None, higher_is_better: bool,
                     tolerance: float) -> bool:
     if best is None:
@@ -347,6 +353,9 @@ def _train(clip_cfg: ClipConfig, train_cfg: TrainConfig, mode: str, seed: int,
     scaler = torch.amp.GradScaler(device.type, enabled=precision.use_scaler)
 
     progress = _Progress()
+    # Frozen encoders: only the head moves, so the best epoch's head (kilobytes) is kept here
+    # and the full model is written once after training instead of after every improvement.
+    best_head: dict[str, torch.Tensor] | None = None
     fingerprint = _fingerprint(clip_cfg, train_cfg, mode, seed, meta, inputs_dir)
     checkpoint_path = out_dir / CHECKPOINT_FILE
     if resume and checkpoint_path.is_file():
@@ -356,6 +365,7 @@ def _train(clip_cfg: ClipConfig, train_cfg: TrainConfig, mode: str, seed: int,
             optimizer.load_state_dict(state["optimizer"])
             scaler.load_state_dict(state["scaler"])
             progress = _Progress(**state["progress"])
+            best_head = state.get("best_head")
             _set_rng_state(state["rng"])
             _say(f"[train {mode}] resuming after epoch {progress.next_epoch}")
         else:
@@ -441,7 +451,9 @@ def _train(clip_cfg: ClipConfig, train_cfg: TrainConfig, mode: str, seed: int,
         if _is_improvement(value, progress.best_metric, higher, tolerance):
             progress.best_metric, progress.best_epoch = value, epoch + 1
             progress.epochs_without_improvement = 0
-            if main:
+            if main and cache is not None:
+                best_head = _head_state(model)
+            elif main:
                 save_model_weights(model, out_dir / MODEL_FILE)
         else:
             progress.epochs_without_improvement += 1
@@ -459,6 +471,7 @@ def _train(clip_cfg: ClipConfig, train_cfg: TrainConfig, mode: str, seed: int,
                 "scaler": scaler.state_dict(),
                 "progress": asdict(progress),
                 "rng": _rng_state(),
+                "best_head": best_head,
             })
             logger.log(record)
         shown = f"{selection} {value:.4f}" if val_data is None else f"{selection} {value:.2f}"
@@ -467,6 +480,8 @@ def _train(clip_cfg: ClipConfig, train_cfg: TrainConfig, mode: str, seed: int,
 
     if logger is not None:
         logger.close()
+    if main and best_head is not None:
+        save_model_weights(model, out_dir / MODEL_FILE, overrides=best_head)
     result = TrainResult(
         out_dir=out_dir,
         model_path=out_dir / MODEL_FILE,
