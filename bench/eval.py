@@ -18,7 +18,10 @@ prints ours with the top-50 ids that submissions and the caption hit rule need.
 (about 4,000 queries, 2,300 gallery images, 224 px, a small random-weight CLIP), measured in a
 fresh subprocess (`bench/rss_child.py`) as its VmHWM (Linux /proc/self/status; ru_maxrss
 would inherit the parent's peak across fork + exec), so the data generation and the parent's
-memory are not counted; Python, torch, open_clip and the model are. The baseline is not
+memory are not counted; Python, torch, open_clip and the model are. Evaluation streams query
+and gallery pixels from the shards in batches (`trainer.streaming`), so the split's pixels
+(~900 MiB here) are never all in memory; what remains above the imports is one batch's float
+pixels and activations plus Parquet's decoding of one pixel column chunk. The baseline is not
 run: it is the size of the float32 tensors the official CIRR code keeps in memory for the same
 split (source, target and visual query per query, one tensor per gallery image), a lower bound
 of its RSS.
@@ -269,7 +272,8 @@ def bench_rss(scale: str, workdir: Path | None) -> BenchResult:
     held = (3 * queries + gallery) * 3 * side * side * 4 / 2**20
     pixels = (queries + gallery) * side * side * 3 / 2**20
     note(f"eval-rss: of our peak, {child['imports_mb']:.0f} MiB is the interpreter with torch "
-         f"and open_clip imported (before any data), {pixels:.0f} MiB the uint8 pixels held")
+         f"and open_clip imported (before any data); the split's {pixels:.0f} MiB of uint8 "
+         "pixels are streamed in batches, never all held")
     note(f"eval-rss: {queries} queries, {gallery} gallery images at {side}px; child ran "
          f"{seconds:.1f}s; baseline = float32 tensors the official CIRR val code holds "
          "(3 per query + 1 per gallery image), computed, not run")

@@ -12,6 +12,7 @@ import re
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 import pyarrow as pa
@@ -170,6 +171,12 @@ class PixelStore:
     def __len__(self) -> int:
         return int(self._starts[-1])
 
+    def batches(self, batch_size: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """(rows, pixels) of consecutive rows, `batch_size` at a time."""
+        for start in range(0, len(self), batch_size):
+            rows = np.arange(start, min(start + batch_size, len(self)))
+            yield rows, self.take(rows)
+
     def take(self, rows: np.ndarray | Sequence[int]) -> np.ndarray:
         """Pixels of the given global rows as a new (B, S, S, 3) uint8 array."""
         rows = np.asarray(rows, dtype=np.int64)
@@ -181,6 +188,16 @@ class PixelStore:
         return out
 
 
+class PixelSource(Protocol):
+    """Pixels addressed by row: held in memory (PixelStore) or streamed (trainer.streaming)."""
+
+    def __len__(self) -> int: ...
+
+    def batches(self, batch_size: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """(rows (B,), uint8 pixels (B, S, S, 3)) covering every row once."""
+        ...
+
+
 @dataclass
 class QueryTable:
     """All queries of one split: ids, token ids (N, L) and visual-query pixels."""
@@ -190,43 +207,72 @@ class QueryTable:
     reference_ids: list[str]
     target_ids: list[str]
     tokens: np.ndarray
-    visual: PixelStore
+    visual: PixelSource  # random access (`take`) only when a PixelStore
 
     def __len__(self) -> int:
         return len(self.pair_ids)
 
 
-def load_queries(inputs_dir: str | Path, split: str, meta: InputsMeta | None = None) -> QueryTable:
-    """Load one split's queries from the query shards, in shard then (split, pair_id) order."""
-    meta = meta or read_meta(inputs_dir)
-    pair_ids: list[str] = []
-    reference_ids: list[str] = []
-    target_ids: list[str] = []
-    tokens: list[np.ndarray] = []
-    pixels: list[np.ndarray] = []
-    for path in shard_paths(inputs_dir, "queries"):
-        schema_names = pq.read_schema(path).names
-        missing = [c for c in QUERY_COLUMNS if c not in schema_names]
-        if missing:
-            raise InputsFormatError(f"{path}: missing columns {missing}")
-        table = pq.read_table(path, columns=list(QUERY_COLUMNS[1:]),
-                              filters=[("split", "==", split)])
-        ids = table.column("pair_id")
-        pair_ids.extend(ids.to_pylist())
-        reference_ids.extend(table.column("reference_id").to_pylist())
-        target_ids.extend(table.column("target_id").to_pylist())
-        tokens.append(_token_matrix(table.column("text_tokens"), meta.context_length, ids, path))
-        pixels.extend(_pixel_chunks(table.column("visual_pixels"), meta.image_size, ids, path))
+@dataclass
+class QueryFields:
+    """One shard's queries of a split without pixels: which shard rows they are, ids, tokens."""
+
+    rows: np.ndarray  # (n,) int64 rows of the shard holding the split's queries
+    pair_ids: list[str]
+    reference_ids: list[str]
+    target_ids: list[str]
+    tokens: np.ndarray  # (n, L) int32
+
+
+def read_query_fields(path: Path, split: str, meta: InputsMeta) -> QueryFields:
+    """Read a query shard's id and token columns (never its pixels) and keep `split`'s rows."""
+    schema_names = pq.read_schema(path).names
+    missing = [c for c in QUERY_COLUMNS if c not in schema_names]
+    if missing:
+        raise InputsFormatError(f"{path}: missing columns {missing}")
+    table = pq.read_table(path, columns=list(QUERY_COLUMNS[:5]))
+    rows = np.flatnonzero(pc.equal(table.column("split"), split).to_numpy(zero_copy_only=False))
+    table = table.take(pa.array(rows))
+    ids = table.column("pair_id")
+    return QueryFields(
+        rows=rows.astype(np.int64),
+        pair_ids=ids.to_pylist(),
+        reference_ids=table.column("reference_id").to_pylist(),
+        target_ids=table.column("target_id").to_pylist(),
+        tokens=_token_matrix(table.column("text_tokens"), meta.context_length, ids, path),
+    )
+
+
+def query_table(split: str, fields: Sequence[QueryFields], visual: PixelSource,
+                meta: InputsMeta, inputs_dir: str | Path) -> QueryTable:
+    """A QueryTable from the shards' fields (in shard order) and a pixel source for them."""
+    pair_ids = [p for f in fields for p in f.pair_ids]
     if len(set(pair_ids)) != len(pair_ids):
         raise InputsFormatError(f"duplicate pair_id in split {split!r} of {inputs_dir}")
     return QueryTable(
         split=split,
         pair_ids=pair_ids,
-        reference_ids=reference_ids,
-        target_ids=target_ids,
-        tokens=np.concatenate(tokens) if tokens else np.zeros((0, meta.context_length), np.int32),
-        visual=PixelStore(pixels, meta.image_size),
+        reference_ids=[r for f in fields for r in f.reference_ids],
+        target_ids=[t for f in fields for t in f.target_ids],
+        tokens=(np.concatenate([f.tokens for f in fields]) if fields
+                else np.zeros((0, meta.context_length), np.int32)),
+        visual=visual,
     )
+
+
+def load_queries(inputs_dir: str | Path, split: str, meta: InputsMeta | None = None) -> QueryTable:
+    """Load one split's queries, pixels held in memory, in shard then (split, pair_id) order."""
+    meta = meta or read_meta(inputs_dir)
+    fields, pixels = [], []
+    for path in shard_paths(inputs_dir, "queries"):
+        shard = read_query_fields(path, split, meta)
+        fields.append(shard)
+        if len(shard.rows):
+            table = pq.read_table(path, columns=["pair_id", "visual_pixels"],
+                                  filters=[("split", "==", split)])
+            pixels.extend(_pixel_chunks(table.column("visual_pixels"), meta.image_size,
+                                        table.column("pair_id"), path))
+    return query_table(split, fields, PixelStore(pixels, meta.image_size), meta, inputs_dir)
 
 
 class ImageStore:

@@ -10,11 +10,9 @@ import numpy as np
 import torch
 
 from trainer.data import (
-    ImageStore,
     InputsFormatError,
     InputsMeta,
     QueryTable,
-    load_queries,
     read_gallery,
     read_meta,
     to_model_pixels,
@@ -23,6 +21,7 @@ from trainer.fusion import DQUModel
 from trainer.metrics import recall_from_ranks
 from trainer.ranking import rank_targets
 from trainer.runtime import Precision, autocast, eval_mode, resolve_device, resolve_precision
+from trainer.streaming import StreamedPixels, streamed_gallery, streamed_queries
 
 
 @dataclass
@@ -32,7 +31,7 @@ class EvalSplit:
     meta: InputsMeta
     queries: QueryTable
     gallery_ids: list[str]
-    gallery: ImageStore
+    gallery: StreamedPixels  # streamed in batches by embed_gallery
     target_index: torch.Tensor  # (Q,) int64, -1 where the target is not in the gallery
     reference_index: torch.Tensor  # (Q,) int64, -1 where the reference is not in the gallery
 
@@ -50,15 +49,15 @@ class EvalResult:
 
 
 def load_eval_split(inputs_dir: str | Path, split: str) -> EvalSplit:
-    """Load a split's queries, its gallery images and the index maps between them."""
+    """A split's query ids and tokens, its gallery ids and the index maps between them.
+
+    Pixels are not read here: query and gallery pixels are streamed from the shards in
+    batches when embedded (trainer.streaming), so a split's pixels are never all in memory.
+    """
     meta = read_meta(inputs_dir)
-    queries = load_queries(inputs_dir, split, meta)
+    queries = streamed_queries(inputs_dir, split, meta)
     gallery_ids = read_gallery(inputs_dir, split)
-    gallery = ImageStore(inputs_dir, gallery_ids, meta)
-    missing = [i for i in gallery_ids if i not in gallery]
-    if missing:
-        raise InputsFormatError(f"gallery image {missing[0]!r} of split {split!r} is not in the "
-                                f"image shards of {inputs_dir}; rerun the `inputs` stage")
+    gallery = streamed_gallery(inputs_dir, split, gallery_ids, meta)
     position = {image_id: i for i, image_id in enumerate(gallery_ids)}
     return EvalSplit(
         meta=meta,
@@ -72,8 +71,13 @@ def load_eval_split(inputs_dir: str | Path, split: str) -> EvalSplit:
     )
 
 
-def _batches(size: int, batch_size: int) -> list[np.ndarray]:
-    return [np.arange(s, min(s + batch_size, size)) for s in range(0, size, batch_size)]
+def _scatter(parts: list[tuple[np.ndarray, torch.Tensor]], size: int) -> torch.Tensor:
+    """Stack per-batch features (rows, (B, d)) into (size, d) by row."""
+    first = parts[0][1]
+    out = torch.empty(size, first.shape[1], dtype=first.dtype, device=first.device)
+    for rows, feats in parts:
+        out[torch.from_numpy(rows).to(first.device)] = feats
+    return out
 
 
 @torch.inference_mode()
@@ -82,15 +86,18 @@ def embed_gallery(model: DQUModel, data: EvalSplit, batch_size: int, device: tor
     """Normalised target-side features (G, d) of the gallery, on `device`."""
     feats = []
     with eval_mode(model), autocast(device, precision):
-        for rows in _batches(len(data.gallery_ids), batch_size):
-            pixels = torch.from_numpy(data.gallery.pixels.take(rows)).to(device)
-            feats.append(model.encode_image(to_model_pixels(pixels, data.meta.mean,
-                                                            data.meta.std)).float())
-    return torch.cat(feats) if feats else torch.zeros(0, 0, device=device)
+        for rows, pixels in data.gallery.batches(batch_size):
+            pixels = torch.from_numpy(pixels).to(device)
+            feats.append((rows, model.encode_image(to_model_pixels(pixels, data.meta.mean,
+                                                                   data.meta.std)).float()))
+    return _scatter(feats, len(data.gallery_ids)) if feats else torch.zeros(0, 0, device=device)
 
 
-def _join(parts: list[torch.Tensor | None]) -> torch.Tensor | None:
-    return None if not parts or parts[0] is None else torch.cat(parts).float()
+def _join(parts: list[tuple[np.ndarray, torch.Tensor | None]], size: int
+          ) -> torch.Tensor | None:
+    if not parts or parts[0][1] is None:
+        return None
+    return _scatter([(rows, feats.float()) for rows, feats in parts], size)
 
 
 @torch.inference_mode()
@@ -100,14 +107,14 @@ def embed_query_parts(model: DQUModel, queries: QueryTable, meta: InputsMeta, ba
     """Normalised f_t and f_v (each (Q, d) or None when the mode skips it), on `device`."""
     text, visual = [], []
     with eval_mode(model), autocast(device, precision):
-        for rows in _batches(len(queries), batch_size):
+        for rows, pixels in queries.visual.batches(batch_size):
             tokens = torch.from_numpy(queries.tokens[rows].astype(np.int64)).to(device)
-            pixels = torch.from_numpy(queries.visual.take(rows)).to(device)
+            pixels = torch.from_numpy(pixels).to(device)
             f_t, f_v = model.encode_query_parts(tokens, to_model_pixels(pixels, meta.mean,
                                                                         meta.std))
-            text.append(f_t)
-            visual.append(f_v)
-    return _join(text), _join(visual)
+            text.append((rows, f_t))
+            visual.append((rows, f_v))
+    return _join(text, len(queries)), _join(visual, len(queries))
 
 
 @torch.inference_mode()
