@@ -1,10 +1,10 @@
-"""dask: wall time of the real render stage on a 2-worker LocalCluster vs in-process (1 worker).
+"""dask: wall time of the real render stage on 2 local dask workers vs in-process (1 worker).
 
 Both sides call `pipeline.render.run` on the same demo tables (references stretched to the
 official 512x512 canvas before drawing), each into a fresh output folder so no shard is reused;
 only `parallel` differs: `ParallelParams(scheduler="local", workers=2)` against
-`ParallelParams(scheduler="sync")`. The 2-worker time includes starting and stopping the
-LocalCluster, as a `dvc repro` pays it. With 2 cores the ideal is 2x; other processes on the
+`ParallelParams(scheduler="sync")`. The 2-worker time includes starting and stopping the worker
+processes, as a `dvc repro` pays it. With 2 cores the ideal is 2x; other processes on the
 machine take from that directly.
 """
 
@@ -36,7 +36,7 @@ SIZES = {
 }
 SHARDS = 8  # several shards per worker, so neither worker idles at the end
 RENDER = RenderParams(canvas_size=512, font_size=40, shards=SHARDS)
-TWO_WORKERS = ParallelParams(scheduler="local", workers=2, threads_per_worker=1)
+TWO_WORKERS = ParallelParams(scheduler="local", workers=2)
 ONE_WORKER = ParallelParams(scheduler="sync")
 
 

@@ -16,9 +16,9 @@ OnBadRecord = Literal["fail", "skip"]
 
 @dataclass(frozen=True)
 class ParallelParams:
-    scheduler: str = "local"  # "local" (dask LocalCluster), "sync" (in-process) or "tcp://host:8786"
+    # "local" (dask over a pool of local processes), "sync" (in-process) or "tcp://host:8786"
+    scheduler: str = "local"
     workers: int = 2
-    threads_per_worker: int = 1
 
 
 @dataclass(frozen=True)

@@ -149,8 +149,7 @@ def test_clone_and_pull_reruns_nothing_before_train(tmp_path: Path) -> None:
 
     # Scaling settings are not DVC dependencies: another machine still reruns nothing.
     params = yaml.safe_load((clone / "params.yaml").read_text())
-    params["parallel"] = {"scheduler": "tcp://10.0.0.1:8786", "workers": 16,
-                          "threads_per_worker": 4}
+    params["parallel"] = {"scheduler": "tcp://10.0.0.1:8786", "workers": 16}
     params["caption"]["batch_size"] = 4
     (clone / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     status = _run(["dvc", "status"], clone, env)
