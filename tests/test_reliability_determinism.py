@@ -11,7 +11,7 @@ def test_each_pre_train_stage_is_byte_identical_across_clean_runs(tmp_path):
     faults.write_base_dataset(tmp_path / "base")
     with faults.registered_adapter():
         scratch = faults.Scratch(tmp_path / "base", tmp_path / "scratch")
-        # parallel=sync here; test_render pins sync vs local dask worker processes giving equal bytes.
+        # parallel=sync here; test_render pins sync vs local dask workers giving equal bytes.
         params = scratch.params("fail")
         runs = []
         for _ in range(2):
