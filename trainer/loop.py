@@ -436,11 +436,12 @@ def _train(clip_cfg: ClipConfig, train_cfg: TrainConfig, mode: str, seed: int,
             if main:
                 if cache is not None:
                     queries = fuse_queries(model, cache.val_text, cache.val_visual, eval_batch)
-                    result = rank_queries(queries, cache.val_gallery, val_data, val_ks,
-                                          max(val_ks), eval_batch)
+                    # top_n 0: validation needs recall only, not the top gallery ids.
+                    result = rank_queries(queries, cache.val_gallery, val_data, val_ks, 0,
+                                          eval_batch)
                 else:
                     result = evaluate(model, inputs_dir, "val", val_ks, eval_batch, device,
-                                      amp=train_cfg.amp, data=val_data)
+                                      amp=train_cfg.amp, top_n=0, data=val_data)
                 record.update({f"val/{k}": v for k, v in result.metrics.items()})
                 value = result.metrics[train_cfg.val_metric]
             # Every rank takes the same early-stopping decision from rank 0's number.
