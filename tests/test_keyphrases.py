@@ -115,3 +115,23 @@ def test_extract_file_bad_line_names_the_line(minilm, tmp_path) -> None:
     assert [s["line"] for s in counts["skipped"]] == [2, 3]
     assert "not valid JSON" in counts["skipped"][1]["reason"]
     assert json.loads(out.read_text()) == {"id": "a", "keywords": ["red"]}
+
+
+def test_int8_linear_is_close_to_float_and_row_independent() -> None:
+    import torch
+
+    from pipeline.keyphrases.int8 import RowInt8Linear
+
+    torch.manual_seed(0)
+    linear = torch.nn.Linear(32, 24)
+    quantized = RowInt8Linear(linear)
+    x = torch.randn(40, 32)
+    assert torch.allclose(quantized(x), linear(x), atol=0.05)
+    # Each row is scaled alone and summed exactly in int32: a row's output ignores its batch.
+    assert torch.equal(quantized(x[:3]), quantized(x)[:3])
+
+
+def test_text_vector_does_not_depend_on_its_batch(minilm) -> None:
+    alone = minilm.embed(["a red ball next to the dog"])
+    mixed = minilm.embed(["is darker", "a red ball next to the dog", "has a much longer text here"])
+    assert (alone[0] == mixed[1]).all()
