@@ -41,6 +41,7 @@ from pipeline.keyphrases.spelling import TypoCorrector  # noqa: E402
         ("Add a white bench on a grassy background.", ["white bench", "on a grassy background"]),
         ("is a navy v neck", ["navy", "v neck"]),
         ("has a yellow smiley face", ["yellow smiley face"]),
+        ("has a big logo on front", ["big logo on front"]),
     ],
 )
 def test_candidates_follow_the_rules(text: str, expected: list[str]) -> None:
@@ -53,6 +54,7 @@ def test_typo_is_corrected_and_names_are_kept() -> None:
     assert correct("sleves") == "sleeves"
     assert correct("lebowski") == "lebowski"
     assert generate_candidates("has black strpes", correct) == ["black stripes"]
+    assert generate_candidates("is multi colored", correct) == ["multi colored"]
 
 
 def test_empty_text_gives_no_candidates() -> None:

@@ -32,7 +32,7 @@ TRAIL_FILLERS = frozenset(
 
 # Objects of a trailing preposition that only point back at the item ("on it", "in color").
 TRAIL_OBJECTS = frozenset({"it", "them", "this", "that", "color", "colour", "colors", "colours",
-                           "front", "general", "tone", "shade", "image", "picture"})
+                           "general", "tone", "shade", "image", "picture"})
 
 # Words at which one request ends and the next begins.
 SPLITTERS = frozenset({"and", "with", "w", "but", "plus", "while", "whereas", "although", "though",
@@ -128,7 +128,7 @@ DOMAIN_WORDS = COLOURS | COLOUR_NOUNS | frozenset(
         "design", "designs", "floral", "flowers", "plaid", "checkered", "polka", "dots",
         "hood", "hooded", "hoodie", "zipper", "neck", "neckline", "v-neck", "crew", "scoop",
         "fitted", "loose", "tight", "baggy", "casual", "formal", "sporty", "shiny", "plain",
-        "solid", "simple", "simpler", "fancy", "revealing", "cropped", "longer", "shorter",
+        "solid", "simple", "simpler", "fancy", "revealing", "cropped", "longer", "shorter", "multi",
         "wider", "narrower", "lighter", "darker", "brighter", "larger", "smaller", "bigger",
         "shirt", "t-shirt", "blouse", "dress", "skirt", "jacket", "sweater", "top", "tank",
         "polo", "vest", "denim", "cotton", "silk", "lace", "lacy", "leather", "wool", "fabric",
