@@ -42,6 +42,7 @@ from pipeline.keyphrases.spelling import TypoCorrector  # noqa: E402
         ("is a navy v neck", ["navy", "v neck"]),
         ("has a yellow smiley face", ["yellow smiley face"]),
         ("has a big logo on front", ["big logo on front"]),
+        ("is collarless and has no collar", ["collarless"]),
     ],
 )
 def test_candidates_follow_the_rules(text: str, expected: list[str]) -> None:

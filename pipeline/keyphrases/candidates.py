@@ -285,6 +285,19 @@ def content_key(phrase: str) -> frozenset[str]:
     return frozenset(t for t in phrase.split() if t not in lx.GLUE)
 
 
+def _drop_negated_repeats(phrases: list[str]) -> list[str]:
+    """Drop "no sleeves" when "sleeveless" is also there: one attribute, said twice."""
+    stems = {p[:-4] for p in phrases if p.endswith("less") and " " not in p}
+    return [p for p in phrases if not _negates_stem(p, stems)] if stems else phrases
+
+
+def _negates_stem(phrase: str, stems: set[str]) -> bool:
+    """True for 'no X' / 'without Xs' where X is in `stems`."""
+    words = phrase.split()
+    return (len(words) == 2 and words[0] in ("no", "without")
+            and (words[1] in stems or words[1].removesuffix("s") in stems))
+
+
 def generate_candidates(text: str, correct: Corrector | None = None) -> list[str]:
     """Candidate keyword phrases of one modification text, in text order, repeats merged."""
     text = normalise(text)
@@ -313,6 +326,7 @@ def generate_candidates(text: str, correct: Corrector | None = None) -> list[str
             continue
         seen.add(key)
         phrases.append(phrase)
+    phrases = _drop_negated_repeats(phrases)
     if saw_same and SAME not in phrases:
         return [SAME, *phrases]
     return phrases
