@@ -31,10 +31,10 @@ from pipeline import render
 from pipeline.config import ParallelParams, Params, RenderParams
 
 SIZES = {
-    "full": {"pairs": 1200, "image_size": 256, "rounds": 2},
+    "full": {"pairs": 2400, "image_size": 256, "rounds": 2},
     "tiny": {"pairs": 12, "image_size": 48, "rounds": 1},
 }
-SHARDS = 8  # several shards per worker, so neither worker idles at the end
+SHARDS = 16  # 8 per worker: the last shard to finish leaves the other worker idle briefly
 RENDER = RenderParams(canvas_size=512, font_size=40, shards=SHARDS)
 TWO_WORKERS = ParallelParams(scheduler="local", workers=2)
 ONE_WORKER = ParallelParams(scheduler="sync")
