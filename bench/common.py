@@ -8,6 +8,7 @@ to stderr through `note`, so the stdout lines stay machine-readable.
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import resource
 import statistics
@@ -21,7 +22,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from pipeline import caption, prepare
+from pipeline import caption, inputs, prepare, render
 from pipeline.config import (
     CaptionParams,
     DemoParams,
@@ -178,6 +179,21 @@ def demo_tables(workdir: Path, train_pairs: int, image_size: int, seed: int = 0
                 KEYWORDS)
     done.touch()
     return dirs
+
+
+def demo_inputs(dirs: dict[str, Path], root: Path, params: Params) -> Path:
+    """Run the real render and inputs stages on `demo_tables` output; return root/inputs."""
+    render.run(params, dirs["prepare"], dirs["caption"], dirs["keywords"], root / "render")
+    inputs.run(params, dirs["prepare"], root / "render", root / "inputs")
+    return root / "inputs"
+
+
+def script_main(run: Callable[[str], object], doc: str, argv: list[str] | None) -> None:
+    """A benchmark module's `python -m bench.NAME [--tiny]` entry point."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--tiny", action="store_true", help="toy sizes, to check the script")
+    args = parser.parse_args(argv)
+    run("tiny" if args.tiny else "full")
 
 
 @contextlib.contextmanager

@@ -10,7 +10,6 @@ machine take from that directly.
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import tempfile
 from pathlib import Path
@@ -24,6 +23,7 @@ from bench.common import (
     median,
     note,
     quiet_stages,
+    script_main,
     timed,
     workspace,
 )
@@ -78,10 +78,7 @@ def run(scale: str = "full", workdir: Path | None = None) -> list[BenchResult]:
 
 def main(argv: list[str] | None = None) -> None:
     """`python -m bench.dask_render [--tiny]`."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--tiny", action="store_true", help="a few rows, to check the script")
-    args = parser.parse_args(argv)
-    run("tiny" if args.tiny else "full")
+    script_main(run, __doc__, argv)
 
 
 if __name__ == "__main__":

@@ -29,7 +29,6 @@ of its RSS.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import subprocess
@@ -48,6 +47,7 @@ from bench.common import (
     interleaved,
     median,
     note,
+    script_main,
     timed,
     workspace,
 )
@@ -289,10 +289,7 @@ def run(scale: str = "full", workdir: Path | None = None) -> list[BenchResult]:
 
 def main(argv: list[str] | None = None) -> None:
     """`python -m bench.eval [--tiny]`."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--tiny", action="store_true", help="small sizes, to check the script")
-    args = parser.parse_args(argv)
-    run("tiny" if args.tiny else "full")
+    script_main(run, __doc__, argv)
 
 
 if __name__ == "__main__":

@@ -20,7 +20,6 @@ baseline's encoders would run up to ~2x faster with both cores, so the ratio wou
 
 from __future__ import annotations
 
-import argparse
 import tempfile
 import time
 from pathlib import Path
@@ -31,17 +30,18 @@ from torch.utils.data import DataLoader
 from bench.common import (
     BenchResult,
     check_scale,
+    demo_inputs,
     demo_tables,
     emit,
     median,
     note,
     quiet_stages,
+    script_main,
     sync_params,
     timed,
     torch_threads,
     workspace,
 )
-from pipeline import inputs, render
 from pipeline.config import RenderParams
 from trainer.config import ClipConfig, TrainConfig
 from trainer.data import (
@@ -78,9 +78,7 @@ def build_inputs(work: Path, root: Path, scale: str) -> Path:
     size = SIZES[scale]
     dirs = demo_tables(work, size["pairs"], size["image_size"])
     params = sync_params(render=RenderParams(shards=2), clip=ClipConfig(model=size["model"]))
-    render.run(params, dirs["prepare"], dirs["caption"], dirs["keywords"], root / "render")
-    inputs.run(params, dirs["prepare"], root / "render", root / "inputs")
-    return root / "inputs"
+    return demo_inputs(dirs, root, params)
 
 
 def frozen_encoder_epoch(model: DQUModel, dataset: TripletDataset, sampler: EpochBatchSampler,
@@ -160,10 +158,7 @@ def run(scale: str = "full", workdir: Path | None = None) -> list[BenchResult]:
 
 def main(argv: list[str] | None = None) -> None:
     """`python -m bench.frozen [--tiny]`."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--tiny", action="store_true", help="a few samples, to check the script")
-    args = parser.parse_args(argv)
-    run("tiny" if args.tiny else "full")
+    script_main(run, __doc__, argv)
 
 
 if __name__ == "__main__":

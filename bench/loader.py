@@ -18,7 +18,6 @@ swing with how other processes on the machine preempt a multi-threaded op).
 
 from __future__ import annotations
 
-import argparse
 import tempfile
 import time
 from pathlib import Path
@@ -30,18 +29,19 @@ from torch.utils.data import DataLoader, Dataset
 from bench.common import (
     BenchResult,
     check_scale,
+    demo_inputs,
     demo_tables,
     emit,
     interleaved,
     median,
     note,
     quiet_stages,
+    script_main,
     sync_params,
     timed,
     torch_threads,
     workspace,
 )
-from pipeline import inputs, render
 from pipeline.config import RenderParams
 from pipeline.drawing import DrawStyle, draw_keywords
 from pipeline.images import load_rgb
@@ -121,12 +121,9 @@ def build_inputs(work: Path, root: Path, scale: str) -> tuple[dict[str, Path], P
         render=RenderParams(canvas_size=CANVAS, font_size=FONT_SIZE, shards=2),
         clip=ClipConfig(model=size["model"]),
     )
-    seconds, _ = timed(lambda: (
-        render.run(params, dirs["prepare"], dirs["caption"], dirs["keywords"], root / "render"),
-        inputs.run(params, dirs["prepare"], root / "render", root / "inputs"),
-    ))
+    seconds, inputs_dir = timed(lambda: demo_inputs(dirs, root, params))
     note(f"loader: one-off render + inputs stages for {size['pairs']} triplets: {seconds:.1f}s")
-    return dirs, root / "inputs"
+    return dirs, inputs_dir
 
 
 def our_epoch(dataset: TripletDataset, sampler: EpochBatchSampler, meta: InputsMeta,
@@ -212,10 +209,7 @@ def run(scale: str = "full", workdir: Path | None = None) -> list[BenchResult]:
 
 def main(argv: list[str] | None = None) -> None:
     """`python -m bench.loader [--tiny]`."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--tiny", action="store_true", help="a few samples, to check the script")
-    args = parser.parse_args(argv)
-    run("tiny" if args.tiny else "full")
+    script_main(run, __doc__, argv)
 
 
 if __name__ == "__main__":
