@@ -24,37 +24,19 @@ import resource
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image
 
-from pipeline.blip2 import Captioner, offline_processor, resolve_device
-
-
-@dataclass(frozen=True)
-class Blip2Sizes:
-    """The dimensions that set BLIP-2's cost: EVA ViT, Q-Former, and OPT decoder."""
-
-    vision_hidden: int
-    vision_layers: int
-    vision_heads: int
-    vision_intermediate: int
-    image_size: int
-    patch_size: int
-    qformer_hidden: int
-    qformer_layers: int
-    qformer_heads: int
-    qformer_intermediate: int
-    num_query_tokens: int
-    text_hidden: int
-    text_layers: int
-    text_heads: int
-    text_ffn: int
-    text_vocab: int
-
+from pipeline.blip2 import (
+    Blip2Sizes,
+    Captioner,
+    blip2_config,
+    offline_processor,
+    resolve_device,
+)
 
 # Salesforce/blip2-opt-2.7b: EVA ViT-g/14 at 224, BERT-base Q-Former, OPT-2.7b.
 OPT_2_7B = Blip2Sizes(
@@ -96,45 +78,6 @@ TINY = Blip2Sizes(
 )
 
 
-def blip2_config(sizes: Blip2Sizes, image_token_id: int, bos: int, eos: int, pad: int) -> object:
-    """A Blip2Config with an OPT decoder of the given sizes and the tokenizer's special ids."""
-    from transformers import Blip2Config, Blip2QFormerConfig, Blip2VisionConfig, OPTConfig
-
-    vision = Blip2VisionConfig(
-        hidden_size=sizes.vision_hidden,
-        num_hidden_layers=sizes.vision_layers,
-        num_attention_heads=sizes.vision_heads,
-        intermediate_size=sizes.vision_intermediate,
-        image_size=sizes.image_size,
-        patch_size=sizes.patch_size,
-    )
-    qformer = Blip2QFormerConfig(
-        hidden_size=sizes.qformer_hidden,
-        num_hidden_layers=sizes.qformer_layers,
-        num_attention_heads=sizes.qformer_heads,
-        intermediate_size=sizes.qformer_intermediate,
-    )
-    text = OPTConfig(
-        vocab_size=sizes.text_vocab,
-        hidden_size=sizes.text_hidden,
-        num_hidden_layers=sizes.text_layers,
-        num_attention_heads=sizes.text_heads,
-        ffn_dim=sizes.text_ffn,
-        word_embed_proj_dim=sizes.text_hidden,
-        max_position_embeddings=2048,
-        bos_token_id=bos,
-        eos_token_id=eos,
-        pad_token_id=pad,
-    )
-    return Blip2Config(
-        vision_config=vision.to_dict(),
-        qformer_config=qformer.to_dict(),
-        text_config=text.to_dict(),
-        num_query_tokens=sizes.num_query_tokens,
-        image_token_index=image_token_id,
-    )
-
-
 @contextlib.contextmanager
 def _default_dtype(dtype: torch.dtype) -> Iterator[None]:
     """Temporarily make new float tensors `dtype`, so a model is born in it (no fp32 copy)."""
@@ -158,13 +101,7 @@ def build_random_captioner(
 
     processor = offline_processor(sizes.image_size, sizes.num_query_tokens)
     tokenizer = processor.tokenizer
-    config = blip2_config(
-        sizes,
-        image_token_id=tokenizer.convert_tokens_to_ids("<image>"),
-        bos=tokenizer.bos_token_id,
-        eos=tokenizer.eos_token_id,
-        pad=tokenizer.pad_token_id,
-    )
+    config = blip2_config(sizes, tokenizer)
     torch.manual_seed(0)
     with device, _default_dtype(dtype):
         network = Blip2ForConditionalGeneration(config).eval()

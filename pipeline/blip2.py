@@ -234,56 +234,109 @@ def _check_image_tokens(network: torch.nn.Module, processor: object, model: str)
         processor.num_query_tokens = network.config.num_query_tokens
 
 
-def build_tiny_blip2(out_dir: Path, seed: int = 0) -> Path:
-    """Write a tiny random BLIP-2 (OPT decoder) and an offline processor to out_dir."""
-    from transformers import (
-        Blip2Config,
-        Blip2ForConditionalGeneration,
-        Blip2QFormerConfig,
-        Blip2VisionConfig,
-        OPTConfig,
-    )
+@dataclass(frozen=True)
+class Blip2Sizes:
+    """The dimensions that set BLIP-2's cost: EVA ViT, Q-Former, and OPT decoder."""
 
-    out_dir = Path(out_dir)
-    num_query_tokens = 4
-    processor = offline_processor(image_size=32, num_query_tokens=num_query_tokens)
-    tokenizer = processor.tokenizer
-    image_token_id = tokenizer.convert_tokens_to_ids("<image>")
+    vision_hidden: int
+    vision_layers: int
+    vision_heads: int
+    vision_intermediate: int
+    image_size: int
+    patch_size: int
+    qformer_hidden: int
+    qformer_layers: int
+    qformer_heads: int
+    qformer_intermediate: int
+    num_query_tokens: int
+    text_hidden: int
+    text_layers: int
+    text_heads: int
+    text_ffn: int
+    text_vocab: int
+    text_max_positions: int = 2048  # OPT's
+    qformer_vocab: int | None = None  # None: transformers' default (BERT's 30,522)
+    qformer_max_positions: int | None = None  # None: transformers' default (512)
+
+
+def blip2_config(sizes: Blip2Sizes, tokenizer: object) -> object:
+    """A Blip2Config with an OPT decoder of the given sizes and the tokenizer's special ids."""
+    from transformers import Blip2Config, Blip2QFormerConfig, Blip2VisionConfig, OPTConfig
+
     vision = Blip2VisionConfig(
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        image_size=32,
-        patch_size=8,
+        hidden_size=sizes.vision_hidden,
+        num_hidden_layers=sizes.vision_layers,
+        num_attention_heads=sizes.vision_heads,
+        intermediate_size=sizes.vision_intermediate,
+        image_size=sizes.image_size,
+        patch_size=sizes.patch_size,
     )
+    qformer_extra = {
+        key: value
+        for key, value in (
+            ("vocab_size", sizes.qformer_vocab),
+            ("max_position_embeddings", sizes.qformer_max_positions),
+        )
+        if value is not None
+    }
     qformer = Blip2QFormerConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        intermediate_size=64,
-        max_position_embeddings=64,
+        hidden_size=sizes.qformer_hidden,
+        num_hidden_layers=sizes.qformer_layers,
+        num_attention_heads=sizes.qformer_heads,
+        intermediate_size=sizes.qformer_intermediate,
+        **qformer_extra,
     )
     text = OPTConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        ffn_dim=64,
-        word_embed_proj_dim=32,
-        max_position_embeddings=128,
-        pad_token_id=tokenizer.pad_token_id,
+        vocab_size=sizes.text_vocab,
+        hidden_size=sizes.text_hidden,
+        num_hidden_layers=sizes.text_layers,
+        num_attention_heads=sizes.text_heads,
+        ffn_dim=sizes.text_ffn,
+        word_embed_proj_dim=sizes.text_hidden,
+        max_position_embeddings=sizes.text_max_positions,
         bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
     )
-    config = Blip2Config(
+    return Blip2Config(
         vision_config=vision.to_dict(),
         qformer_config=qformer.to_dict(),
         text_config=text.to_dict(),
-        num_query_tokens=num_query_tokens,
-        image_token_index=image_token_id,
+        num_query_tokens=sizes.num_query_tokens,
+        image_token_index=tokenizer.convert_tokens_to_ids("<image>"),
     )
+
+
+def build_tiny_blip2(out_dir: Path, seed: int = 0) -> Path:
+    """Write a tiny random BLIP-2 (OPT decoder) and an offline processor to out_dir."""
+    from transformers import Blip2ForConditionalGeneration
+
+    out_dir = Path(out_dir)
+    processor = offline_processor(image_size=32, num_query_tokens=4)
+    tokenizer = processor.tokenizer
+    sizes = Blip2Sizes(
+        vision_hidden=32,
+        vision_layers=2,
+        vision_heads=4,
+        vision_intermediate=64,
+        image_size=32,
+        patch_size=8,
+        qformer_hidden=32,
+        qformer_layers=2,
+        qformer_heads=4,
+        qformer_intermediate=64,
+        num_query_tokens=4,
+        text_hidden=32,
+        text_layers=2,
+        text_heads=4,
+        text_ffn=64,
+        text_vocab=len(tokenizer),
+        text_max_positions=128,
+        qformer_vocab=len(tokenizer),
+        qformer_max_positions=64,
+    )
+    config = blip2_config(sizes, tokenizer)
+    image_token_id = config.image_token_index
     torch.manual_seed(seed)
     network = Blip2ForConditionalGeneration(config).eval()
     # Random weights could end a caption at once; ask for a few words and never emit the
