@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import resource
 import statistics
 import sys
 import tempfile
@@ -129,12 +128,6 @@ def timed(fn: Callable[[], object]) -> tuple[float, object]:
     start = time.perf_counter()
     value = fn()
     return time.perf_counter() - start, value
-
-
-def peak_rss_mb() -> float:
-    """This process's peak resident set size in MiB (ru_maxrss: KiB on Linux, bytes on macOS)."""
-    scale = 1 if sys.platform == "darwin" else 1024
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale / 2**20
 
 
 def sync_params(**sections: object) -> Params:

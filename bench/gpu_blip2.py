@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import resource
 import sys
 import time
 from collections.abc import Iterator
@@ -30,7 +29,11 @@ import numpy as np
 import torch
 from PIL import Image
 
-from pipeline.blip2 import (
+# Run as a script (`python bench/gpu_blip2.py`): make the repository's packages importable.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.devices import peak_memory_gib, synchronize  # noqa: E402
+from pipeline.blip2 import (  # noqa: E402
     Blip2Sizes,
     Captioner,
     blip2_config,
@@ -119,21 +122,6 @@ def build_random_captioner(
     )
 
 
-def _synchronize(device: torch.device) -> None:
-    """Wait for queued GPU work so wall-clock time covers it."""
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def _peak_mem_gib(device: torch.device) -> float:
-    """Peak CUDA memory allocated by torch, or the process's peak RSS off-GPU."""
-    if device.type == "cuda":
-        return torch.cuda.max_memory_allocated(device) / 2**30
-    # ru_maxrss is KiB on Linux, bytes on macOS.
-    scale = 1 if sys.platform == "darwin" else 1024
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale / 2**30
-
-
 def sample_images(count: int, size: int, seed: int = 0) -> list[Image.Image]:
     """Seeded noise images of a catalogue-like size, so preprocessing costs what it does in use."""
     rng = np.random.default_rng(seed)
@@ -149,17 +137,17 @@ def bench_batch(
     device = captioner.device
     for _ in range(warmup):
         captioner.caption(images, max_new_tokens=max_new_tokens)
-    _synchronize(device)
+    synchronize(device)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     start = time.perf_counter()
     for _ in range(iters):
         captions = captioner.caption(images, max_new_tokens=max_new_tokens)
-    _synchronize(device)
+    synchronize(device)
     elapsed = time.perf_counter() - start
     if len(captions) != len(images):
         raise RuntimeError(f"got {len(captions)} captions for {len(images)} images")
-    return iters * len(images) / elapsed, _peak_mem_gib(device)
+    return iters * len(images) / elapsed, peak_memory_gib(device)
 
 
 def profile_batch(
@@ -173,7 +161,7 @@ def profile_batch(
         activities.append(ProfilerActivity.CUDA)
     with profile(activities=activities) as prof:
         captioner.caption(images, max_new_tokens=max_new_tokens)
-        _synchronize(captioner.device)
+        synchronize(captioner.device)
     averages = prof.key_averages()
     for event in averages:
         if event.key.startswith("caption."):
@@ -228,7 +216,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.tiny and args.compile:
         # transformers compiles only on accelerators; let the CPU check exercise that path too.
         captioner.compile_all_devices = True
-    _synchronize(device)
+    synchronize(device)
     params = sum(p.numel() for p in captioner.model.parameters())
     print(
         f"built blip2 ({'tiny' if args.tiny else 'opt-2.7b'}) params={params / 1e6:.1f}M "

@@ -33,7 +33,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import time
@@ -43,6 +42,7 @@ from pathlib import Path
 
 import torch
 
+from bench.devices import peak_memory_gib, synchronize
 from trainer.config import ClipConfig, TrainConfig
 from trainer.data import to_model_pixels
 from trainer.encoders import compile_blocks, get_tokenizer, input_spec, set_grad_checkpointing
@@ -71,18 +71,6 @@ def note(message: str) -> None:
     print(f"  {message}", file=sys.stderr, flush=True)
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def _peak_mem_gib(device: torch.device) -> float:
-    """torch's peak allocated CUDA memory, or the process's peak RSS on CPU."""
-    if device.type == "cuda":
-        return torch.cuda.max_memory_allocated(device) / 2**30
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
-
-
 def time_steps(step: Callable[[], None], batch: int, device: torch.device, warmup: int,
                steps: int) -> StepResult:
     """Samples/s over `steps` calls after `warmup` calls, and peak memory over all of them."""
@@ -90,12 +78,12 @@ def time_steps(step: Callable[[], None], batch: int, device: torch.device, warmu
         torch.cuda.reset_peak_memory_stats(device)
     for _ in range(warmup):
         step()
-    _sync(device)
+    synchronize(device)
     start = time.perf_counter()
     for _ in range(steps):
         step()
-    _sync(device)
-    return StepResult(steps * batch / (time.perf_counter() - start), _peak_mem_gib(device))
+    synchronize(device)
+    return StepResult(steps * batch / (time.perf_counter() - start), peak_memory_gib(device))
 
 
 def sample_batch(batch: int, image_size: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
