@@ -43,6 +43,13 @@ from pipeline.keyphrases.spelling import TypoCorrector  # noqa: E402
         ("has a yellow smiley face", ["yellow smiley face"]),
         ("has a big logo on front", ["big logo on front"]),
         ("is collarless and has no collar", ["collarless"]),
+        # the text's own number: "short sleeve" stays singular; said both ways, the plural wins
+        ("is a short sleeve shirt", ["short sleeve"]),
+        ("is long sleeve and has long sleeves", ["long sleeves"]),
+        ("Add a bird, place birds on the branch", ["bird", "on the branch"]),
+        # one colour in two spellings is one attribute, in US spelling
+        ("is grey and is gray with a logo", ["gray", "logo"]),
+        ("is grey", ["grey"]),
     ],
 )
 def test_candidates_follow_the_rules(text: str, expected: list[str]) -> None:

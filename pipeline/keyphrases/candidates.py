@@ -189,7 +189,7 @@ def _render(tokens: list[str]) -> list[str]:
     out = []
     for i, tok in enumerate(tokens):
         prev = tokens[i - 1] if i else ""
-        if tok in ("sleeved", "sleeve") and prev and prev not in lx.PREPOSITIONS:
+        if tok == "sleeved" and prev and prev not in lx.PREPOSITIONS:
             tok = "sleeves"
         out.append(tok)
     # A trailing garment noun adds nothing once an attribute precedes it ("blue shirt").
@@ -197,6 +197,9 @@ def _render(tokens: list[str]) -> list[str]:
             and out[-2] not in lx.GARMENT_COMPOUND_HEADS):
         out = out[:-1]
     return out
+
+
+_SLEEVE_NOUNS = frozenset({"sleeve", "sleeves"})
 
 
 def _is_colour_run(tokens: list[str]) -> bool:
@@ -215,11 +218,11 @@ def _split_attributes(tokens: list[str]) -> list[list[str]]:
             return [tokens[:i], *_split_attributes(tokens[i + 1 :])]
     # "short sleeves white" -> "short sleeves", "white"
     for i in range(1, len(tokens) - 1):
-        if tokens[i] == "sleeves" and tokens[i - 1] in lx.SLEEVE_LENGTHS:
+        if tokens[i] in _SLEEVE_NOUNS and tokens[i - 1] in lx.SLEEVE_LENGTHS:
             return [*_split_attributes(tokens[: i - 1]), tokens[i - 1 : i + 1],
                     *_split_attributes(tokens[i + 1 :])]
     for i in range(2, len(tokens) + 1):
-        if tokens[i - 1] == "sleeves" and tokens[i - 2] in lx.SLEEVE_LENGTHS and i > 2:
+        if tokens[i - 1] in _SLEEVE_NOUNS and tokens[i - 2] in lx.SLEEVE_LENGTHS and i > 2:
             return [*_split_attributes(tokens[: i - 2]), tokens[i - 2 : i]]
     # A leading colour before a garment cut ("black v neck"), but not before a print or an
     # object it describes ("white bunny rabbit").
@@ -281,8 +284,42 @@ def _is_garment_only(tokens: list[str]) -> bool:
 
 
 def content_key(phrase: str) -> frozenset[str]:
-    """Content words of a phrase, the identity used to merge repeats."""
-    return frozenset(t for t in phrase.split() if t not in lx.GLUE)
+    """Content words of a phrase, singular and in US spelling: the identity of an attribute."""
+    return frozenset(_singular(lx.US_SPELLING.get(t, t)) for t in phrase.split()
+                     if t not in lx.GLUE)
+
+
+def _singular(word: str) -> str:
+    """'sleeves' -> 'sleeve'; leaves 'dress', 'less', 'bus' and short words alone."""
+    if len(word) > 3 and word.endswith("s") and not word.endswith(("ss", "us", "is")):
+        return word[:-1]
+    return word
+
+
+def _wording_rank(phrase: str) -> tuple[int, int]:
+    """Which wording of a repeated attribute lists keep: plural, then US spelling, wins."""
+    words = phrase.split()
+    # Only an attribute phrase ("long sleeves") takes the plural; a bare noun said twice
+    # ("a bird ... birds") keeps its first wording.
+    plurals = sum(_singular(t) != t for t in words) if len(words) > 1 else 0
+    return plurals, -sum(t in lx.US_SPELLING for t in words)
+
+
+def _merge_repeats(phrases: list[str]) -> list[str]:
+    """One phrase per attribute, at its first place; of two wordings ("long sleeve" / "long
+    sleeves", "grey" / "gray") the plural and the US spelling are kept, as lists write them."""
+    merged: list[str] = []
+    where: dict[frozenset[str], int] = {}
+    for phrase in phrases:
+        key = content_key(phrase)
+        if not key:
+            continue
+        if key not in where:
+            where[key] = len(merged)
+            merged.append(phrase)
+        elif _wording_rank(phrase) > _wording_rank(merged[where[key]]):
+            merged[where[key]] = phrase
+    return merged
 
 
 def _drop_negated_repeats(phrases: list[str]) -> list[str]:
@@ -317,16 +354,7 @@ def generate_candidates(text: str, correct: Corrector | None = None) -> list[str
                 for attr in _split_attributes(_render(_strip_edges(sub))):
                     if attr and not _is_garment_only(attr):
                         chunks.append(attr)
-    phrases: list[str] = []
-    seen: set[frozenset[str]] = set()
-    for chunk in chunks:
-        phrase = " ".join(chunk)
-        key = content_key(phrase)
-        if not key or key in seen:
-            continue
-        seen.add(key)
-        phrases.append(phrase)
-    phrases = _drop_negated_repeats(phrases)
+    phrases = _drop_negated_repeats(_merge_repeats([" ".join(c) for c in chunks]))
     if saw_same and SAME not in phrases:
         return [SAME, *phrases]
     return phrases

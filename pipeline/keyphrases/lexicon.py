@@ -236,3 +236,10 @@ CUT_WORDS = GARMENT_NOUNS | GARMENT_COMPOUND_HEADS | STYLE_WORDS | frozenset(
         "long", "short", "sleeve", "sleeves", "sleeved", "pullover", "oversized",
     }
 )
+
+# British spellings and their US forms: "grey" and "gray" in one text are one attribute.
+US_SPELLING = {
+    "grey": "gray", "greyish": "grayish", "colour": "color", "colours": "colors",
+    "coloured": "colored", "colourful": "colorful", "multicoloured": "multicolored",
+    "centre": "center", "favourite": "favorite", "jewellery": "jewelry", "pyjamas": "pajamas",
+}
