@@ -50,6 +50,12 @@ from pipeline.keyphrases.spelling import TypoCorrector  # noqa: E402
         # one colour in two spellings is one attribute, in US spelling
         ("is grey and is gray with a logo", ["gray", "logo"]),
         ("is grey", ["grey"]),
+        # an apostrophe typed as a space
+        ("doesn t have a collar and is red", ["no collar", "red"]),
+        # a lightness word is its own request; three colours are a list; two hues one scheme
+        ("is darker and black", ["darker", "black"]),
+        ("is red and white and blue", ["red", "white", "blue"]),
+        ("is black and white", ["black and white"]),
     ],
 )
 def test_candidates_follow_the_rules(text: str, expected: list[str]) -> None:

@@ -21,6 +21,10 @@ _TOKEN = re.compile(r"[a-z0-9]+(?:[-'][a-z0-9]+)*")
 
 Corrector = Callable[[str], str]
 
+_SPACED_NOT = re.compile(
+    r"\b(do|does|did|is|are|was|were|has|have|had|ca|wo|could|would|should)n t\b"
+)
+
 
 def normalise(text: str) -> str:
     """Lower-case and unify spellings the rules rely on ("t shirt", curly quotes, "'s")."""
@@ -33,6 +37,8 @@ def normalise(text: str) -> str:
     text = re.sub(r"'ve\b", " have", text)
     text = re.sub(r"'ll\b", " will", text)
     text = re.sub(r"\b(\w+)n't\b", r"\1 not", text)
+    # The apostrophe is often typed as a space: "doesn t have a collar".
+    text = _SPACED_NOT.sub(r"\1 not", text)
     return text
 
 
@@ -202,6 +208,24 @@ def _render(tokens: list[str]) -> list[str]:
 _SLEEVE_NOUNS = frozenset({"sleeve", "sleeves"})
 
 
+def _split_colour_list(tokens: list[str]) -> list[list[str]]:
+    """Split 'darker and black' and 'blue, red and dark blue' lists; keep a pair of hues
+    ('black and white') whole, as it names one colour scheme."""
+    if "and" not in tokens or not _is_colour_run(tokens):
+        return [tokens]
+    items: list[list[str]] = [[]]
+    for tok in tokens:
+        if tok == "and":
+            items.append([])
+        else:
+            items[-1].append(tok)
+    items = [item for item in items if item]
+    # A bare lightness word ("darker") is a request of its own, not half of a colour scheme.
+    if len(items) > 2 or any(len(item) == 1 and item[0] in lx.LIGHTNESS for item in items):
+        return items
+    return [tokens]
+
+
 def _is_colour_run(tokens: list[str]) -> bool:
     """True for 'black', 'black and white', 'dark blue': colour words and 'and' only."""
     return (bool(tokens) and tokens[0] in lx.COLOURS and tokens[-1] in lx.COLOURS
@@ -353,7 +377,7 @@ def generate_candidates(text: str, correct: Corrector | None = None) -> list[str
                     continue
                 for attr in _split_attributes(_render(_strip_edges(sub))):
                     if attr and not _is_garment_only(attr):
-                        chunks.append(attr)
+                        chunks.extend(_split_colour_list(attr))
     phrases = _drop_negated_repeats(_merge_repeats([" ".join(c) for c in chunks]))
     if saw_same and SAME not in phrases:
         return [SAME, *phrases]

@@ -110,6 +110,10 @@ COLOURS = frozenset(
     }
 )
 
+# Words for how light a colour is rather than which hue ("darker", "bright").
+LIGHTNESS = frozenset({"dark", "light", "bright", "pale", "darker", "lighter", "brighter", "paler",
+                       "darkest", "lightest", "brightest", "palest"})
+
 # Words that make a preceding or following word about colour ("red in color").
 COLOUR_NOUNS = frozenset({"color", "colour", "colors", "colours", "colored", "coloured",
                           "tone", "tones", "shade", "shades", "hue"})
