@@ -56,6 +56,9 @@ from pipeline.keyphrases.spelling import TypoCorrector  # noqa: E402
         ("is darker and black", ["darker", "black"]),
         ("is red and white and blue", ["red", "white", "blue"]),
         ("is black and white", ["black and white"]),
+        # a negation covers each item of an 'or' list, unless a place phrase binds them
+        ("is white without a collar or buttons", ["white", "no collar", "no buttons"]),
+        ("does not have green on the sleeves or collar", ["no green on sleeves or collar"]),
     ],
 )
 def test_candidates_follow_the_rules(text: str, expected: list[str]) -> None:

@@ -226,6 +226,19 @@ def _split_colour_list(tokens: list[str]) -> list[list[str]]:
     return [tokens]
 
 
+def _split_negated_list(tokens: list[str]) -> list[list[str]]:
+    """'no buttons or collar' -> 'no buttons', 'no collar': the negation covers each item."""
+    if tokens[:1] != ["no"] or "or" not in tokens or any(t in lx.PREPOSITIONS for t in tokens):
+        return [tokens]
+    items: list[list[str]] = [[]]
+    for tok in tokens[1:]:
+        if tok == "or":
+            items.append([])
+        elif tok not in lx.ARTICLES:
+            items[-1].append(tok)
+    return [["no", *item] for item in items if item]
+
+
 def _is_colour_run(tokens: list[str]) -> bool:
     """True for 'black', 'black and white', 'dark blue': colour words and 'and' only."""
     return (bool(tokens) and tokens[0] in lx.COLOURS and tokens[-1] in lx.COLOURS
@@ -377,7 +390,8 @@ def generate_candidates(text: str, correct: Corrector | None = None) -> list[str
                     continue
                 for attr in _split_attributes(_render(_strip_edges(sub))):
                     if attr and not _is_garment_only(attr):
-                        chunks.extend(_split_colour_list(attr))
+                        for item in _split_negated_list(attr):
+                            chunks.extend(_split_colour_list(item))
     phrases = _drop_negated_repeats(_merge_repeats([" ".join(c) for c in chunks]))
     if saw_same and SAME not in phrases:
         return [SAME, *phrases]
