@@ -74,6 +74,17 @@ def test_typo_is_corrected_and_names_are_kept() -> None:
     assert generate_candidates("is multi colored", correct) == ["multi colored"]
 
 
+def test_typo_correction_leaves_names_inflections_and_british_spellings() -> None:
+    correct = TypoCorrector()
+    assert correct("diffrent") == "different"  # one near word: a typo
+    assert correct("jimi") == "jimi"  # several near words ("jim", "mimi"): a name
+    assert correct("xbox") == "xbox"  # dropping a first letter makes another word
+    assert correct("flowy") == "flowy"  # so does dropping a last letter
+    assert correct("bedsheet") == "bedsheet"  # a plural "s" is not a typo
+    assert correct("ramones") == "ramones"  # nor is a possessive
+    assert correct("pyjamas") == "pyjamas"  # British spelling
+
+
 def test_empty_text_gives_no_candidates() -> None:
     assert generate_candidates("   ") == []
     assert generate_candidates("and is") == []

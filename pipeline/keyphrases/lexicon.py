@@ -245,5 +245,7 @@ CUT_WORDS = GARMENT_NOUNS | GARMENT_COMPOUND_HEADS | STYLE_WORDS | frozenset(
 US_SPELLING = {
     "grey": "gray", "greyish": "grayish", "colour": "color", "colours": "colors",
     "coloured": "colored", "colourful": "colorful", "multicoloured": "multicolored",
-    "centre": "center", "favourite": "favorite", "jewellery": "jewelry", "pyjamas": "pajamas",
+    "centre": "center", "centred": "centered", "favourite": "favorite", "jewellery": "jewelry",
+    "pyjamas": "pajamas", "woollen": "woolen", "colourless": "colorless", "tyre": "tire",
+    "tyres": "tires", "theatre": "theater", "aeroplane": "airplane", "aluminium": "aluminum",
 }

@@ -19,7 +19,8 @@ class TypoCorrector:
         # Distance 1 only: distance 2 costs ~0.4 s per unknown word (names, brands) and
         # mostly "corrects" those into unrelated frequent words.
         self._spell = SpellChecker(distance=1)
-        self._known_extra = extra_known | lx.DOMAIN_WORDS
+        # British spellings are spellings, not typos ("pyjamas", "colour").
+        self._known_extra = extra_known | lx.DOMAIN_WORDS | frozenset(lx.US_SPELLING)
         self.correct = lru_cache(maxsize=65536)(self._correct)
 
     def __call__(self, word: str) -> str:
@@ -37,11 +38,25 @@ class TypoCorrector:
         options = {w for w in options if w != word}
         if not options:
             return _nearest_domain_word(word)
+        options = {w for w in options if _plausible_typo(word, w)}
         domain = sorted(w for w in options if w in lx.DOMAIN_WORDS)
         if domain:
             return domain[0]
-        # Highest corpus frequency, ties broken alphabetically so the choice is deterministic.
-        return max(sorted(options), key=self._spell.word_usage_frequency)
+        # Several equally near words ("jimi": "jim", "mimi") mark a name or a rare word more
+        # often than a typo; a typo of an ordinary word has one ("diffrent": "different").
+        return options.pop() if len(options) == 1 else word
+
+
+def _plausible_typo(word: str, fix: str) -> bool:
+    """False for edits that make another word rather than fix a slip of the keys.
+
+    Dropping a first or last letter ("xbox" -> "box", "flowy" -> "flow"), adding a first
+    letter ("ombre" -> "hombre") or adding or dropping a plural "s" changes the word; an
+    apostrophe ("ramones" -> "ramon's") turns it into a possessive.
+    """
+    if not fix.isalpha() or fix in (word[1:], word[:-1]) or word == fix[1:]:
+        return False
+    return fix != word + "s" and word != fix + "s"
 
 
 def _nearest_domain_word(word: str) -> str:
