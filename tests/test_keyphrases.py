@@ -30,6 +30,9 @@ from pipeline.keyphrases.spelling import TypoCorrector  # noqa: E402
         ("is longer and is lighter in color", ["longer", "lighter"]),
         ("is blue and is blue", ["blue"]),
         ("is the same and is identical", ["same"]),
+        ("is similar and is darker", ["same", "darker"]),
+        # a text asking for several changes does not ask for the same item
+        ("is similar but blue and more fitted", ["blue", "more fitted"]),
         ("is a short sleeved shirt and is red", ["short sleeves", "red"]),
         ("is black and white striped", ["black and white striped"]),
         ("Add a red ball next to the dog.", ["red ball", "next to the dog"]),

@@ -393,6 +393,8 @@ def generate_candidates(text: str, correct: Corrector | None = None) -> list[str
                         for item in _split_negated_list(attr):
                             chunks.extend(_split_colour_list(item))
     phrases = _drop_negated_repeats(_merge_repeats([" ".join(c) for c in chunks]))
-    if saw_same and SAME not in phrases:
+    # "is similar but blue and more fitted" asks for changes, not for the same item: "same" is
+    # kept next to one other request at most.
+    if saw_same and SAME not in phrases and len(phrases) <= 1:
         return [SAME, *phrases]
     return phrases
