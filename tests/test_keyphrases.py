@@ -31,6 +31,10 @@ from pipeline.keyphrases.spelling import TypoCorrector  # noqa: E402
         ("is blue and is blue", ["blue"]),
         ("is the same and is identical", ["same"]),
         ("is similar and is darker", ["same", "darker"]),
+        # 'X looking' is an adjective; 'looking right' is what the subject does
+        ("is more sporty looking", ["more sporty"]),
+        ("has less busy looking graphics", ["less busy graphics"]),
+        ("Show a dog looking right.", ["dog", "looking right"]),
         # a text asking for several changes does not ask for the same item
         ("is similar but blue and more fitted", ["blue", "more fitted"]),
         ("is a short sleeved shirt and is red", ["short sleeves", "red"]),

@@ -303,10 +303,32 @@ def _split_on_preposition(tokens: list[str]) -> list[list[str]]:
     return [tokens]
 
 
+_GAZE_WORDS = frozenset({"up", "down", "away", "out", "back", "forward", "straight", "around",
+                         "ahead", "right", "left", "sideways", "over", "into", "directly"})
+
+
+def _is_direction(tok: str) -> bool:
+    """True for where a gaze goes: 'up', 'left', 'slightly', 'downward', 'at'."""
+    return (tok in _GAZE_WORDS or tok in lx.PREPOSITIONS
+            or tok.endswith(("ly", "ward", "wards")))
+
+
+def _drop_looking(tokens: list[str]) -> list[str]:
+    """'more sporty looking', 'busy looking pattern': 'looking' there only makes an adjective;
+    before a direction or a place ('dog looking at the camera') it is the action, and stays."""
+    out = []
+    for i, tok in enumerate(tokens):
+        nxt = tokens[i + 1] if i + 1 < len(tokens) else ""
+        if tok == "looking" and i and tokens[i - 1] not in lx.ARTICLES and not _is_direction(nxt):
+            continue
+        out.append(tok)
+    return out
+
+
 def _sub_chunks(tokens: list[str]) -> list[list[str]]:
     """Cut one linker-free chunk at copulas, negations and verbs."""
     out = []
-    for part in _split_on_copula(tokens):
+    for part in _split_on_copula(_drop_looking(tokens)):
         for neg in _split_on_negation(part):
             for verb in _split_on_verb(neg):
                 out.extend(_split_on_preposition(verb))
