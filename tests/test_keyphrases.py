@@ -35,6 +35,9 @@ from pipeline.keyphrases.spelling import TypoCorrector  # noqa: E402
         ("is more sporty looking", ["more sporty"]),
         ("has less busy looking graphics", ["less busy graphics"]),
         ("Show a dog looking right.", ["dog", "looking right"]),
+        # a place that is the item itself says nothing; "on a white shirt" says it is white
+        ("has a logo on the shirt", ["logo"]),
+        ("has red sleeves on a white shirt", ["red sleeves", "white"]),
         # a text asking for several changes does not ask for the same item
         ("is similar but blue and more fitted", ["blue", "more fitted"]),
         ("is a short sleeved shirt and is red", ["short sleeves", "red"]),

@@ -176,6 +176,13 @@ def _strip_edges(tokens: list[str]) -> list[str]:
     # "on it", "in color": trailing prepositional fillers.
     while len(tokens) >= 2 and tokens[-2] in lx.PREPOSITIONS and tokens[-1] in lx.TRAIL_OBJECTS:
         tokens = tokens[:-2]
+    # "logo on the shirt": the place is the item itself ("on top" is a place, so "top" stays).
+    j = len(tokens) - 2
+    while j > 0 and tokens[j] in lx.ARTICLES:
+        j -= 1
+    if (j > 0 and tokens[j] in lx.PREPOSITIONS and tokens[-1] in lx.GARMENT_NOUNS
+            and tokens[-1] not in ("top", "tops")):
+        tokens = tokens[:j]
     if len(tokens) >= 2 and tokens[-1] in lx.COLOUR_NOUNS and tokens[-2] in lx.COLOURS:
         tokens = tokens[:-1]
     return tokens
@@ -287,6 +294,13 @@ _PLACE_PREPS = frozenset({"on", "in", "at", "by", "near", "next", "under", "over
                           "through", "underneath", "beneath", "atop"})
 
 
+def _is_coloured_item(tokens: list[str]) -> bool:
+    """True for 'white shirt', 'black tee shirt': colours naming the item, as in 'red sleeves
+    on a white shirt', where the place phrase says the item is white."""
+    return (len(tokens) >= 2 and tokens[-1] in lx.GARMENT_NOUNS and tokens[0] in lx.COLOURS
+            and all(t in lx.COLOURS or t in lx.GARMENT_NOUNS or t == "and" for t in tokens))
+
+
 def _split_on_preposition(tokens: list[str]) -> list[list[str]]:
     """Split 'red ball next to the dog' into the thing and where it is."""
     if not tokens:
@@ -297,8 +311,13 @@ def _split_on_preposition(tokens: list[str]) -> list[list[str]]:
             obj = [t for t in tokens[i + 1 :] if t not in lx.ARTICLES and t not in lx.POSSESSIVES]
             if obj and (obj[0] in lx.TRAIL_OBJECTS or obj[0] in lx.PART_LOCATIONS):
                 continue
+            # "logo on the shirt": the place is the item itself.
+            if obj and all(t in lx.GARMENT_NOUNS for t in obj):
+                continue
             if all(t in lx.GLUE or t in lx.FILLER_HEADS for t in head):
                 continue
+            if tokens[i] == "on" and _is_coloured_item(obj):
+                return [head, obj]
             return [head, *_split_on_preposition(tokens[i:])]
     return [tokens]
 
