@@ -47,6 +47,8 @@ from pipeline.keyphrases.spelling import TypoCorrector  # noqa: E402
         ("a brown dog on the grass instead of a cat on a sofa", ["brown dog", "on the grass"]),
         ("There was a red car - now a blue truck", ["blue truck"]),
         ("Replace the glass cup with a glass vase.", ["glass vase"]),
+        ("Goes from three puppies to a single puppy.", ["single puppy"]),
+        ("Goes from a dog next to a tree to a cat.", ["cat"]),
         ("Put a lamp in the background.", ["lamp"]),
         ("Add a white bench on a grassy background.", ["white bench", "on a grassy background"]),
         ("is a navy v neck", ["navy", "v neck"]),

@@ -52,6 +52,11 @@ def clauses(text: str) -> list[list[str]]:
     return out
 
 
+# "goes from three puppies to a single puppy": only what follows "to" is the target.
+_GOES_FROM = re.compile(r"\b(?:goes|go|going|went|moves?|moving) from\b[^.;!?]*?(?<!next)(?<!close)"
+                        r"(?<!up) to\b")
+
+
 def _drop_old_state(parts: list[list[str]]) -> list[list[str]]:
     """Drop what describes the reference rather than the target ("there was X - now Y")."""
     kept: list[list[str]] = []
@@ -415,7 +420,7 @@ def _negates_stem(phrase: str, stems: set[str]) -> bool:
 
 def generate_candidates(text: str, correct: Corrector | None = None) -> list[str]:
     """Candidate keyword phrases of one modification text, in text order, repeats merged."""
-    text = normalise(text)
+    text = _GOES_FROM.sub("", normalise(text))
     parts = _drop_old_state(clauses(text))
     chunks: list[list[str]] = []
     saw_same = False
