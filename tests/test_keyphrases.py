@@ -46,6 +46,8 @@ from pipeline.keyphrases.spelling import TypoCorrector  # noqa: E402
         ("Remove the cat and make the sky darker.", ["sky darker"]),
         ("a brown dog on the grass instead of a cat on a sofa", ["brown dog", "on the grass"]),
         ("There was a red car - now a blue truck", ["blue truck"]),
+        ("white pugs were sleeping on a pillow - now they sit on a rug", ["sit", "on a rug"]),
+        ("Unlike two dogs performing tricks, I want a black llama.", ["black llama"]),
         ("Replace the glass cup with a glass vase.", ["glass vase"]),
         ("Goes from three puppies to a single puppy.", ["single puppy"]),
         ("Goes from a dog next to a tree to a cat.", ["cat"]),

@@ -57,8 +57,14 @@ _GOES_FROM = re.compile(r"\b(?:goes|go|going|went|moves?|moving) from\b[^.;!?]*?
                         r"(?<!up) to\b")
 
 
+def _starts_now(tokens: list[str]) -> bool:
+    """True for a clause that turns to the target: 'now ...', 'and now ...'."""
+    return tokens[:1] == ["now"] or tokens[:2] in (["and", "now"], ["but", "now"])
+
+
 def _drop_old_state(parts: list[list[str]]) -> list[list[str]]:
-    """Drop what describes the reference rather than the target ("there was X - now Y")."""
+    """Drop what describes the reference rather than the target: clauses before a 'now'
+    clause ("there was X - now Y"), and 'instead of' / 'unlike' clauses."""
     kept: list[list[str]] = []
     for i, tokens in enumerate(parts):
         later = parts[i + 1 :]
@@ -67,6 +73,10 @@ def _drop_old_state(parts: list[list[str]]) -> list[list[str]]:
         if tokens[:1] == ["was"] and later:
             continue
         if tokens[:2] in (["instead", "of"], ["rather", "than"], ["unlike", "the"]):
+            continue
+        if tokens[:1] == ["unlike"] and later:  # "unlike two dogs, I want a llama"
+            continue
+        if any(_starts_now(t) for t in later):  # "X sat on grass - now it runs"
             continue
         if tokens[:3] in (["in", "place", "of"], ["as", "opposed", "to"]):
             continue
