@@ -29,6 +29,10 @@ from pipeline.keyphrases.spelling import TypoCorrector  # noqa: E402
         ("is black without a collar", ["black", "no collar"]),
         ("is longer and is lighter in color", ["longer", "lighter"]),
         ("is blue and is blue", ["blue"]),
+        # said again with less, the fuller wording stands; more/less and no/not are new requests
+        ("is solid black and is black", ["solid black"]),
+        ("has no graphic print and has no graphic", ["no graphic print"]),
+        ("has red lettering and is more red", ["red lettering", "more red"]),
         ("is the same and is identical", ["same"]),
         ("is similar and is darker", ["same", "darker"]),
         # 'X looking' is an adjective; 'looking right' is what the subject does

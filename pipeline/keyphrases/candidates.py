@@ -407,12 +407,26 @@ def _merge_repeats(phrases: list[str]) -> list[str]:
         key = content_key(phrase)
         if not key:
             continue
-        if key not in where:
+        if key in where:
+            if _wording_rank(phrase) > _wording_rank(merged[where[key]]):
+                merged[where[key]] = phrase
+        elif not any(_says_less(phrase, earlier) for earlier in merged):
             where[key] = len(merged)
             merged.append(phrase)
-        elif _wording_rank(phrase) > _wording_rank(merged[where[key]]):
-            merged[where[key]] = phrase
     return merged
+
+
+def _says_less(phrase: str, earlier: str) -> bool:
+    """True when `phrase` repeats part of `earlier` ("solid black" ... "black"); a change of
+    degree ("more red") or of polarity ("no collar" ... "collar") is a request of its own."""
+    words, before = _plain_words(phrase), _plain_words(earlier)
+    return words < before and bool(words & lx.NEGATIONS) == bool(before & lx.NEGATIONS)
+
+
+def _plain_words(phrase: str) -> frozenset[str]:
+    """Words of a phrase in US spelling, without glue but with degree words ("more")."""
+    return frozenset(lx.US_SPELLING.get(t, t) for t in phrase.split()
+                     if t not in lx.GLUE or t in lx.DEGREE)
 
 
 def _drop_negated_repeats(phrases: list[str]) -> list[str]:
