@@ -136,13 +136,15 @@ def rank_queries(query_features: torch.Tensor, gallery_features: torch.Tensor, d
                  ks: Sequence[int], top_n: int, batch_size: int) -> EvalResult:
     """Recall@K from target ranks (reference masked) and, when top_n > 0, the top gallery ids.
 
-    top_n 0 leaves `top_ids` empty: recall needs only ranks. On CPU the query blocks are sized
-    for the cache; on an accelerator they are `batch_size` queries.
+    top_n 0 leaves `top_ids` empty: recall needs only ranks, and only whether each is below
+    max(ks). On CPU the query blocks are sized for the cache; on an accelerator they are
+    `batch_size` queries.
     """
     device = gallery_features.device
     ranks, top = rank_targets(query_features, gallery_features, data.target_index,
                               data.reference_index, top_n=top_n,
-                              block_rows=None if device.type == "cpu" else batch_size)
+                              block_rows=None if device.type == "cpu" else batch_size,
+                              rank_cap=max(ks, default=None))
     top_rows = top.tolist() if top is not None else []
     return EvalResult(
         split=data.queries.split,

@@ -1,23 +1,32 @@
 """Blockwise ranking of query features against a gallery: target ranks and optional top-k.
 
-Scores are made one block of queries at a time into a reused buffer sized for the CPU cache;
+Scores are made one block of queries at a time into reused buffers sized for the CPU cache;
 the reference is masked in place and the block reduced to counts at once. A full (Q, G) matrix
 (400 MB at 5,000 x 20,000) would be paid in page faults and, masked through copies, several
-times over. Top-k is computed only when asked for: recall@K needs target ranks alone, and a
-top-50 costs about half as much as the block's matmul.
-
-(A bf16 GEMM screen with exact float64 refinement of near-ties was tried: its GEMM is 2x
-faster on this CPU, but torch's bf16 comparisons and the band of undecided items cost about
-as much as they save.)
+times over. On CPU, ranks come from an int8 screen with exact float64 rescoring of near-ties
+(trainer.screened_ranking), five times less matmul than float32 and exact rather than float32
+ranks; elsewhere (or without the int8 op) from float32 scores. Top-k is computed only when
+asked for, from float32 scores: recall@K needs target ranks alone, and a top-50 costs about
+half as much as a block's float32 matmul.
 """
 
 from __future__ import annotations
 
+import contextlib
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import torch
+
+from trainer.screened_ranking import (
+    QuantizedGallery,
+    ScreenBuffers,
+    quantize_gallery,
+    screen_applies,
+    screen_block_rows,
+    screened_ranks,
+)
 
 BLOCK_BYTES = 8 * 2**20  # float32 scores of one block: stays in a core's share of L2 + L3
 
@@ -31,12 +40,17 @@ def block_rows_for(gallery_size: int, num_queries: int) -> int:
 @torch.inference_mode()
 def rank_targets(queries: torch.Tensor, gallery: torch.Tensor, target_index: torch.Tensor,
                  reference_index: torch.Tensor | None = None, *, top_n: int = 0,
-                 block_rows: int | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+                 block_rows: int | None = None, rank_cap: int | None = None,
+                 screen: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Target ranks (Q,) and, when top_n > 0, top gallery indices (Q, min(top_n, G)).
 
     A rank is the number of gallery items scoring strictly higher than the target, with the
-    reference (index >= 0) masked; a missing (-1) or masked target gets rank G. Scores are
-    float32 on the gallery's device; `block_rows` None sizes blocks for the CPU cache.
+    reference (index >= 0) masked; a missing (-1) or masked target gets rank G. On CPU the
+    ranks are those of exact scores (int8 screen, float64 near-ties), elsewhere of float32
+    scores on the gallery's device; `block_rows` None sizes blocks for the CPU cache. With
+    `rank_cap`, a rank >= rank_cap may be reported as any value >= rank_cap (the screen then
+    skips rescoring queries it already knows are out of the top rank_cap). `screen` False
+    forces the float32 path.
     """
     num_queries, gallery_size = queries.shape[0], gallery.shape[0]
     device = gallery.device
@@ -45,57 +59,104 @@ def rank_targets(queries: torch.Tensor, gallery: torch.Tensor, target_index: tor
     top = torch.zeros(num_queries, top_n, dtype=torch.long, device=device) if top_n > 0 else None
     if num_queries == 0 or gallery_size == 0:
         return ranks, top
-    gallery_t = gallery.float().T  # a transposed view: the GEMM reads it without a copy
+    cores = torch.get_num_threads() if device.type == "cpu" else 1
+    # On CPU, every op runs single-threaded (the blocks are spread over worker threads
+    # instead): see _run_single_threaded_workers for why.
+    with _torch_threads(1) if device.type == "cpu" else contextlib.nullcontext():
+        _rank_blocks(queries, gallery, target_index, reference_index, ranks, top, top_n,
+                     block_rows, rank_cap, screen, cores)
+    return ranks, top
+
+
+def _rank_blocks(queries: torch.Tensor, gallery: torch.Tensor, target_index: torch.Tensor,
+                 reference_index: torch.Tensor | None, ranks: torch.Tensor,
+                 top: torch.Tensor | None, top_n: int, block_rows: int | None,
+                 rank_cap: int | None, screen: bool, cores: int) -> None:
+    """Fill `ranks` (and `top`) block by block, over up to `cores` worker threads."""
+    num_queries, gallery_size = queries.shape[0], gallery.shape[0]
+    device = gallery.device
     target_index = target_index.long().to(device)
     reference_index = (torch.full_like(target_index, -1) if reference_index is None
                        else reference_index.long().to(device))
-    rows = min(block_rows or block_rows_for(gallery_size, num_queries), num_queries)
+    quantized = (quantize_gallery(gallery) if screen and screen_applies(queries, gallery)
+                 else None)
+    # A transposed view: the GEMM reads it without a copy. Not needed when the screen ranks
+    # and no top-k is asked for.
+    gallery_t = gallery.float().T if quantized is None or top_n > 0 else None
+    if block_rows is None:
+        block_rows = (block_rows_for(gallery_size, num_queries) if quantized is None
+                      else screen_block_rows(quantized))
+    rows = min(block_rows, num_queries)
     starts = list(range(0, num_queries, rows))
 
     def run_blocks(next_start: Callable[[], int | None]) -> None:
-        buffers = _Buffers(rows, gallery_size, device)
+        buffers = _Buffers(rows, gallery_size, device, gallery_t is not None, quantized)
         while (start := next_start()) is not None:
             part = slice(start, start + rows)
-            ranks[part], block_top = _rank_block(
-                queries[part].to(device).float(), gallery_t, target_index[part],
-                reference_index[part], top_n, buffers)
-            if block_top is not None:
-                top[part] = block_top
-    workers = min(torch.get_num_threads(), len(starts)) if device.type == "cpu" else 1
+            block = queries[part].to(device).float()
+            if quantized is not None:
+                ranks[part] = screened_ranks(block, quantized, target_index[part],
+                                             reference_index[part], buffers.screen, rank_cap)
+            if gallery_t is not None:
+                block_ranks, block_top = _float_block(
+                    block, gallery_t, target_index[part], reference_index[part], top_n,
+                    buffers, count=quantized is None)
+                if block_ranks is not None:
+                    ranks[part] = block_ranks
+                if block_top is not None:
+                    top[part] = block_top
+    workers = min(cores, len(starts))
     if workers <= 1:
         pending = iter(starts)
         run_blocks(lambda: next(pending, None))
     else:
         _run_single_threaded_workers(run_blocks, starts, workers)
-    return ranks, top
+
+
+@contextlib.contextmanager
+def _torch_threads(count: int) -> Iterator[None]:
+    """Run the body with `count` torch threads in the calling thread, then restore."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
 
 
 class _Buffers:
-    """One worker's reused score and comparison buffers (allocated, and faulted in, once)."""
+    """One worker's reused buffers (allocated, and faulted in, once)."""
 
-    def __init__(self, rows: int, gallery_size: int, device: torch.device) -> None:
-        self.scores = torch.empty(rows, gallery_size, device=device)
-        self.above = torch.empty(rows, gallery_size, dtype=torch.bool, device=device)
+    def __init__(self, rows: int, gallery_size: int, device: torch.device, float_scores: bool,
+                 quantized: QuantizedGallery | None) -> None:
+        self.scores = (torch.empty(rows, gallery_size, device=device) if float_scores
+                       else None)
         self.row_ids = torch.arange(rows, device=device)
+        self.screen = (ScreenBuffers(rows, quantized) if quantized is not None
+                       else None)
 
 
-def _rank_block(block: torch.Tensor, gallery_t: torch.Tensor, target: torch.Tensor,
-                reference: torch.Tensor, top_n: int, buffers: _Buffers
-                ) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Ranks (and top-k) of one block of queries, scored into the worker's buffers."""
+def _float_block(block: torch.Tensor, gallery_t: torch.Tensor, target: torch.Tensor,
+                 reference: torch.Tensor, top_n: int, buffers: _Buffers, *, count: bool
+                 ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """Float32 ranks (when `count`) and top-k (when top_n > 0) of one block of queries."""
     n, gallery_size = block.shape[0], gallery_t.shape[1]
-    scores, above, ids = buffers.scores[:n], buffers.above[:n], buffers.row_ids[:n]
+    scores, ids = buffers.scores[:n], buffers.row_ids[:n]
     torch.mm(block, gallery_t, out=scores)
     masked = reference >= 0
     scores[ids[masked], reference[masked]] = float("-inf")
-    target_scores = scores[ids, target.clamp(min=0)]
-    torch.gt(scores, target_scores.unsqueeze(1), out=above)
-    # Summing uint8 into int32 is several times faster than summing bools into int64.
-    counts = above.view(torch.uint8).sum(dim=1, dtype=torch.int32)
-    missing = (target < 0) | torch.isneginf(target_scores)
-    ranks = torch.where(missing, gallery_size, counts.long())
     top = torch.topk(scores, top_n, dim=1, sorted=True).indices if top_n > 0 else None
-    return ranks, top
+    if not count:
+        return None, top
+    # + 0.0 turns a -0.0 target score into +0.0, so target - score is -0.0 for no item.
+    target_scores = scores[ids, target.clamp(min=0)] + 0.0
+    missing = (target < 0) | torch.isneginf(target_scores)
+    # target - score has its sign bit set exactly when score > target; shifting the bits
+    # down and summing counts them several times faster than a boolean comparison here.
+    torch.sub(target_scores.unsqueeze(1), scores, out=scores)
+    signs = scores.view(torch.int32).bitwise_right_shift_(31)
+    counts = -signs.sum(dim=1, dtype=torch.int32).long()
+    return torch.where(missing, gallery_size, counts), top
 
 
 def _run_single_threaded_workers(run_blocks: Callable[[Callable[[], int | None]], None],
@@ -104,8 +165,8 @@ def _run_single_threaded_workers(run_blocks: Callable[[Callable[[], int | None]]
 
     Why not torch's own threads: every op of a block would be an OpenMP region whose barrier
     waits for both cores, so one core taken by another process stalls each op for a scheduler
-    slice (5x slower on a loaded 2-core machine). Whole blocks per thread need no barrier,
-    and the GEMM and comparisons release the GIL.
+    slice (5x slower on a loaded 2-core machine; 20x for the int8 matmul). Whole blocks per
+    thread need no barrier, and the matmuls and elementwise passes release the GIL.
     """
     lock = threading.Lock()
     pending = iter(starts)
@@ -119,11 +180,6 @@ def _run_single_threaded_workers(run_blocks: Callable[[Callable[[], int | None]]
         with torch.inference_mode():  # thread-local, like the thread count
             run_blocks(next_start)
 
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        with ThreadPoolExecutor(workers) as pool:
-            for future in [pool.submit(worker) for _ in range(workers)]:
-                future.result()
-    finally:
-        torch.set_num_threads(previous)
+    with ThreadPoolExecutor(workers) as pool:
+        for future in [pool.submit(worker) for _ in range(workers)]:
+            future.result()

@@ -1,0 +1,325 @@
+"""Exact target ranks on CPU from an int8 screen: only near-ties with the target are rescored.
+
+Ranking counts, per query, the gallery items that score above the target, so all Q x G scores
+are needed; on a CPU with int8 dot-product instructions an int8 x int8 -> int32 matmul makes
+them about five times faster than float32. Its scores are approximate, but each one's error is
+bounded: with q = s_q * q8 + r_q and g = S_k * g8 + r_g (r the rounding residuals, S_k the
+scale of the gallery tile k that g falls in),
+
+    |q . g - s_q * S_k * (q8 . g8)| <= s_q * |q8| * max_k |r_g| + |r_q| * max_k |g|  =: E_qk
+
+(Cauchy-Schwarz on the two residual terms). So an item whose approximate score exceeds the
+target's by more than both errors is certainly above it, one that trails by as much certainly
+is not, and only the few in between (the target among them) are rescored exactly, in float64.
+The ranks are therefore those of the exact scores, whatever the screen's rounding.
+
+The gallery is sorted by its rows' largest element and cut into tiles with one scale each, so
+a scale fits its rows nearly as well as a per-row one while a query's thresholds in a tile
+stay integers. Each tile of a block's scores is classified right after the matmul writes it,
+while it is still in cache. The passes avoid boolean comparisons (torch's are several times
+slower than integer arithmetic here): subtracting a row's threshold and shifting the sign bit
+down turns every score into 0 or -1, and int32 sums count them.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+
+import torch
+
+# Int32 ranges: scores are at most 127^2 * d <= 2^27 in size; thresholds are clamped to
+# +-LIMIT (which changes no decision, every score lying inside); masked items (reference,
+# padding) sit below every threshold. Then score - low - 1 - (high - low) cannot wrap around.
+MAX_DIM = 2**27 // 127**2
+LIMIT = 2**28  # a row without a target gets low = high = +LIMIT: nothing counted
+SENTINEL = -LIMIT - 2
+CHUNK = 128  # gallery items per chunk when locating a row's undecided items
+TILE_ITEMS = 4096  # gallery items per tile (one scale each)
+TILE_BYTES = 2**22  # int32 scores of one tile of a block of queries (measured best)
+# A row with more undecided items than this fraction of the gallery is scored densely.
+DENSE_FRACTION = 1 / 16
+FEW_ITEMS = 256  # up to this many possible items in a row, sort them all out directly
+RESCORE_ITEMS = 2048  # undecided items rescored at a time
+DENSE_ITEMS = 4096  # gallery items converted to float64 at a time for dense rows
+SAFETY = 1 + 1e-6  # headroom for the float64 arithmetic of the bound itself
+
+
+@dataclass
+class QuantizedGallery:
+    """Gallery features sorted into tiles of int8 codes, one scale and error bound per tile."""
+
+    features: torch.Tensor  # (G, d) float32, in the original order (dense rows)
+    sorted_features: torch.Tensor  # (G, d) float32, in tile order (rescoring)
+    position: torch.Tensor  # (G,) int64: an item's column in tile order
+    codes: torch.Tensor  # (tiles * T, d) int8 in tile order, zero rows as padding
+    scales: torch.Tensor  # (tiles,) float64: S_k
+    max_residual_norms: torch.Tensor  # (tiles,) float64: max |g - S_k * g8| in the tile
+    max_norms: torch.Tensor  # (tiles,) float64: max |g| in the tile
+    tile_items: int  # T, a multiple of CHUNK
+
+    @property
+    def size(self) -> int:
+        """G, the number of real (unpadded) gallery items."""
+        return self.features.shape[0]
+
+    @property
+    def tiles(self) -> int:
+        """Number of tiles."""
+        return self.scales.shape[0]
+
+    @property
+    def padded_size(self) -> int:
+        """G rounded up to whole tiles."""
+        return self.codes.shape[0]
+
+
+@functools.cache
+def _int8_matmul_works() -> bool:
+    """True when this torch build has an exact int8 x int8 -> int32 CPU matmul."""
+    if not hasattr(torch, "_int_mm"):  # a private op: absent from older or other builds
+        return False
+    try:
+        product = torch._int_mm(torch.full((2, 8), 127, dtype=torch.int8),
+                                torch.full((8, 3), -127, dtype=torch.int8))
+    except RuntimeError:
+        return False
+    return bool((product == -8 * 127 * 127).all())
+
+
+def screen_applies(queries: torch.Tensor, gallery: torch.Tensor) -> bool:
+    """True when the int8 screen can rank these features: CPU, finite values, a usable int8 op."""
+    return (gallery.device.type == "cpu" and queries.device.type == "cpu"
+            and gallery.shape[0] > 0 and 0 < gallery.shape[1] <= MAX_DIM
+            and _int8_matmul_works()
+            and bool(torch.isfinite(gallery).all()) and bool(torch.isfinite(queries).all()))
+
+
+def quantize_gallery(gallery: torch.Tensor) -> QuantizedGallery:
+    """Sort, tile and quantize the gallery, with each tile's bound terms (once per ranking)."""
+    features = gallery.float().contiguous()
+    size, dim = features.shape
+    row_max = features.abs().amax(dim=1)
+    order = torch.argsort(row_max)
+    position = torch.empty_like(order)
+    position[order] = torch.arange(size)
+    tile = min(TILE_ITEMS, -(-size // CHUNK) * CHUNK)
+    tiles = -(-size // tile)
+    codes = torch.zeros(tiles * tile, dim, dtype=torch.int8)
+    scales = torch.ones(tiles, dtype=torch.float64)
+    residual_norms = torch.zeros(tiles, dtype=torch.float64)
+    norms = torch.zeros(tiles, dtype=torch.float64)
+    sorted_features = features[order]
+    for k in range(tiles):
+        rows = sorted_features[k * tile:(k + 1) * tile]
+        largest = float(row_max[order[k * tile:(k + 1) * tile]].max())
+        scale = largest / 127.0 if largest > 0 else 1.0
+        tile_codes = torch.round(rows / scale).clamp(-127, 127).to(torch.int8)
+        codes[k * tile:k * tile + len(rows)] = tile_codes
+        exact = rows.double()
+        scales[k] = scale
+        residual_norms[k] = (exact - scale * tile_codes.double()).norm(dim=1).max()
+        norms[k] = exact.norm(dim=1).max()
+    return QuantizedGallery(features=features, sorted_features=sorted_features,
+                            position=position, codes=codes, scales=scales,
+                            max_residual_norms=residual_norms, max_norms=norms,
+                            tile_items=tile)
+
+
+def screen_block_rows(gallery: QuantizedGallery) -> int:
+    """Queries per block so that one tile of int32 scores is about TILE_BYTES."""
+    return max(16, TILE_BYTES // (4 * gallery.tile_items))
+
+
+class ScreenBuffers:
+    """One worker's reused int32 buffers for blocks of up to `rows` queries."""
+
+    def __init__(self, rows: int, gallery: QuantizedGallery) -> None:
+        # Flat storage viewed per block as (tiles, n, T), so each tile's slice is contiguous
+        # whatever n. It holds score - low - 1 (>= 0 iff possibly above the target).
+        self.shifted = torch.empty(gallery.tiles * rows * gallery.tile_items, dtype=torch.int32)
+        self.signs = torch.empty(rows * gallery.tile_items, dtype=torch.int32)
+        self.row_ids = torch.arange(rows)
+
+
+@dataclass
+class _Thresholds:
+    """Per row and tile, the int scores above which an item may be / is certainly above."""
+
+    low: torch.Tensor  # (n, tiles) int32: possibly above iff score > low
+    width: torch.Tensor  # (n, tiles) int32: certainly above iff score > low + width
+    target_exact: torch.Tensor  # (n,) float64
+    missing: torch.Tensor  # (n,) bool: no target, or the target is the masked reference
+
+
+def screened_ranks(block: torch.Tensor, gallery: QuantizedGallery, target: torch.Tensor,
+                   reference: torch.Tensor, buffers: ScreenBuffers,
+                   rank_cap: int | None = None) -> torch.Tensor:
+    """Target ranks (reference masked; missing target -> G) of one block of queries.
+
+    Ranks below `rank_cap` (all, when None) are exact; a row with at least `rank_cap` items
+    certainly above its target gets that count, a lower bound, without rescoring: recall@K
+    for K <= rank_cap reads only whether rank < K.
+    """
+    n, tiles, tile_items = block.shape[0], gallery.tiles, gallery.tile_items
+    codes, bounds = _quantize_queries(block, gallery)
+    reference_position = torch.where(reference >= 0, gallery.position[reference.clamp(min=0)],
+                                     -1)
+    limits = _thresholds(block, codes, bounds, gallery, target, reference_position)
+    shifted = buffers.shifted[:tiles * n * tile_items].view(tiles, n, tile_items)
+    signs = buffers.signs[:n * tile_items].view(n, tile_items)
+    # Per tile, row and chunk: minus the number of items that cannot be above the target.
+    not_possible = torch.empty(tiles, n, tile_items // CHUNK, dtype=torch.int32)
+    for k in range(tiles):
+        start = k * tile_items
+        torch._int_mm(codes, gallery.codes[start:start + tile_items].T, out=shifted[k])
+        _mask_tile(shifted[k], start, gallery.size, reference_position, buffers.row_ids[:n])
+        shifted[k].sub_(limits.low[:, k:k + 1] + 1)
+        torch.bitwise_right_shift(shifted[k], 31, out=signs)  # 0 if possibly above, else -1
+        torch.sum(signs.view(n, -1, CHUNK), dim=2, dtype=torch.int32, out=not_possible[k])
+    possible_per_chunk = not_possible.add_(CHUNK)  # (tiles, n, chunks)
+    possible = possible_per_chunk.sum(dim=(0, 2))
+    ranks = torch.zeros(n, dtype=torch.long)
+    # Few possible items: find them all and sort them into certain and undecided. Many:
+    # first count the certain ones in a second pass over those rows alone.
+    few = (possible <= FEW_ITEMS) & ~limits.missing
+    many = ((possible > FEW_ITEMS) & ~limits.missing).nonzero().flatten()
+    search = possible_per_chunk.clone()  # per chunk, how many items to look at
+    search[:, ~few] = 0
+    dense = torch.zeros(n, dtype=torch.bool)
+    if len(many):
+        ranks[many], search[:, many], dense[many] = _settle_many(
+            shifted, many, limits.width[many], possible_per_chunk[:, many], rank_cap,
+            gallery.padded_size)
+    ranks += _count_above(block, gallery, shifted, search, limits, few)
+    if dense.any():
+        ranks[dense] = _dense_ranks(block[dense], gallery, reference[dense],
+                                    limits.target_exact[dense])
+    return torch.where(limits.missing, gallery.size, ranks)
+
+
+def _settle_many(shifted: torch.Tensor, rows: torch.Tensor, width: torch.Tensor,
+                 possible_per_chunk: torch.Tensor, rank_cap: int | None, padded_size: int
+                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """For rows with many possible items: certain counts, undecided items to search, dense.
+
+    A second pass over these rows alone counts the items certainly above the target. Rows
+    already at rank_cap need nothing more; the others search their undecided items, unless
+    there are so many that scoring the row densely is cheaper.
+    """
+    tiles = shifted.shape[0]
+    part = shifted.index_select(1, rows)  # (tiles, m, T)
+    part.sub_(width.T.unsqueeze(2))  # >= 0 iff certainly above
+    part.bitwise_right_shift_(31)  # 0 if certainly above, else -1
+    certain_per_chunk = part.view(tiles, len(rows), -1, CHUNK).sum(
+        dim=3, dtype=torch.int32).add_(CHUNK)
+    certain = certain_per_chunk.sum(dim=(0, 2)).long()
+    undecided = possible_per_chunk - certain_per_chunk
+    open_rows = (certain < rank_cap if rank_cap is not None
+                 else torch.ones(len(rows), dtype=torch.bool))
+    dense = open_rows & (undecided.sum(dim=(0, 2)) > DENSE_FRACTION * padded_size)
+    undecided[:, ~open_rows | dense] = 0
+    return certain, undecided, dense
+
+
+def _quantize_queries(block: torch.Tensor, gallery: QuantizedGallery
+                      ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-row int8 codes of the block, and (n, 3) float64: row scale, s_q |q8|, |r_q|."""
+    row_max = block.abs().amax(dim=1)
+    scale = torch.where(row_max > 0, row_max / 127.0, torch.ones_like(row_max))
+    codes = torch.round(block / scale.unsqueeze(1)).clamp(-127, 127).to(torch.int8)
+    scale64 = scale.double()
+    rounded = scale64.unsqueeze(1) * codes.double()
+    residual_norm = (block.double() - rounded).norm(dim=1)
+    return codes, torch.stack([scale64, rounded.norm(dim=1), residual_norm], dim=1)
+
+
+def _thresholds(block: torch.Tensor, codes: torch.Tensor, bounds: torch.Tensor,
+                gallery: QuantizedGallery, target: torch.Tensor,
+                reference_position: torch.Tensor) -> _Thresholds:
+    """Integer thresholds per row and tile from the target's approximate score and the bounds.
+
+    An item in tile k may be above the target when its approximate score plus its error E_qk
+    exceeds the target's approximate score minus the target's error; it is certainly above
+    when it exceeds it with both errors the other way. Rounding outward keeps both safe.
+    """
+    scale, rounded_norm, residual_norm = bounds.unbind(dim=1)
+    error = (rounded_norm.unsqueeze(1) * gallery.max_residual_norms
+             + residual_norm.unsqueeze(1) * gallery.max_norms) * SAFETY  # (n, tiles)
+    target_position = gallery.position[target.clamp(min=0)]
+    target_tile = target_position // gallery.tile_items
+    target_int = (codes.long() * gallery.codes[target_position].long()).sum(dim=1)
+    target_score = scale * gallery.scales[target_tile] * target_int.double()
+    rows = torch.arange(len(target))
+    target_error = error[rows, target_tile]
+    units = scale.unsqueeze(1) * gallery.scales  # one int unit of each tile's scores
+    low = torch.floor(((target_score - target_error).unsqueeze(1) - error) / units) - 1
+    high = torch.ceil(((target_score + target_error).unsqueeze(1) + error) / units) + 1
+    missing = (target < 0) | (target_position == reference_position)
+    low = torch.where(missing.unsqueeze(1), LIMIT, low.clamp(-LIMIT, LIMIT))
+    high = torch.where(missing.unsqueeze(1), LIMIT, high.clamp(-LIMIT, LIMIT))
+    target_exact = (block.double() * gallery.features[target.clamp(min=0)].double()).sum(dim=1)
+    return _Thresholds(low=low.to(torch.int32), width=(high - low).to(torch.int32),
+                       target_exact=target_exact, missing=missing)
+
+
+def _mask_tile(tile: torch.Tensor, start: int, size: int, reference_position: torch.Tensor,
+               row_ids: torch.Tensor) -> None:
+    """Set the padding and each row's reference (when in this tile) below every score."""
+    if start + tile.shape[1] > size:
+        tile[:, max(0, size - start):] = SENTINEL
+    inside = (reference_position >= start) & (reference_position < start + tile.shape[1])
+    tile[row_ids[inside], reference_position[inside] - start] = SENTINEL
+
+
+def _count_above(block: torch.Tensor, gallery: QuantizedGallery, shifted: torch.Tensor,
+                 search: torch.Tensor, limits: _Thresholds, count_certain: torch.Tensor
+                 ) -> torch.Tensor:
+    """Per row, the items found in the chunks `search` names that score above the target.
+
+    `search` (tiles, n, chunks) is nonzero for the chunks to read, so the few items wanted
+    are found from small count matrices and the chunks they name, not by scanning the
+    (tiles, n, T) scores. Rows in `count_certain` count their certainly-above items here;
+    every undecided item is rescored exactly in float64.
+    """
+    tiles, n, chunks = search.shape
+    counts = torch.zeros(n, dtype=torch.long)
+    cell_ids = search.view(-1).nonzero().flatten()
+    if len(cell_ids) == 0:
+        return counts
+    values = shifted.reshape(-1, CHUNK).index_select(0, cell_ids)  # score - low - 1
+    cell_rows = (cell_ids // chunks) % n
+    width = limits.width[cell_rows, cell_ids // (n * chunks)].unsqueeze(1)
+    certain = values >= width
+    counts.index_add_(0, cell_rows, (certain & count_certain[cell_rows].unsqueeze(1)).sum(
+        dim=1))
+    found = ((values >= 0) & ~certain).nonzero()
+    cell = cell_ids[found[:, 0]]
+    rows = cell_rows[found[:, 0]]
+    items = (cell // (n * chunks)) * gallery.tile_items + (cell % chunks) * CHUNK + found[:, 1]
+    above = torch.empty(len(items), dtype=torch.bool)
+    for start in range(0, len(items), RESCORE_ITEMS):
+        part = slice(start, start + RESCORE_ITEMS)
+        # Pieces keep the float64 temporaries small: large fresh ones cost page faults. Each
+        # pair is summed the same way as the target's score, so exact ties stay ties.
+        exact = block.index_select(0, rows[part]).double()
+        exact.mul_(gallery.sorted_features.index_select(0, items[part]))
+        above[part] = exact.sum(dim=1) > limits.target_exact[rows[part]]
+    return counts.index_add_(0, rows[above], torch.ones_like(rows[above]))
+
+
+def _dense_ranks(queries: torch.Tensor, gallery: QuantizedGallery, reference: torch.Tensor,
+                 target_exact: torch.Tensor) -> torch.Tensor:
+    """Exact float64 ranks of a few poorly screened rows (say, a gallery of unequal norms)."""
+    counts = torch.zeros(queries.shape[0], dtype=torch.long)
+    for row, query in enumerate(queries.double()):
+        above = 0
+        for start in range(0, gallery.size, DENSE_ITEMS):
+            # Summed like the target's score (not by a matmul), so exact ties stay ties.
+            part = gallery.features[start:start + DENSE_ITEMS].double().mul_(query)
+            exact = part.sum(dim=1)
+            if start <= reference[row] < start + len(exact):
+                exact[reference[row] - start] = float("-inf")
+            above += int((exact > target_exact[row]).sum())
+        counts[row] = above
+    return counts
