@@ -31,6 +31,9 @@ from pipeline.keyphrases.spelling import TypoCorrector  # noqa: E402
         ("is blue and is blue", ["blue"]),
         # said again with less, the fuller wording stands; more/less and no/not are new requests
         ("is solid black and is black", ["solid black"]),
+        # "than X" names the reference; "more than one" is a count
+        ("is more grey than blue and is longer", ["more grey", "longer"]),
+        ("has more than one dog", ["more than one dog"]),
         ("has no graphic print and has no graphic", ["no graphic print"]),
         ("has red lettering and is more red", ["red lettering", "more red"]),
         ("is the same and is identical", ["same"]),

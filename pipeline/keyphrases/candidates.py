@@ -93,6 +93,15 @@ def _cut_instead(tokens: list[str]) -> list[str]:
     return tokens
 
 
+def _cut_than(tokens: list[str]) -> list[str]:
+    """'more grey than blue' -> 'more grey': what follows 'than' is what the reference shows;
+    'more than one dog' is a count and stays."""
+    for i in range(1, len(tokens)):
+        if tokens[i] == "than" and tokens[i - 1] not in lx.DEGREE | {"other", "rather"}:
+            return tokens[:i]
+    return tokens
+
+
 def _cut_rewrites(tokens: list[str]) -> list[str]:
     """Turn 'replace X with Y', 'change X to Y', 'X turns into Y' into Y."""
     head = tokens[0] if tokens else ""
@@ -454,6 +463,7 @@ def generate_candidates(text: str, correct: Corrector | None = None) -> list[str
         for piece in _split_on_and(tokens):
             if _is_removal(piece):
                 continue
+            piece = _cut_than(piece)
             for sub in _sub_chunks(piece):
                 if _is_same_request(sub):
                     saw_same = True
