@@ -75,6 +75,7 @@ from pipeline.keyphrases.spelling import TypoCorrector  # noqa: E402
         ("doesn t have a collar and is red", ["no collar", "red"]),
         # a lightness word is its own request; three colours are a list; two hues one scheme
         ("is darker and black", ["darker", "black"]),
+        ("is a lighter shade of blue", ["lighter shade of blue"]),
         ("is red and white and blue", ["red", "white", "blue"]),
         ("is black and white", ["black and white"]),
         # a negation covers each item of an 'or' list, unless a place phrase binds them

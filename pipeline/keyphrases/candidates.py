@@ -280,9 +280,10 @@ def _split_attributes(tokens: list[str]) -> list[list[str]]:
     """Split a stack of attributes ('plain black v neck') into one phrase per attribute."""
     if len(tokens) < 3:
         return [tokens]
-    # "green colored image" -> "green", "image"
+    # "green colored image" -> "green", "image"; "lighter shade of blue" is one colour.
     for i in range(1, len(tokens) - 1):
-        if tokens[i] in lx.COLOUR_NOUNS and _is_colour_run(tokens[:i]):
+        if (tokens[i] in lx.COLOUR_NOUNS and _is_colour_run(tokens[:i])
+                and tokens[i + 1] != "of"):
             return [tokens[:i], *_split_attributes(tokens[i + 1 :])]
     # "short sleeves white" -> "short sleeves", "white"
     for i in range(1, len(tokens) - 1):
