@@ -290,10 +290,12 @@ def _count_above(block: torch.Tensor, gallery: QuantizedGallery, shifted: torch.
     values = shifted.reshape(-1, CHUNK).index_select(0, cell_ids)  # score - low - 1
     cell_rows = (cell_ids // chunks) % n
     width = limits.width[cell_rows, cell_ids // (n * chunks)].unsqueeze(1)
-    certain = values >= width
-    counts.index_add_(0, cell_rows, (certain & count_certain[cell_rows].unsqueeze(1)).sum(
-        dim=1))
-    found = ((values >= 0) & ~certain).nonzero()
+    # Sign bits again: below = -1 where v < width (not certain), possible = -1 where v < 0.
+    below = torch.sub(values, width).bitwise_right_shift_(31)
+    possible = values.bitwise_right_shift_(31)
+    certain_cells = (below.sum(dim=1, dtype=torch.int32) + CHUNK) * count_certain[cell_rows]
+    counts.index_add_(0, cell_rows, certain_cells.long())
+    found = below.sub_(possible).nonzero()  # -1 where 0 <= v < width: undecided
     cell = cell_ids[found[:, 0]]
     rows = cell_rows[found[:, 0]]
     items = (cell // (n * chunks)) * gallery.tile_items + (cell % chunks) * CHUNK + found[:, 1]
