@@ -34,12 +34,12 @@ import torch
 MAX_DIM = 2**27 // 127**2
 LIMIT = 2**28  # a row without a target gets low = high = +LIMIT: nothing counted
 SENTINEL = -LIMIT - 2
-CHUNK = 128  # gallery items per chunk when locating a row's undecided items
+CHUNK = 64  # gallery items per chunk when locating a row's possible items
 TILE_ITEMS = 4096  # gallery items per tile (one scale each)
 TILE_BYTES = 2**22  # int32 scores of one tile of a block of queries (measured best)
 # A row with more undecided items than this fraction of the gallery is scored densely.
 DENSE_FRACTION = 1 / 16
-FEW_ITEMS = 256  # up to this many possible items in a row, sort them all out directly
+FEW_CHUNKS = 128  # up to this many chunks with possible items, a row reads them directly
 RESCORE_ITEMS = 2048  # undecided items rescored at a time
 DENSE_ITEMS = 4096  # gallery items converted to float64 at a time for dense rows
 SAFETY = 1 + 1e-6  # headroom for the float64 arithmetic of the bound itself
@@ -132,13 +132,12 @@ def screen_block_rows(gallery: QuantizedGallery) -> int:
 
 
 class ScreenBuffers:
-    """One worker's reused int32 buffers for blocks of up to `rows` queries."""
+    """One worker's reused int32 score buffer for blocks of up to `rows` queries."""
 
     def __init__(self, rows: int, gallery: QuantizedGallery) -> None:
         # Flat storage viewed per block as (tiles, n, T), so each tile's slice is contiguous
-        # whatever n. It holds score - low - 1 (>= 0 iff possibly above the target).
-        self.shifted = torch.empty(gallery.tiles * rows * gallery.tile_items, dtype=torch.int32)
-        self.signs = torch.empty(rows * gallery.tile_items, dtype=torch.int32)
+        # whatever n.
+        self.scores = torch.empty(gallery.tiles * rows * gallery.tile_items, dtype=torch.int32)
         self.row_ids = torch.arange(rows)
 
 
@@ -147,7 +146,7 @@ class _Thresholds:
     """Per row and tile, the int scores above which an item may be / is certainly above."""
 
     low: torch.Tensor  # (n, tiles) int32: possibly above iff score > low
-    width: torch.Tensor  # (n, tiles) int32: certainly above iff score > low + width
+    high: torch.Tensor  # (n, tiles) int32: certainly above iff score > high
     target_exact: torch.Tensor  # (n,) float64
     missing: torch.Tensor  # (n,) bool: no target, or the target is the masked reference
 
@@ -166,60 +165,61 @@ def screened_ranks(block: torch.Tensor, gallery: QuantizedGallery, target: torch
     reference_position = torch.where(reference >= 0, gallery.position[reference.clamp(min=0)],
                                      -1)
     limits = _thresholds(block, codes, bounds, gallery, target, reference_position)
-    shifted = buffers.shifted[:tiles * n * tile_items].view(tiles, n, tile_items)
-    signs = buffers.signs[:n * tile_items].view(n, tile_items)
-    # Per tile, row and chunk: minus the number of items that cannot be above the target.
-    not_possible = torch.empty(tiles, n, tile_items // CHUNK, dtype=torch.int32)
+    scores = buffers.scores[:tiles * n * tile_items].view(tiles, n, tile_items)
+    # The one pass over each tile, while the matmul has just left it in cache: its largest
+    # score per chunk. A chunk holds a possible item iff that exceeds the row's low threshold.
+    chunk_max = torch.empty(tiles, n, tile_items // CHUNK, dtype=torch.int32)
     for k in range(tiles):
         start = k * tile_items
-        torch._int_mm(codes, gallery.codes[start:start + tile_items].T, out=shifted[k])
-        _mask_tile(shifted[k], start, gallery.size, reference_position, buffers.row_ids[:n])
-        shifted[k].sub_(limits.low[:, k:k + 1] + 1)
-        torch.bitwise_right_shift(shifted[k], 31, out=signs)  # 0 if possibly above, else -1
-        torch.sum(signs.view(n, -1, CHUNK), dim=2, dtype=torch.int32, out=not_possible[k])
-    possible_per_chunk = not_possible.add_(CHUNK)  # (tiles, n, chunks)
-    possible = possible_per_chunk.sum(dim=(0, 2))
+        torch._int_mm(codes, gallery.codes[start:start + tile_items].T, out=scores[k])
+        _mask_tile(scores[k], start, gallery.size, reference_position, buffers.row_ids[:n])
+        torch.amax(scores[k].view(n, -1, CHUNK), dim=2, out=chunk_max[k])
+    search = chunk_max > limits.low.T.unsqueeze(2)  # (tiles, n, chunks): chunks to read
+    possible_chunks = search.sum(dim=(0, 2))
     ranks = torch.zeros(n, dtype=torch.long)
-    # Few possible items: find them all and sort them into certain and undecided. Many:
-    # first count the certain ones in a second pass over those rows alone.
-    few = (possible <= FEW_ITEMS) & ~limits.missing
-    many = ((possible > FEW_ITEMS) & ~limits.missing).nonzero().flatten()
-    search = possible_per_chunk.clone()  # per chunk, how many items to look at
-    search[:, ~few] = 0
+    # Few chunks with possible items: read them all and sort their items into certain and
+    # undecided. Many: count the certain items in a pass over those rows alone first.
+    few = (possible_chunks <= FEW_CHUNKS) & ~limits.missing
+    many = ((possible_chunks > FEW_CHUNKS) & ~limits.missing).nonzero().flatten()
+    search[:, ~few] = False
     dense = torch.zeros(n, dtype=torch.bool)
     if len(many):
         ranks[many], search[:, many], dense[many] = _settle_many(
-            shifted, many, limits.width[many], possible_per_chunk[:, many], rank_cap,
-            gallery.padded_size)
-    ranks += _count_above(block, gallery, shifted, search, limits, few)
+            scores, many, limits.low[many], limits.high[many], rank_cap, gallery.padded_size)
+    ranks += _count_above(block, gallery, scores, search, limits, few)
     if dense.any():
         ranks[dense] = _dense_ranks(block[dense], gallery, reference[dense],
                                     limits.target_exact[dense])
     return torch.where(limits.missing, gallery.size, ranks)
 
 
-def _settle_many(shifted: torch.Tensor, rows: torch.Tensor, width: torch.Tensor,
-                 possible_per_chunk: torch.Tensor, rank_cap: int | None, padded_size: int
-                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """For rows with many possible items: certain counts, undecided items to search, dense.
+def _below(scores: torch.Tensor, threshold: torch.Tensor) -> torch.Tensor:
+    """-1 where score <= threshold, else 0 (a new tensor; sign-bit arithmetic, no compares)."""
+    return torch.sub(scores, threshold + 1).bitwise_right_shift_(31)
 
-    A second pass over these rows alone counts the items certainly above the target. Rows
-    already at rank_cap need nothing more; the others search their undecided items, unless
-    there are so many that scoring the row densely is cheaper.
+
+def _settle_many(scores: torch.Tensor, rows: torch.Tensor, low: torch.Tensor,
+                 high: torch.Tensor, rank_cap: int | None, padded_size: int
+                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """For rows with many possible items: certain counts, chunks to search, dense rows.
+
+    A pass over these rows alone counts the items certainly above the target. Rows already
+    at rank_cap need nothing more; the others search their chunks with undecided items,
+    unless there are so many that scoring the row densely is cheaper.
     """
-    tiles = shifted.shape[0]
-    part = shifted.index_select(1, rows)  # (tiles, m, T)
-    part.sub_(width.T.unsqueeze(2))  # >= 0 iff certainly above
-    part.bitwise_right_shift_(31)  # 0 if certainly above, else -1
-    certain_per_chunk = part.view(tiles, len(rows), -1, CHUNK).sum(
-        dim=3, dtype=torch.int32).add_(CHUNK)
+    tiles = scores.shape[0]
+    part = scores.index_select(1, rows)  # (tiles, m, T)
+    not_certain = _below(part, high.T.unsqueeze(2)).view(tiles, len(rows), -1, CHUNK)
+    not_possible = _below(part, low.T.unsqueeze(2)).view(tiles, len(rows), -1, CHUNK)
+    certain_per_chunk = not_certain.sum(dim=3, dtype=torch.int32).add_(CHUNK)
     certain = certain_per_chunk.sum(dim=(0, 2)).long()
-    undecided = possible_per_chunk - certain_per_chunk
+    undecided = not_certain.sub_(not_possible).sum(dim=3, dtype=torch.int32)  # minus count
     open_rows = (certain < rank_cap if rank_cap is not None
                  else torch.ones(len(rows), dtype=torch.bool))
-    dense = open_rows & (undecided.sum(dim=(0, 2)) > DENSE_FRACTION * padded_size)
-    undecided[:, ~open_rows | dense] = 0
-    return certain, undecided, dense
+    dense = open_rows & (-undecided.sum(dim=(0, 2)) > DENSE_FRACTION * padded_size)
+    search = undecided < 0
+    search[:, ~open_rows | dense] = False
+    return certain, search, dense
 
 
 def _quantize_queries(block: torch.Tensor, gallery: QuantizedGallery
@@ -259,7 +259,7 @@ def _thresholds(block: torch.Tensor, codes: torch.Tensor, bounds: torch.Tensor,
     low = torch.where(missing.unsqueeze(1), LIMIT, low.clamp(-LIMIT, LIMIT))
     high = torch.where(missing.unsqueeze(1), LIMIT, high.clamp(-LIMIT, LIMIT))
     target_exact = (block.double() * gallery.features[target.clamp(min=0)].double()).sum(dim=1)
-    return _Thresholds(low=low.to(torch.int32), width=(high - low).to(torch.int32),
+    return _Thresholds(low=low.to(torch.int32), high=high.to(torch.int32),
                        target_exact=target_exact, missing=missing)
 
 
@@ -272,30 +272,29 @@ def _mask_tile(tile: torch.Tensor, start: int, size: int, reference_position: to
     tile[row_ids[inside], reference_position[inside] - start] = SENTINEL
 
 
-def _count_above(block: torch.Tensor, gallery: QuantizedGallery, shifted: torch.Tensor,
+def _count_above(block: torch.Tensor, gallery: QuantizedGallery, scores: torch.Tensor,
                  search: torch.Tensor, limits: _Thresholds, count_certain: torch.Tensor
                  ) -> torch.Tensor:
-    """Per row, the items found in the chunks `search` names that score above the target.
+    """Per row, the items in the chunks `search` marks that score above the target.
 
-    `search` (tiles, n, chunks) is nonzero for the chunks to read, so the few items wanted
-    are found from small count matrices and the chunks they name, not by scanning the
-    (tiles, n, T) scores. Rows in `count_certain` count their certainly-above items here;
-    every undecided item is rescored exactly in float64.
+    `search` (tiles, n, chunks) marks the chunks to read, so the few items wanted are found
+    from a small mask and the chunks it names, not by scanning the (tiles, n, T) scores. Rows
+    in `count_certain` count their certainly-above items here; every undecided item is
+    rescored exactly in float64.
     """
     tiles, n, chunks = search.shape
     counts = torch.zeros(n, dtype=torch.long)
     cell_ids = search.view(-1).nonzero().flatten()
     if len(cell_ids) == 0:
         return counts
-    values = shifted.reshape(-1, CHUNK).index_select(0, cell_ids)  # score - low - 1
+    values = scores.reshape(-1, CHUNK).index_select(0, cell_ids)
     cell_rows = (cell_ids // chunks) % n
-    width = limits.width[cell_rows, cell_ids // (n * chunks)].unsqueeze(1)
-    # Sign bits again: below = -1 where v < width (not certain), possible = -1 where v < 0.
-    below = torch.sub(values, width).bitwise_right_shift_(31)
-    possible = values.bitwise_right_shift_(31)
-    certain_cells = (below.sum(dim=1, dtype=torch.int32) + CHUNK) * count_certain[cell_rows]
+    cell_tiles = cell_ids // (n * chunks)
+    not_certain = _below(values, limits.high[cell_rows, cell_tiles].unsqueeze(1))
+    not_possible = _below(values, limits.low[cell_rows, cell_tiles].unsqueeze(1))
+    certain_cells = (not_certain.sum(dim=1, dtype=torch.int32) + CHUNK) * count_certain[cell_rows]
     counts.index_add_(0, cell_rows, certain_cells.long())
-    found = below.sub_(possible).nonzero()  # -1 where 0 <= v < width: undecided
+    found = not_certain.sub_(not_possible).nonzero()  # -1 where possible but not certain
     cell = cell_ids[found[:, 0]]
     rows = cell_rows[found[:, 0]]
     items = (cell // (n * chunks)) * gallery.tile_items + (cell % chunks) * CHUNK + found[:, 1]
