@@ -77,6 +77,8 @@ from pipeline.keyphrases.spelling import TypoCorrector  # noqa: E402
         ("is darker and black", ["darker", "black"]),
         ("is a lighter shade of blue", ["lighter shade of blue"]),
         ("is red and white and blue", ["red", "white", "blue"]),
+        ("is red white and blue", ["red", "white", "blue"]),
+        ("is navy blue and white", ["navy blue and white"]),
         ("is black and white", ["black and white"]),
         # a negation covers each item of an 'or' list, unless a place phrase binds them
         ("is white without a collar or buttons", ["white", "no collar", "no buttons"]),

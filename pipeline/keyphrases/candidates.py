@@ -240,16 +240,19 @@ _SLEEVE_NOUNS = frozenset({"sleeve", "sleeves"})
 
 
 def _split_colour_list(tokens: list[str]) -> list[list[str]]:
-    """Split 'darker and black' and 'blue, red and dark blue' lists; keep a pair of hues
-    ('black and white') whole, as it names one colour scheme."""
+    """Split 'darker and black' and 'red white and blue' lists; keep a pair of hues ('black and
+    white') whole, as it names one colour scheme."""
     if "and" not in tokens or not _is_colour_run(tokens):
         return [tokens]
     items: list[list[str]] = [[]]
-    for tok in tokens:
+    for i, tok in enumerate(tokens):
         if tok == "and":
             items.append([])
-        else:
-            items[-1].append(tok)
+            continue
+        # "red white and blue": two basic hues side by side are two colours of a list.
+        if i and tok in lx.BASIC_HUES and tokens[i - 1] in lx.BASIC_HUES:
+            items.append([])
+        items[-1].append(tok)
     items = [item for item in items if item]
     # A bare lightness word ("darker") is a request of its own, not half of a colour scheme.
     if len(items) > 2 or any(len(item) == 1 and item[0] in lx.LIGHTNESS for item in items):

@@ -110,6 +110,10 @@ COLOURS = frozenset(
     }
 )
 
+# Hue names that never modify another hue ("navy blue" and "sky blue" do).
+BASIC_HUES = frozenset({"black", "white", "red", "blue", "green", "yellow", "orange", "purple",
+                        "pink", "brown", "gray", "grey"})
+
 # Words for how light a colour is rather than which hue ("darker", "bright").
 LIGHTNESS = frozenset({"dark", "light", "bright", "pale", "darker", "lighter", "brighter", "paler",
                        "darkest", "lightest", "brightest", "palest"})
