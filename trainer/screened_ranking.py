@@ -193,9 +193,15 @@ def screened_ranks(block: torch.Tensor, gallery: QuantizedGallery, target: torch
     return torch.where(limits.missing, gallery.size, ranks)
 
 
-def _below(scores: torch.Tensor, threshold: torch.Tensor) -> torch.Tensor:
-    """-1 where score <= threshold, else 0 (a new tensor; sign-bit arithmetic, no compares)."""
-    return torch.sub(scores, threshold + 1).bitwise_right_shift_(31)
+def _split(values: torch.Tensor, low: torch.Tensor, high: torch.Tensor
+           ) -> tuple[torch.Tensor, torch.Tensor]:
+    """(not certain, undecided) as 0/-1 ints: score <= high, and low < score <= high.
+
+    Sign-bit arithmetic, no comparisons; `values` is overwritten.
+    """
+    not_certain = torch.sub(values, high + 1).bitwise_right_shift_(31)
+    not_possible = values.sub_(low + 1).bitwise_right_shift_(31)
+    return not_certain, torch.sub(not_certain, not_possible, out=not_possible)
 
 
 def _settle_many(scores: torch.Tensor, rows: torch.Tensor, low: torch.Tensor,
@@ -208,12 +214,12 @@ def _settle_many(scores: torch.Tensor, rows: torch.Tensor, low: torch.Tensor,
     unless there are so many that scoring the row densely is cheaper.
     """
     tiles = scores.shape[0]
-    part = scores.index_select(1, rows)  # (tiles, m, T)
-    not_certain = _below(part, high.T.unsqueeze(2)).view(tiles, len(rows), -1, CHUNK)
-    not_possible = _below(part, low.T.unsqueeze(2)).view(tiles, len(rows), -1, CHUNK)
-    certain_per_chunk = not_certain.sum(dim=3, dtype=torch.int32).add_(CHUNK)
-    certain = certain_per_chunk.sum(dim=(0, 2)).long()
-    undecided = not_certain.sub_(not_possible).sum(dim=3, dtype=torch.int32)  # minus count
+    not_certain, undecided = _split(scores.index_select(1, rows),  # (tiles, m, T)
+                                    low.T.unsqueeze(2), high.T.unsqueeze(2))
+    certain = (not_certain.sum(dim=2, dtype=torch.int32).sum(dim=0)
+               + tiles * scores.shape[2]).long()
+    # Minus the number of undecided items per chunk.
+    undecided = undecided.view(tiles, len(rows), -1, CHUNK).sum(dim=3, dtype=torch.int32)
     open_rows = (certain < rank_cap if rank_cap is not None
                  else torch.ones(len(rows), dtype=torch.bool))
     dense = open_rows & (-undecided.sum(dim=(0, 2)) > DENSE_FRACTION * padded_size)
@@ -289,23 +295,25 @@ def _count_above(block: torch.Tensor, gallery: QuantizedGallery, scores: torch.T
         return counts
     values = scores.reshape(-1, CHUNK).index_select(0, cell_ids)
     cell_rows = (cell_ids // chunks) % n
-    cell_tiles = cell_ids // (n * chunks)
-    not_certain = _below(values, limits.high[cell_rows, cell_tiles].unsqueeze(1))
-    not_possible = _below(values, limits.low[cell_rows, cell_tiles].unsqueeze(1))
-    certain_cells = (not_certain.sum(dim=1, dtype=torch.int32) + CHUNK) * count_certain[cell_rows]
-    counts.index_add_(0, cell_rows, certain_cells.long())
-    found = not_certain.sub_(not_possible).nonzero()  # -1 where possible but not certain
-    cell = cell_ids[found[:, 0]]
-    rows = cell_rows[found[:, 0]]
+    row_tile = cell_ids // chunks  # tile * n + row: an index into (tiles, n) thresholds
+    not_certain, undecided = _split(
+        values, limits.low.T.reshape(-1).index_select(0, row_tile).unsqueeze(1),
+        limits.high.T.reshape(-1).index_select(0, row_tile).unsqueeze(1))
+    certain_cells = not_certain.sum(dim=1, dtype=torch.int32).add_(CHUNK)
+    counts.index_add_(0, cell_rows, certain_cells.long() * count_certain.index_select(0, cell_rows))
+    found = undecided.nonzero()
+    cell = cell_ids.index_select(0, found[:, 0])
+    rows = cell_rows.index_select(0, found[:, 0])
     items = (cell // (n * chunks)) * gallery.tile_items + (cell % chunks) * CHUNK + found[:, 1]
+    queries = block.double()
     above = torch.empty(len(items), dtype=torch.bool)
     for start in range(0, len(items), RESCORE_ITEMS):
         part = slice(start, start + RESCORE_ITEMS)
         # Pieces keep the float64 temporaries small: large fresh ones cost page faults. Each
         # pair is summed the same way as the target's score, so exact ties stay ties.
-        exact = block.index_select(0, rows[part]).double()
+        exact = queries.index_select(0, rows[part])
         exact.mul_(gallery.sorted_features.index_select(0, items[part]))
-        above[part] = exact.sum(dim=1) > limits.target_exact[rows[part]]
+        above[part] = exact.sum(dim=1) > limits.target_exact.index_select(0, rows[part])
     return counts.index_add_(0, rows[above], torch.ones_like(rows[above]))
 
 
