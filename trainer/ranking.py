@@ -78,7 +78,7 @@ def _rank_blocks(queries: torch.Tensor, gallery: torch.Tensor, target_index: tor
     target_index = target_index.long().to(device)
     reference_index = (torch.full_like(target_index, -1) if reference_index is None
                        else reference_index.long().to(device))
-    quantized = (quantize_gallery(gallery) if screen and screen_applies(queries, gallery)
+    quantized = (quantize_gallery(gallery, cores) if screen and screen_applies(queries, gallery)
                  else None)
     # A transposed view: the GEMM reads it without a copy. Not needed when the screen ranks
     # and no top-k is asked for.

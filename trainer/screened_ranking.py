@@ -24,6 +24,7 @@ down turns every score into 0 or -1, and int32 sums count them.
 from __future__ import annotations
 
 import functools
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import torch
@@ -91,12 +92,23 @@ def screen_applies(queries: torch.Tensor, gallery: torch.Tensor) -> bool:
     """True when the int8 screen can rank these features: CPU, finite values, a usable int8 op."""
     return (gallery.device.type == "cpu" and queries.device.type == "cpu"
             and gallery.shape[0] > 0 and 0 < gallery.shape[1] <= MAX_DIM
-            and _int8_matmul_works()
-            and bool(torch.isfinite(gallery).all()) and bool(torch.isfinite(queries).all()))
+            and _int8_matmul_works() and _all_finite(gallery) and _all_finite(queries))
 
 
-def quantize_gallery(gallery: torch.Tensor) -> QuantizedGallery:
-    """Sort, tile and quantize the gallery, with each tile's bound terms (once per ranking)."""
+def _all_finite(values: torch.Tensor) -> bool:
+    """True when no value is NaN or infinite (one sum: cheaper than an elementwise mask).
+
+    A NaN or infinity makes the sum non-finite; so may huge finite values overflowing,
+    which only sends them to the float32 path.
+    """
+    return bool(torch.isfinite(values.sum()))
+
+
+def quantize_gallery(gallery: torch.Tensor, workers: int = 1) -> QuantizedGallery:
+    """Sort, tile and quantize the gallery, with each tile's bound terms (once per ranking).
+
+    `workers` > 1 quantizes tiles in that many threads, each with one-thread torch ops.
+    """
     features = gallery.float().contiguous()
     size, dim = features.shape
     row_max = features.abs().amax(dim=1)
@@ -105,25 +117,42 @@ def quantize_gallery(gallery: torch.Tensor) -> QuantizedGallery:
     position[order] = torch.arange(size)
     tile = min(TILE_ITEMS, -(-size // CHUNK) * CHUNK)
     tiles = -(-size // tile)
-    codes = torch.zeros(tiles * tile, dim, dtype=torch.int8)
-    scales = torch.ones(tiles, dtype=torch.float64)
-    residual_norms = torch.zeros(tiles, dtype=torch.float64)
-    norms = torch.zeros(tiles, dtype=torch.float64)
-    sorted_features = features[order]
-    for k in range(tiles):
-        rows = sorted_features[k * tile:(k + 1) * tile]
-        largest = float(row_max[order[k * tile:(k + 1) * tile]].max())
-        scale = largest / 127.0 if largest > 0 else 1.0
-        tile_codes = torch.round(rows / scale).clamp(-127, 127).to(torch.int8)
-        codes[k * tile:k * tile + len(rows)] = tile_codes
-        exact = rows.double()
-        scales[k] = scale
-        residual_norms[k] = (exact - scale * tile_codes.double()).norm(dim=1).max()
-        norms[k] = exact.norm(dim=1).max()
-    return QuantizedGallery(features=features, sorted_features=sorted_features,
-                            position=position, codes=codes, scales=scales,
-                            max_residual_norms=residual_norms, max_norms=norms,
-                            tile_items=tile)
+    quantized = QuantizedGallery(
+        features=features, sorted_features=features.index_select(0, order), position=position,
+        codes=torch.zeros(tiles * tile, dim, dtype=torch.int8),
+        scales=torch.ones(tiles, dtype=torch.float64),
+        max_residual_norms=torch.zeros(tiles, dtype=torch.float64),
+        max_norms=torch.zeros(tiles, dtype=torch.float64), tile_items=tile)
+    sorted_row_max = row_max.index_select(0, order)
+    if workers > 1 and tiles > 1:
+        inference = torch.is_inference_mode_enabled()
+
+        def in_worker(k: int) -> None:
+            torch.set_num_threads(1)  # per calling thread, like the ranking workers
+            with torch.inference_mode(inference):  # thread-local too
+                _quantize_tile(quantized, k, sorted_row_max)
+        with ThreadPoolExecutor(min(workers, tiles)) as pool:
+            list(pool.map(in_worker, range(tiles)))
+    else:
+        for k in range(tiles):
+            _quantize_tile(quantized, k, sorted_row_max)
+    return quantized
+
+
+def _quantize_tile(gallery: QuantizedGallery, k: int, sorted_row_max: torch.Tensor) -> None:
+    """Fill tile k's codes, scale and bound terms in place."""
+    part = slice(k * gallery.tile_items, (k + 1) * gallery.tile_items)
+    rows = gallery.sorted_features[part]
+    largest = float(sorted_row_max[part].max())
+    scale = largest / 127.0 if largest > 0 else 1.0
+    codes = torch.round(rows / scale).clamp_(-127, 127).to(torch.int8)
+    gallery.codes[k * gallery.tile_items:k * gallery.tile_items + len(rows)] = codes
+    exact = rows.double()
+    gallery.scales[k] = scale
+    # Residuals in float64 (exact for a float32 value minus a small multiple of scale).
+    gallery.max_residual_norms[k] = torch.sub(exact, codes.double(), alpha=scale).norm(
+        dim=1).max()
+    gallery.max_norms[k] = exact.norm(dim=1).max()
 
 
 def screen_block_rows(gallery: QuantizedGallery) -> int:
