@@ -8,10 +8,11 @@ scale of the gallery tile k that g falls in),
 
     |q . g - s_q * S_k * (q8 . g8)| <= s_q * |q8| * max_k |r_g| + |r_q| * max_k |g|  =: E_qk
 
-(Cauchy-Schwarz on the two residual terms). So an item whose approximate score exceeds the
-target's by more than both errors is certainly above it, one that trails by as much certainly
-is not, and only the few in between (the target among them) are rescored exactly, in float64.
-The ranks are therefore those of the exact scores, whatever the screen's rounding.
+(Cauchy-Schwarz on the two residual terms). The target's own score is computed exactly, in
+float64, so an item whose approximate score exceeds it by more than E_qk is certainly above
+it, one that trails it by as much certainly is not, and only the few in between (the target
+among them) are rescored exactly. The ranks are therefore those of the exact scores, whatever
+the screen's rounding.
 
 The gallery is sorted by its rows' largest element and cut into tiles with one scale each, so
 a scale fits its rows nearly as well as a per-row one while a query's thresholds in a tile
@@ -193,7 +194,7 @@ def screened_ranks(block: torch.Tensor, gallery: QuantizedGallery, target: torch
     codes, bounds = _quantize_queries(block, gallery)
     reference_position = torch.where(reference >= 0, gallery.position[reference.clamp(min=0)],
                                      -1)
-    limits = _thresholds(block, codes, bounds, gallery, target, reference_position)
+    limits = _thresholds(block, bounds, gallery, target, reference_position)
     scores = buffers.scores[:tiles * n * tile_items].view(tiles, n, tile_items)
     # The one pass over each tile, while the matmul has just left it in cache: its largest
     # score per chunk. A chunk holds a possible item iff that exceeds the row's low threshold.
@@ -269,31 +270,27 @@ def _quantize_queries(block: torch.Tensor, gallery: QuantizedGallery
     return codes, torch.stack([scale64, rounded.norm(dim=1), residual_norm], dim=1)
 
 
-def _thresholds(block: torch.Tensor, codes: torch.Tensor, bounds: torch.Tensor,
+def _thresholds(block: torch.Tensor, bounds: torch.Tensor,
                 gallery: QuantizedGallery, target: torch.Tensor,
                 reference_position: torch.Tensor) -> _Thresholds:
-    """Integer thresholds per row and tile from the target's approximate score and the bounds.
+    """Integer thresholds per row and tile from the target's exact score and the bounds.
 
     An item in tile k may be above the target when its approximate score plus its error E_qk
-    exceeds the target's approximate score minus the target's error; it is certainly above
-    when it exceeds it with both errors the other way. Rounding outward keeps both safe.
+    exceeds the target's exact score; it is certainly above when its approximate score minus
+    E_qk does. Rounding outward keeps both safe.
     """
     scale, rounded_norm, residual_norm = bounds.unbind(dim=1)
     error = (rounded_norm.unsqueeze(1) * gallery.max_residual_norms
              + residual_norm.unsqueeze(1) * gallery.max_norms) * SAFETY  # (n, tiles)
     target_position = gallery.position[target.clamp(min=0)]
-    target_tile = target_position // gallery.tile_items
-    target_int = (codes.long() * gallery.codes[target_position].long()).sum(dim=1)
-    target_score = scale * gallery.scales[target_tile] * target_int.double()
-    rows = torch.arange(len(target))
-    target_error = error[rows, target_tile]
+    # The target's own score is computed exactly, so only each item's error widens the band.
+    target_exact = (block.double() * gallery.features[target.clamp(min=0)].double()).sum(dim=1)
     units = scale.unsqueeze(1) * gallery.scales  # one int unit of each tile's scores
-    low = torch.floor(((target_score - target_error).unsqueeze(1) - error) / units) - 1
-    high = torch.ceil(((target_score + target_error).unsqueeze(1) + error) / units) + 1
+    low = torch.floor((target_exact.unsqueeze(1) - error) / units) - 1
+    high = torch.ceil((target_exact.unsqueeze(1) + error) / units) + 1
     missing = (target < 0) | (target_position == reference_position)
     low = torch.where(missing.unsqueeze(1), LIMIT, low.clamp(-LIMIT, LIMIT))
     high = torch.where(missing.unsqueeze(1), LIMIT, high.clamp(-LIMIT, LIMIT))
-    target_exact = (block.double() * gallery.features[target.clamp(min=0)].double()).sum(dim=1)
     return _Thresholds(low=low.to(torch.int32), high=high.to(torch.int32),
                        target_exact=target_exact, missing=missing)
 
