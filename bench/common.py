@@ -79,19 +79,6 @@ def quiet_stages() -> Iterator[None]:
         yield
 
 
-@contextlib.contextmanager
-def torch_threads(count: int) -> Iterator[None]:
-    """Run the block with `count` torch intra-op threads, restoring the previous number."""
-    import torch
-
-    previous = torch.get_num_threads()
-    torch.set_num_threads(count)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
-
-
 def note(message: str) -> None:
     """A detail line on stderr (stdout carries only the result lines)."""
     print(f"  [{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)

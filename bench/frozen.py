@@ -39,7 +39,6 @@ from bench.common import (
     script_main,
     sync_params,
     timed,
-    torch_threads,
     workspace,
 )
 from pipeline.config import RenderParams
@@ -56,6 +55,7 @@ from trainer.data import (
 from trainer.fusion import DQUModel
 from trainer.loop import build_model, train
 from trainer.loss import info_nce_loss
+from trainer.runtime import torch_threads
 
 SIZES = {
     "full": {"pairs": 2048, "image_size": 96, "model": "dqu-tiny", "epochs": 3,

@@ -39,7 +39,6 @@ from bench.common import (
     script_main,
     sync_params,
     timed,
-    torch_threads,
     workspace,
 )
 from pipeline.config import RenderParams
@@ -57,6 +56,7 @@ from trainer.data import (
     to_model_pixels,
 )
 from trainer.encoders import get_tokenizer
+from trainer.runtime import torch_threads
 
 # (train triplets, source image side, open_clip model whose input size is used, rounds)
 SIZES = {

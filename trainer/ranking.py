@@ -14,11 +14,12 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 import torch
 
+from trainer.runtime import torch_threads
 from trainer.screened_ranking import (
     QuantizedGallery,
     ScreenBuffers,
@@ -62,7 +63,7 @@ def rank_targets(queries: torch.Tensor, gallery: torch.Tensor, target_index: tor
     cores = torch.get_num_threads() if device.type == "cpu" else 1
     # On CPU, every op runs single-threaded (the blocks are spread over worker threads
     # instead): see _run_single_threaded_workers for why.
-    with _torch_threads(1) if device.type == "cpu" else contextlib.nullcontext():
+    with torch_threads(1) if device.type == "cpu" else contextlib.nullcontext():
         _rank_blocks(queries, gallery, target_index, reference_index, ranks, top, top_n,
                      block_rows, rank_cap, screen, cores)
     return ranks, top
@@ -111,17 +112,6 @@ def _rank_blocks(queries: torch.Tensor, gallery: torch.Tensor, target_index: tor
         run_blocks(lambda: next(pending, None))
     else:
         _run_single_threaded_workers(run_blocks, starts, workers)
-
-
-@contextlib.contextmanager
-def _torch_threads(count: int) -> Iterator[None]:
-    """Run the body with `count` torch threads in the calling thread, then restore."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(count)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
 
 
 class _Buffers:
