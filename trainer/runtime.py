@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import random
 from collections.abc import Iterator
@@ -100,3 +101,17 @@ def torch_threads(count: int) -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(previous)
+
+
+@functools.cache
+def int8_matmul_available() -> bool:
+    """True when this torch build has an exact int8 x int8 -> int32 CPU matmul (torch._int_mm)."""
+    if not hasattr(torch, "_int_mm"):  # a private op: absent from older or other builds
+        return False
+    try:
+        # 17 rows: some builds want more than 16.
+        product = torch._int_mm(torch.full((17, 8), 127, dtype=torch.int8),
+                                torch.full((8, 8), -127, dtype=torch.int8))
+    except RuntimeError:
+        return False
+    return bool((product == -8 * 127 * 127).all())

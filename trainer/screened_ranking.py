@@ -24,11 +24,12 @@ down turns every score into 0 or -1, and int32 sums count them.
 
 from __future__ import annotations
 
-import functools
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import torch
+
+from trainer.runtime import int8_matmul_available
 
 # Int32 ranges: scores are at most 127^2 * d <= 2^27 in size; thresholds are clamped to
 # +-LIMIT (which changes no decision, every score lying inside); masked items (reference,
@@ -76,24 +77,11 @@ class QuantizedGallery:
         return self.codes.shape[0]
 
 
-@functools.cache
-def _int8_matmul_works() -> bool:
-    """True when this torch build has an exact int8 x int8 -> int32 CPU matmul."""
-    if not hasattr(torch, "_int_mm"):  # a private op: absent from older or other builds
-        return False
-    try:
-        product = torch._int_mm(torch.full((2, 8), 127, dtype=torch.int8),
-                                torch.full((8, 3), -127, dtype=torch.int8))
-    except RuntimeError:
-        return False
-    return bool((product == -8 * 127 * 127).all())
-
-
 def screen_applies(queries: torch.Tensor, gallery: torch.Tensor) -> bool:
     """True when the int8 screen can rank these features: CPU, finite values, a usable int8 op."""
     return (gallery.device.type == "cpu" and queries.device.type == "cpu"
             and gallery.shape[0] > 0 and 0 < gallery.shape[1] <= MAX_DIM
-            and _int8_matmul_works() and _all_finite(gallery) and _all_finite(queries))
+            and int8_matmul_available() and _all_finite(gallery) and _all_finite(queries))
 
 
 def _all_finite(values: torch.Tensor) -> bool:
@@ -191,10 +179,11 @@ def screened_ranks(block: torch.Tensor, gallery: QuantizedGallery, target: torch
     for K <= rank_cap reads only whether rank < K.
     """
     n, tiles, tile_items = block.shape[0], gallery.tiles, gallery.tile_items
-    codes, bounds = _quantize_queries(block, gallery)
+    block64 = block.double()  # converted once: bounds, target scores and rescoring read it
+    codes, bounds = _quantize_queries(block, block64)
     reference_position = torch.where(reference >= 0, gallery.position[reference.clamp(min=0)],
                                      -1)
-    limits = _thresholds(block, bounds, gallery, target, reference_position)
+    limits = _thresholds(block64, bounds, gallery, target, reference_position)
     scores = buffers.scores[:tiles * n * tile_items].view(tiles, n, tile_items)
     # The one pass over each tile, while the matmul has just left it in cache: its largest
     # score per chunk. A chunk holds a possible item iff that exceeds the row's low threshold.
@@ -216,9 +205,9 @@ def screened_ranks(block: torch.Tensor, gallery: QuantizedGallery, target: torch
     if len(many):
         ranks[many], search[:, many], dense[many] = _settle_many(
             scores, many, limits.low[many], limits.high[many], rank_cap, gallery.padded_size)
-    ranks += _count_above(block, gallery, scores, search, limits, few)
+    ranks += _count_above(block64, gallery, scores, search, limits, few)
     if dense.any():
-        ranks[dense] = _dense_ranks(block[dense], gallery, reference[dense],
+        ranks[dense] = _dense_ranks(block64[dense], gallery, reference[dense],
                                     limits.target_exact[dense])
     return torch.where(limits.missing, gallery.size, ranks)
 
@@ -258,7 +247,7 @@ def _settle_many(scores: torch.Tensor, rows: torch.Tensor, low: torch.Tensor,
     return certain, search, dense
 
 
-def _quantize_queries(block: torch.Tensor, gallery: QuantizedGallery
+def _quantize_queries(block: torch.Tensor, block64: torch.Tensor
                       ) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-row int8 codes of the block, and (n, 3) float64: row scale, s_q |q8|, |r_q|."""
     row_max = block.abs().amax(dim=1)
@@ -266,11 +255,11 @@ def _quantize_queries(block: torch.Tensor, gallery: QuantizedGallery
     codes = torch.round(block / scale.unsqueeze(1)).clamp(-127, 127).to(torch.int8)
     scale64 = scale.double()
     rounded = scale64.unsqueeze(1) * codes.double()
-    residual_norm = (block.double() - rounded).norm(dim=1)
+    residual_norm = (block64 - rounded).norm(dim=1)
     return codes, torch.stack([scale64, rounded.norm(dim=1), residual_norm], dim=1)
 
 
-def _thresholds(block: torch.Tensor, bounds: torch.Tensor,
+def _thresholds(block64: torch.Tensor, bounds: torch.Tensor,
                 gallery: QuantizedGallery, target: torch.Tensor,
                 reference_position: torch.Tensor) -> _Thresholds:
     """Integer thresholds per row and tile from the target's exact score and the bounds.
@@ -284,7 +273,7 @@ def _thresholds(block: torch.Tensor, bounds: torch.Tensor,
              + residual_norm.unsqueeze(1) * gallery.max_norms) * SAFETY  # (n, tiles)
     target_position = gallery.position[target.clamp(min=0)]
     # The target's own score is computed exactly, so only each item's error widens the band.
-    target_exact = (block.double() * gallery.features[target.clamp(min=0)].double()).sum(dim=1)
+    target_exact = (block64 * gallery.features[target.clamp(min=0)].double()).sum(dim=1)
     units = scale.unsqueeze(1) * gallery.scales  # one int unit of each tile's scores
     low = torch.floor((target_exact.unsqueeze(1) - error) / units) - 1
     high = torch.ceil((target_exact.unsqueeze(1) + error) / units) + 1
@@ -304,7 +293,7 @@ def _mask_tile(tile: torch.Tensor, start: int, size: int, reference_position: to
     tile[row_ids[inside], reference_position[inside] - start] = SENTINEL
 
 
-def _count_above(block: torch.Tensor, gallery: QuantizedGallery, scores: torch.Tensor,
+def _count_above(block64: torch.Tensor, gallery: QuantizedGallery, scores: torch.Tensor,
                  search: torch.Tensor, limits: _Thresholds, count_certain: torch.Tensor
                  ) -> torch.Tensor:
     """Per row, the items in the chunks `search` marks that score above the target.
@@ -331,30 +320,27 @@ def _count_above(block: torch.Tensor, gallery: QuantizedGallery, scores: torch.T
     cell = cell_ids.index_select(0, found[:, 0])
     rows = cell_rows.index_select(0, found[:, 0])
     items = (cell // (n * chunks)) * gallery.tile_items + (cell % chunks) * CHUNK + found[:, 1]
-    queries = block.double()
     above = torch.empty(len(items), dtype=torch.bool)
     for start in range(0, len(items), RESCORE_ITEMS):
         part = slice(start, start + RESCORE_ITEMS)
         # Pieces keep the float64 temporaries small: large fresh ones cost page faults. Each
         # pair is summed the same way as the target's score, so exact ties stay ties.
-        exact = queries.index_select(0, rows[part])
+        exact = block64.index_select(0, rows[part])
         exact.mul_(gallery.sorted_features.index_select(0, items[part]))
         above[part] = exact.sum(dim=1) > limits.target_exact.index_select(0, rows[part])
     return counts.index_add_(0, rows[above], torch.ones_like(rows[above]))
 
 
-def _dense_ranks(queries: torch.Tensor, gallery: QuantizedGallery, reference: torch.Tensor,
+def _dense_ranks(queries64: torch.Tensor, gallery: QuantizedGallery, reference: torch.Tensor,
                  target_exact: torch.Tensor) -> torch.Tensor:
     """Exact float64 ranks of a few poorly screened rows (say, a gallery of unequal norms)."""
-    counts = torch.zeros(queries.shape[0], dtype=torch.long)
-    for row, query in enumerate(queries.double()):
-        above = 0
-        for start in range(0, gallery.size, DENSE_ITEMS):
+    counts = torch.zeros(queries64.shape[0], dtype=torch.long)
+    for start in range(0, gallery.size, DENSE_ITEMS):
+        part = gallery.features[start:start + DENSE_ITEMS].double()  # once for all rows
+        for row, query in enumerate(queries64):
             # Summed like the target's score (not by a matmul), so exact ties stay ties.
-            part = gallery.features[start:start + DENSE_ITEMS].double().mul_(query)
-            exact = part.sum(dim=1)
+            exact = (part * query).sum(dim=1)
             if start <= reference[row] < start + len(exact):
                 exact[reference[row] - start] = float("-inf")
-            above += int((exact > target_exact[row]).sum())
-        counts[row] = above
+            counts[row] += int((exact > target_exact[row]).sum())
     return counts

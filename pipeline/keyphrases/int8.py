@@ -44,18 +44,6 @@ class RowInt8Linear(nn.Module):
         return out.reshape(*x.shape[:-1], self.out_features).to(x.dtype)
 
 
-def int8_matmul_available() -> bool:
-    """True when this torch build has the int8 x int8 -> int32 CPU matmul the layers use."""
-    if not hasattr(torch, "_int_mm"):  # a private op: absent from older or other builds
-        return False
-    try:
-        torch._int_mm(torch.ones(_MIN_ROWS, 8, dtype=torch.int8),
-                      torch.ones(8, 8, dtype=torch.int8))
-    except RuntimeError:
-        return False
-    return True
-
-
 def quantize_linears(module: nn.Module) -> int:
     """Replace every nn.Linear inside `module` with RowInt8Linear in place; returns the count."""
     count = 0

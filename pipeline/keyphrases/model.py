@@ -98,7 +98,8 @@ def load_keyword_model(model: str, device: str = "cpu", int8: bool = True) -> Ke
     else:
         st = SentenceTransformer(model, device=device)
     if int8 and str(device) == "cpu":
-        from pipeline.keyphrases.int8 import int8_matmul_available, quantize_linears
+        from pipeline.keyphrases.int8 import quantize_linears
+        from trainer.runtime import int8_matmul_available
 
         if int8_matmul_available():  # a torch build without it keeps float32
             quantize_linears(st)
