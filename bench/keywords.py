@@ -3,8 +3,9 @@
     python bench/keywords.py [--limit N] [--baseline N]
 
 For each dev set present, prints phrase F1 / token F1 (official scorer) and texts per second,
-for the whole set and for each half (rules were tuned on the first half only), then the plain
-KeyBERT baseline (1-3 grams, MMR, top 3) on a subset of the same texts.
+for the whole set and for each half (rules were tuned on the first half only), the reference's
+agreement with itself on texts that occur more than once (a ceiling), then the plain KeyBERT
+baseline (1-3 grams, MMR, top 3) on a subset of the same texts.
 """
 
 from __future__ import annotations
@@ -44,6 +45,27 @@ def mean_scores(scorer, preds: list[list[str]], golds: list[list[str]]) -> tuple
     pf = sum(scorer.phrase_f1(p, g) for p, g in zip(preds, golds, strict=True)) / n
     tf = sum(scorer.token_f1(p, g) for p, g in zip(preds, golds, strict=True)) / n
     return pf, tf
+
+
+def self_agreement(scorer, texts: list[str], golds: list[list[str]], preds: list[list[str]]):
+    """On texts that occur more than once: the reference against itself, and us, mean F1.
+
+    The LLM was run once per pair, so a repeated text got several reference lists; how well
+    they agree bounds what any deterministic extractor can score on those texts.
+    """
+    by_text: dict[str, list[int]] = {}
+    for i, text in enumerate(texts):
+        by_text.setdefault(text.strip().lower(), []).append(i)
+    groups = [rows for rows in by_text.values() if len(rows) > 1]
+    pairs = [(a, b) for rows in groups for k, a in enumerate(rows) for b in rows[k + 1 :]]
+    if not pairs:
+        return None
+    # F1 is symmetric in its two lists except for the greedy order: average both directions.
+    ref = sum(scorer.phrase_f1(golds[a], golds[b]) + scorer.phrase_f1(golds[b], golds[a])
+              for a, b in pairs) / (2 * len(pairs))
+    rows = [i for group in groups for i in group]
+    ours = sum(scorer.phrase_f1(preds[i], golds[i]) for i in rows) / len(rows)
+    return ref, ours, len(rows), len(pairs)
 
 
 def plain_keybert(model, texts: list[str]) -> list[list[str]]:
@@ -92,6 +114,11 @@ def main() -> int:
             pf, tf = mean_scores(scorer, preds[sl], golds[sl])
             print(f"bench keywords-{name}-{label}: phrase_f1={pf:.4f} token_f1={tf:.4f} "
                   f"n={len(golds[sl])}")
+        agreement = self_agreement(scorer, texts, golds, preds)
+        if agreement:
+            ref, ours, n_rows, n_pairs = agreement
+            print(f"bench keywords-{name}-repeated-texts: reference_vs_itself={ref:.4f} "
+                  f"ours={ours:.4f} texts={n_rows} pairs={n_pairs}")
         if args.baseline:
             sub = slice(0, min(args.baseline, len(texts)))
             start = time.perf_counter()

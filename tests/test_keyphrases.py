@@ -38,6 +38,11 @@ from pipeline.keyphrases.spelling import TypoCorrector  # noqa: E402
         ("has red lettering and is more red", ["red lettering", "more red"]),
         ("is the same and is identical", ["same"]),
         ("is similar and is darker", ["same", "darker"]),
+        # no-change requests in other words; an annotator's "none" is no request at all
+        ("is identical and looks like a perfect match", ["same"]),
+        ("its exactly what i want and is the same product", ["same"]),
+        ("none and is grey", ["grey"]),
+        ("none and no difference", ["same"]),
         # 'X looking' is an adjective; 'looking right' is what the subject does
         ("is more sporty looking", ["more sporty"]),
         ("has less busy looking graphics", ["less busy graphics"]),

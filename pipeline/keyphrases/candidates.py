@@ -126,6 +126,11 @@ def _is_removal(tokens: list[str]) -> bool:
     return tokens[:2] in (["get", "rid"], ["take", "away"], ["take", "out"])
 
 
+def _is_empty_answer(tokens: list[str]) -> bool:
+    """True for an annotator's 'none' / 'nothing': no request at all, not a negation."""
+    return tokens in (["none"], ["nothing"])
+
+
 def _split_on_and(tokens: list[str]) -> list[list[str]]:
     """Split at linkers, keeping colour pairs ("black and white") together."""
     chunks: list[list[str]] = [[]]
@@ -465,7 +470,7 @@ def generate_candidates(text: str, correct: Corrector | None = None) -> list[str
         tokens = [correct(t) for t in raw] if correct else raw
         tokens = _cut_rewrites(_cut_instead(tokens))
         for piece in _split_on_and(tokens):
-            if _is_removal(piece):
+            if _is_removal(piece) or _is_empty_answer(piece):
                 continue
             piece = _cut_than(piece)
             for sub in _sub_chunks(piece):

@@ -124,7 +124,9 @@ COLOUR_NOUNS = frozenset({"color", "colour", "colors", "colours", "colored", "co
 
 # Texts that ask for no change at all.
 SAME_CUES = frozenset({"same", "identical", "similar", "unchanged", "exact", "exactly",
-                       "match", "matching", "alike"})
+                       "match", "matching", "alike", "perfect", "provided", "otherwise", "both",
+                       "like", "what", "want", "wanted", "you", "i", "no", "difference",
+                       "differences"})
 
 # Everyday words of fashion and scene edits; typo correction prefers these.
 DOMAIN_WORDS = COLOURS | COLOUR_NOUNS | frozenset(
