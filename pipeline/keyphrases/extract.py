@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from pipeline.keyphrases.candidates import SAME, generate_candidates, normalise
+from pipeline.keyphrases.candidates import SAME, generate_candidates
+from pipeline.keyphrases.clauses import normalise
 from pipeline.keyphrases.model import KeywordModel, Selection
 
 

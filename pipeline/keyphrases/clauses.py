@@ -1,0 +1,128 @@
+"""Clauses of a modification text that describe the target, cut free of the reference.
+
+The text is normalised and cut at punctuation; what the target must no longer show is dropped
+("instead of X", "remove X", "there was X - now Y", "goes from X to Y").
+"""
+
+from __future__ import annotations
+
+import re
+
+from pipeline.keyphrases import lexicon as lx
+
+# Clause breaks: sentence punctuation and a spaced dash ("there was X - now Y").
+_CLAUSE_BREAK = re.compile(r"[.,;:!?()\[\]{}\"]+|\s+-+\s+|\s+--+|--+\s+")
+_TOKEN = re.compile(r"[a-z0-9]+(?:[-'][a-z0-9]+)*")
+_SPACED_NOT = re.compile(
+    r"\b(do|does|did|is|are|was|were|has|have|had|ca|wo|could|would|should)n t\b"
+)
+
+
+def normalise(text: str) -> str:
+    """Lower-case and unify spellings the rules rely on ("t shirt", curly quotes, "'s")."""
+    text = text.lower().replace("\u2019", "'").replace("`", "'")
+    text = re.sub(r"\bt[\s-]?shirts?\b", "t-shirt", text)
+    text = re.sub(r"\b(it|that|there|here|what|who|he|she)'s\b", r"\1 is", text)
+    text = re.sub(r"'s\b", "", text)
+    text = re.sub(r"'re\b", " are", text)
+    text = re.sub(r"'m\b", " am", text)
+    text = re.sub(r"'ve\b", " have", text)
+    text = re.sub(r"'ll\b", " will", text)
+    text = re.sub(r"\b(\w+)n't\b", r"\1 not", text)
+    # The apostrophe is often typed as a space: "doesn t have a collar".
+    text = _SPACED_NOT.sub(r"\1 not", text)
+    return text
+
+
+def clauses(text: str) -> list[list[str]]:
+    """Split a normalised text into clauses of word tokens."""
+    out = []
+    for part in _CLAUSE_BREAK.split(text):
+        tokens = _TOKEN.findall(part)
+        if tokens:
+            out.append(tokens)
+    return out
+
+
+# "goes from three puppies to a single puppy": only what follows "to" is the target.
+_GOES_FROM = re.compile(r"\b(?:goes|go|going|went|moves?|moving) from\b[^.;!?]*?(?<!next)(?<!close)"
+                        r"(?<!up) to\b")
+
+
+def _starts_now(tokens: list[str]) -> bool:
+    """True for a clause that turns to the target: 'now ...', 'and now ...'."""
+    return tokens[:1] == ["now"] or tokens[:2] in (["and", "now"], ["but", "now"])
+
+
+def _drop_old_state(parts: list[list[str]]) -> list[list[str]]:
+    """Drop what describes the reference rather than the target: clauses before a 'now'
+    clause ("there was X - now Y"), and 'instead of' / 'unlike' clauses."""
+    kept: list[list[str]] = []
+    for i, tokens in enumerate(parts):
+        later = parts[i + 1 :]
+        if tokens[:2] in (["there", "was"], ["there", "were"]) and later:
+            continue
+        if tokens[:1] == ["was"] and later:
+            continue
+        if tokens[:2] in (["instead", "of"], ["rather", "than"], ["unlike", "the"]):
+            continue
+        if tokens[:1] == ["unlike"] and later:  # "unlike two dogs, I want a llama"
+            continue
+        if any(_starts_now(t) for t in later):  # "X sat on grass - now it runs"
+            continue
+        if tokens[:3] in (["in", "place", "of"], ["as", "opposed", "to"]):
+            continue
+        kept.append(tokens)
+    return kept or parts
+
+
+def cut_instead(tokens: list[str]) -> list[str]:
+    """Keep the part of a clause before 'instead of' / 'rather than' (the new state)."""
+    for i in range(len(tokens) - 1):
+        pair = (tokens[i], tokens[i + 1])
+        if pair in (("instead", "of"), ("rather", "than"), ("not", "like")):
+            return tokens[:i]
+    return tokens
+
+
+def cut_than(tokens: list[str]) -> list[str]:
+    """'more grey than blue' -> 'more grey': what follows 'than' is what the reference shows;
+    'more than one dog' is a count and stays."""
+    for i in range(1, len(tokens)):
+        if tokens[i] == "than" and tokens[i - 1] not in lx.DEGREE | {"other", "rather"}:
+            return tokens[:i]
+    return tokens
+
+
+def cut_rewrites(tokens: list[str]) -> list[str]:
+    """Turn 'replace X with Y', 'change X to Y', 'X turns into Y' into Y."""
+    head = tokens[0] if tokens else ""
+    if head in {"replace", "swap", "substitute", "exchange"} and "with" in tokens:
+        return tokens[tokens.index("with") + 1 :]
+    for i, tok in enumerate(tokens):
+        if tok in {"change", "changes", "changed", "turn", "turns", "turned", "transform",
+                   "transformed", "switch", "convert", "converted", "becomes", "become"}:
+            rest = tokens[i + 1 :]
+            for marker in ("into", "to"):
+                if marker in rest:
+                    return rest[rest.index(marker) + 1 :]
+    return tokens
+
+
+def is_removal(tokens: list[str]) -> bool:
+    """True when the clause asks to remove something (it names what the target lacks)."""
+    if not tokens:
+        return False
+    if tokens[0] in lx.REMOVAL_VERBS:
+        return not (tokens[0] == "take" and "picture" in tokens)
+    return tokens[:2] in (["get", "rid"], ["take", "away"], ["take", "out"])
+
+
+def is_empty_answer(tokens: list[str]) -> bool:
+    """True for an annotator's 'none' / 'nothing': no request at all, not a negation."""
+    return tokens in (["none"], ["nothing"])
+
+
+def target_clauses(text: str) -> list[list[str]]:
+    """Normalised clauses of `text` that describe the target, the reference's dropped."""
+    return _drop_old_state(clauses(_GOES_FROM.sub("", normalise(text))))
