@@ -4,7 +4,7 @@
 
 For each dev set present, prints phrase F1 / token F1 (official scorer) and texts per second,
 for the whole set and for each half (rules were tuned on the first half only), the reference's
-agreement with itself on texts that occur more than once (a ceiling), then the plain KeyBERT
+agreement with itself on texts that occur more than once (its noise), then the plain KeyBERT
 baseline (1-3 grams, MMR, top 3) on a subset of the same texts.
 """
 
@@ -47,11 +47,13 @@ def mean_scores(scorer, preds: list[list[str]], golds: list[list[str]]) -> tuple
     return pf, tf
 
 
-def self_agreement(scorer, texts: list[str], golds: list[list[str]], preds: list[list[str]]):
+def self_agreement(
+    scorer, texts: list[str], golds: list[list[str]], preds: list[list[str]]
+) -> tuple[float, float, int, int] | None:
     """On texts that occur more than once: the reference against itself, and us, mean F1.
 
-    The LLM was run once per pair, so a repeated text got several reference lists; how well
-    they agree bounds what any deterministic extractor can score on those texts.
+    The LLM was run once per pair, so a repeated text got several reference lists; one fixed
+    answer cannot match two that differ, so their agreement shows the reference's own noise.
     """
     by_text: dict[str, list[int]] = {}
     for i, text in enumerate(texts):
