@@ -122,7 +122,8 @@ LIGHTNESS = frozenset({"dark", "light", "bright", "pale", "darker", "lighter", "
 COLOUR_NOUNS = frozenset({"color", "colour", "colors", "colours", "colored", "coloured",
                           "tone", "tones", "shade", "shades", "hue"})
 
-# Texts that ask for no change at all.
+# Words of no-change requests ("is identical", "looks like a perfect match", "exactly what you
+# provided", "no difference"). A chunk asks for no change only when every content word is one.
 SAME_CUES = frozenset({"same", "identical", "similar", "unchanged", "exact", "exactly",
                        "match", "matching", "alike", "perfect", "provided", "otherwise", "both",
                        "like", "what", "want", "wanted", "you", "i", "no", "difference",
