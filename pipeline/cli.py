@@ -11,7 +11,7 @@ from typing import Annotated, TypeVar
 
 import typer
 
-from pipeline.config import load_params
+from pipeline.config import KeywordsParams, load_params
 
 app = typer.Typer(
     add_completion=False,
@@ -109,10 +109,14 @@ def keywords(
     if out is None:
         raise typer.BadParameter("give --out PRED.jsonl when extracting from a file")
     from pipeline.keyphrases import extract_file, load_keyword_model
+    from pipeline.keywords import keyword_selection
     from pipeline.models import resolve_model
 
-    spec = model or load_params(params).keywords.model
-    stats = extract_file(load_keyword_model(resolve_model(spec)), texts, out, skip_bad=skip_bad)
+    # With --model and no params.yaml (outside a project), the default selection applies.
+    cfg = load_params(params).keywords if model is None or params.is_file() else KeywordsParams()
+    selection = keyword_selection(cfg)
+    keyword_model = load_keyword_model(resolve_model(model or cfg.model))
+    stats = extract_file(keyword_model, texts, out, skip_bad=skip_bad, selection=selection)
     typer.echo(f"[keywords] in={stats['n_in']} out={stats['n_out']} skipped={stats['n_skipped']}")
 
 

@@ -71,6 +71,11 @@ class KeywordsParams:
     batch_size: int = 256
     shards: int = 2
     on_bad_record: OnBadRecord = "fail"
+    # KeyBERT's choice among our candidates: the cosine to the text a phrase needs, the cosine
+    # at which two phrases count as one, and the most phrases kept per text.
+    min_score: float = 0.2
+    duplicate_similarity: float = 0.95
+    max_phrases: int = 8
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pyarrow as pa
 
@@ -13,6 +14,9 @@ from pipeline.models import resolve_model
 from pipeline.parallel import map_tasks
 from pipeline.report import StageReport
 from pipeline.shards import KEYWORDS, TRIPLETS, read_table, shard_ranges, write_table
+
+if TYPE_CHECKING:
+    from pipeline.keyphrases import Selection
 
 
 @dataclass(frozen=True)
@@ -31,19 +35,30 @@ def _keyword_model(model: str):  # noqa: ANN202 - returns pipeline.keyphrases.Ke
     return load_keyword_model(resolve_model(model))
 
 
+def keyword_selection(cfg: KeywordsParams) -> Selection:
+    """KeyBERT's selection settings from the keywords section (checked: cosines in [-1, 1])."""
+    from pipeline.keyphrases import Selection
+
+    return Selection(min_score=cfg.min_score, duplicate_similarity=cfg.duplicate_similarity,
+                     max_phrases=cfg.max_phrases)
+
+
 def extract_chunk(task: KeywordTask) -> list[list[str]]:
     """Keywords for each text of the chunk, in order."""
     from pipeline.keyphrases import extract_keywords
 
     model = _keyword_model(task.params.model)
-    return extract_keywords(model, list(task.texts), batch_size=task.params.batch_size)
+    return extract_keywords(model, list(task.texts), batch_size=task.params.batch_size,
+                            selection=keyword_selection(task.params))
 
 
 def run(params: Params, prepare_dir: Path, out_dir: Path) -> StageReport:
     """Write keywords.parquet (split, pair_id, keywords) for every triplet."""
     cfg = params.keywords
     if cfg.backend == "keybert":
-        resolve_model(cfg.model)  # a missing local model fails now, not inside the workers
+        # A missing local model or a bad threshold fails now, not inside the workers.
+        resolve_model(cfg.model)
+        keyword_selection(cfg)
     triplets = read_table(Path(prepare_dir) / "triplets.parquet", TRIPLETS)
     report = StageReport("keywords", cfg.on_bad_record)
     rows = triplets.select(["split", "pair_id", "modification", "keywords"]).to_pylist()

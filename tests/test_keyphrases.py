@@ -11,6 +11,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from pipeline.keyphrases import (  # noqa: E402
     BadTextRecord,
+    Selection,
     default_model_path,
     extract_file,
     extract_keywords,
@@ -140,6 +141,25 @@ def test_extract_keywords_with_packaged_minilm(minilm) -> None:
     assert all(isinstance(p, str) and p for row in first for p in row)
 
 
+def test_selection_settings_steer_the_choice(minilm) -> None:
+    text = ["is darker and has long sleeves and a floral print"]
+    assert len(extract_keywords(minilm, text)[0]) == 3
+    # one phrase allowed: the best-scored (cosine 0.60, vs 0.54 and 0.48); at a threshold of 1
+    # only it is left, and at a duplicate cosine of -1 every other phrase repeats it
+    assert extract_keywords(minilm, text, selection=Selection(max_phrases=1)) == [["floral print"]]
+    for selection in (Selection(min_score=1.0), Selection(duplicate_similarity=-1.0)):
+        assert len(extract_keywords(minilm, text, selection=selection)[0]) == 1
+
+
+def test_selection_rejects_values_that_are_not_cosines() -> None:
+    with pytest.raises(ValueError, match=r"keywords.min_score: must be a cosine in \[-1, 1\]"):
+        Selection(min_score=1.5)
+    with pytest.raises(ValueError, match=r"keywords.duplicate_similarity"):
+        Selection(duplicate_similarity=-2)
+    with pytest.raises(ValueError, match=r"keywords.max_phrases: must be >= 1"):
+        Selection(max_phrases=0)
+
+
 def test_near_duplicate_spellings_merge(minilm) -> None:
     assert extract_keywords(minilm, ["is grey and is gray"]) in (
         [["grey"]],
@@ -160,6 +180,31 @@ def test_extract_file_round_trip(minilm, tmp_path) -> None:
         {"id": 7, "keywords": []},
     ]
     assert [p.name for p in out.parent.iterdir()] == ["pred.jsonl"]
+
+
+def test_cli_takes_the_selection_from_params(tmp_path, monkeypatch) -> None:
+    from typer.testing import CliRunner
+
+    from pipeline.cli import app
+
+    monkeypatch.chdir(tmp_path)
+    texts = tmp_path / "texts.jsonl"
+    texts.write_text(json.dumps({"id": "a", "text": "is darker and has long sleeves"}) + "\n")
+    model = default_model_path()
+    runner = CliRunner()
+    # outside a project (no params.yaml) --model is enough: default selection, both phrases
+    done = runner.invoke(app, ["keywords", str(texts), "--out", "all.jsonl", "--model", model])
+    assert done.exit_code == 0, done.output
+    written = json.loads((tmp_path / "all.jsonl").read_text())
+    assert written["keywords"] == ["darker", "long sleeves"]
+    (tmp_path / "params.yaml").write_text("keywords:\n  max_phrases: 1\n")
+    done = runner.invoke(app, ["keywords", str(texts), "--out", "one.jsonl", "--model", model])
+    assert done.exit_code == 0, done.output
+    assert len(json.loads((tmp_path / "one.jsonl").read_text())["keywords"]) == 1
+    (tmp_path / "params.yaml").write_text("keywords:\n  min_score: 3\n")
+    done = runner.invoke(app, ["keywords", str(texts), "--out", "bad.jsonl", "--model", model])
+    assert done.exit_code == 2 and "keywords.min_score: must be a cosine" in done.output
+    assert not (tmp_path / "bad.jsonl").exists()
 
 
 def test_extract_file_bad_line_names_the_line(minilm, tmp_path) -> None:

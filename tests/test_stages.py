@@ -1,6 +1,7 @@
 """Every stage's run() on a tiny dataset, chained the way dvc.yaml chains them."""
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -101,6 +102,18 @@ def test_caption_and_keyword_tables(run_all):
     assert {"image_id": "train-red-8", "caption": "a red square"} in captions
     kws = read_table(root / "keywords" / "keywords.parquet", KEYWORDS).to_pylist()
     assert {"split": "test", "pair_id": "test-0", "keywords": ["green"]} in kws
+
+
+def test_keybert_tasks_take_their_selection_from_params(run_all, tmp_path):
+    text = ("is darker and has long sleeves and a floral print",)
+    task = keywords.KeywordTask(texts=text, params=KeywordsParams(max_phrases=1))
+    assert keywords.extract_chunk(task) == [["floral print"]]  # KeyBERT's top phrase
+    # a bad threshold fails before any worker starts, and writes nothing
+    root, params, _ = run_all
+    bad = replace(params, keywords=KeywordsParams(min_score=2.0))
+    with pytest.raises(ValueError, match=r"keywords.min_score: must be a cosine"):
+        keywords.run(bad, root / "prepare", tmp_path / "keywords")
+    assert not (tmp_path / "keywords").exists()
 
 
 def test_render_writes_unified_queries(run_all):

@@ -36,21 +36,27 @@ def select_phrases(
 
 
 def extract_keywords(
-    model: KeywordModel, texts: list[str], batch_size: int = 256
+    model: KeywordModel,
+    texts: list[str],
+    batch_size: int = 256,
+    selection: Selection | None = None,
 ) -> list[list[str]]:
     """Target keyword phrases for each text, in rendering (text) order; deterministic.
 
-    An empty or whitespace-only text gives an empty list.
+    An empty or whitespace-only text gives an empty list. `selection` defaults to Selection().
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    selection = selection or Selection()
     results: list[list[str]] = []
     for start in range(0, len(texts), batch_size):
-        results.extend(_extract_batch(model, texts[start : start + batch_size]))
+        results.extend(_extract_batch(model, texts[start : start + batch_size], selection))
     return results
 
 
-def _extract_batch(model: KeywordModel, texts: list[str]) -> list[list[str]]:
+def _extract_batch(
+    model: KeywordModel, texts: list[str], selection: Selection
+) -> list[list[str]]:
     """One batch: candidates for every text, then two batched embedding calls."""
     candidates = [generate_candidates(t, model.corrector) if t.strip() else [] for t in texts]
     # A lone candidate is kept whatever its score, so only texts with a choice are embedded.
@@ -59,5 +65,5 @@ def _extract_batch(model: KeywordModel, texts: list[str]) -> list[list[str]]:
     phrase_vectors = model.embed_phrases([p for i in live for p in candidates[i]])
     out: list[list[str]] = [list(c) if len(c) == 1 else [] for c in candidates]
     for row, i in enumerate(live):
-        out[i] = select_phrases(candidates[i], doc_vectors[row], phrase_vectors, model.selection)
+        out[i] = select_phrases(candidates[i], doc_vectors[row], phrase_vectors, selection)
     return out

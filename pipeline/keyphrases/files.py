@@ -8,7 +8,7 @@ from typing import Any
 
 from pipeline.atomic import atomic_path
 from pipeline.keyphrases.extract import extract_keywords
-from pipeline.keyphrases.model import KeywordModel
+from pipeline.keyphrases.model import KeywordModel, Selection
 
 
 class BadTextRecord(ValueError):
@@ -72,6 +72,7 @@ def extract_file(
     out_jsonl: Path,
     batch_size: int = 256,
     skip_bad: bool = False,
+    selection: Selection | None = None,
 ) -> dict:
     """Write `{"id", "keywords"}` lines for every `{"id", "text"}` line, atomically.
 
@@ -80,7 +81,8 @@ def extract_file(
     whitespace-only text is kept and gets `"keywords": []` (nothing is drawn for it).
     """
     records, skipped = read_text_records(Path(texts_jsonl), skip_bad=skip_bad)
-    keywords = extract_keywords(model, [r["text"] for r in records], batch_size=batch_size)
+    texts = [r["text"] for r in records]
+    keywords = extract_keywords(model, texts, batch_size=batch_size, selection=selection)
     with atomic_path(out_jsonl) as tmp, open(tmp, "w", encoding="utf-8") as f:
         for record, phrases in zip(records, keywords, strict=True):
             f.write(json.dumps({"id": record["id"], "keywords": phrases}, ensure_ascii=False))

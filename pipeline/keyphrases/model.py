@@ -17,12 +17,21 @@ MAX_CACHED_PHRASES = 200_000
 
 @dataclass(frozen=True)
 class Selection:
-    """How KeyBERT scores turn candidates into the final phrase list."""
+    """How KeyBERT scores turn candidates into the final phrase list (params: keywords.*)."""
 
     # cosine(doc, phrase) below this: off-topic filler (0.2 was best on the tuning halves)
     min_score: float = 0.2
     duplicate_similarity: float = 0.95  # two phrases this close say the same thing once
     max_phrases: int = 8  # the rendered image has room for only so many lines
+
+    def __post_init__(self) -> None:
+        # Both thresholds compare cosines of unit vectors, so only [-1, 1] means anything.
+        for name in ("min_score", "duplicate_similarity"):
+            value = getattr(self, name)
+            if not -1.0 <= value <= 1.0:
+                raise ValueError(f"keywords.{name}: must be a cosine in [-1, 1], got {value}")
+        if self.max_phrases < 1:
+            raise ValueError(f"keywords.max_phrases: must be >= 1, got {self.max_phrases}")
 
 
 @dataclass
@@ -31,7 +40,6 @@ class KeywordModel:
 
     keybert: object
     corrector: TypoCorrector
-    selection: Selection = field(default_factory=Selection)
     phrase_cache: dict[str, np.ndarray] = field(default_factory=dict)
 
     def embed(self, texts: list[str]) -> np.ndarray:
