@@ -12,6 +12,7 @@ import torch
 from trainer.data import (
     InputsFormatError,
     InputsMeta,
+    PixelSource,
     QueryTable,
     read_gallery,
     read_meta,
@@ -81,16 +82,22 @@ def _scatter(parts: list[tuple[np.ndarray, torch.Tensor]], size: int) -> torch.T
 
 
 @torch.inference_mode()
+def embed_images(model: DQUModel, images: PixelSource, meta: InputsMeta, batch_size: int,
+                 device: torch.device, precision: Precision) -> torch.Tensor:
+    """Normalised target-side features (N, d) of every row of `images`, on `device`."""
+    feats = []
+    with eval_mode(model), autocast(device, precision):
+        for rows, pixels in images.batches(batch_size):
+            pixels = torch.from_numpy(pixels).to(device)
+            feats.append((rows, model.encode_image(to_model_pixels(pixels, meta.mean,
+                                                                   meta.std)).float()))
+    return _scatter(feats, len(images)) if feats else torch.zeros(0, 0, device=device)
+
+
 def embed_gallery(model: DQUModel, data: EvalSplit, batch_size: int, device: torch.device,
                   precision: Precision) -> torch.Tensor:
     """Normalised target-side features (G, d) of the gallery, on `device`."""
-    feats = []
-    with eval_mode(model), autocast(device, precision):
-        for rows, pixels in data.gallery.batches(batch_size):
-            pixels = torch.from_numpy(pixels).to(device)
-            feats.append((rows, model.encode_image(to_model_pixels(pixels, data.meta.mean,
-                                                                   data.meta.std)).float()))
-    return _scatter(feats, len(data.gallery_ids)) if feats else torch.zeros(0, 0, device=device)
+    return embed_images(model, data.gallery, data.meta, batch_size, device, precision)
 
 
 def _join(parts: list[tuple[np.ndarray, torch.Tensor | None]], size: int

@@ -35,6 +35,7 @@ from trainer.encoders import compile_blocks, load_clip, set_grad_checkpointing
 from trainer.evaluate import (
     EvalSplit,
     embed_gallery,
+    embed_images,
     embed_query_parts,
     evaluate,
     fuse_queries,
@@ -47,7 +48,6 @@ from trainer.loss import info_nce_loss
 from trainer.runtime import (
     Precision,
     autocast,
-    eval_mode,
     resolve_device,
     resolve_precision,
     seed_everything,
@@ -249,7 +249,7 @@ def _build_cache(model: DQUModel, dataset: TripletDataset, meta: InputsMeta,
                  precision: Precision) -> _FeatureCache:
     """Encode every train query, train target and val query / gallery image exactly once."""
     text, visual = embed_query_parts(model, dataset.queries, meta, batch_size, device, precision)
-    images = _embed_store(model, dataset.images, meta, batch_size, device, precision)
+    images = embed_images(model, dataset.images.pixels, meta, batch_size, device, precision)
     cache = _FeatureCache(text=text, visual=visual,
                           target=images[torch.from_numpy(dataset.target_rows).to(device)])
     if val_data is not None:
@@ -257,18 +257,6 @@ def _build_cache(model: DQUModel, dataset: TripletDataset, meta: InputsMeta,
             model, val_data.queries, meta, batch_size, device, precision)
         cache.val_gallery = embed_gallery(model, val_data, batch_size, device, precision)
     return cache
-
-
-@torch.inference_mode()
-def _embed_store(model: DQUModel, images: ImageStore, meta: InputsMeta, batch_size: int,
-                 device: torch.device, precision: Precision) -> torch.Tensor:
-    feats = []
-    with eval_mode(model), autocast(device, precision):
-        for start in range(0, len(images), batch_size):
-            rows = np.arange(start, min(start + batch_size, len(images)))
-            pixels = torch.from_numpy(images.pixels.take(rows)).to(device)
-            feats.append(model.encode_image(to_model_pixels(pixels, meta.mean, meta.std)).float())
-    return torch.cat(feats)
 
 
 def _head_state(model: DQUModel) -> dict[str, torch.Tensor]:
