@@ -15,11 +15,10 @@ from __future__ import annotations
 import contextlib
 import threading
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 
 import torch
 
-from trainer.runtime import torch_threads
+from trainer.runtime import run_single_threaded, torch_threads
 from trainer.screened_ranking import (
     QuantizedGallery,
     ScreenBuffers,
@@ -62,7 +61,7 @@ def rank_targets(queries: torch.Tensor, gallery: torch.Tensor, target_index: tor
         return ranks, top
     cores = torch.get_num_threads() if device.type == "cpu" else 1
     # On CPU, every op runs single-threaded (the blocks are spread over worker threads
-    # instead): see _run_single_threaded_workers for why.
+    # instead): see trainer.runtime.run_single_threaded for why.
     with torch_threads(1) if device.type == "cpu" else contextlib.nullcontext():
         _rank_blocks(queries, gallery, target_index, reference_index, ranks, top, top_n,
                      block_rows, rank_cap, screen, cores)
@@ -151,13 +150,8 @@ def _float_block(block: torch.Tensor, gallery_t: torch.Tensor, target: torch.Ten
 
 def _run_single_threaded_workers(run_blocks: Callable[[Callable[[], int | None]], None],
                                  starts: list[int], workers: int) -> None:
-    """Run `run_blocks` in `workers` threads, each with one-thread torch ops, sharing blocks.
-
-    Why not torch's own threads: every op of a block would be an OpenMP region whose barrier
-    waits for both cores, so one core taken by another process stalls each op for a scheduler
-    slice (5x slower on a loaded 2-core machine; 20x for the int8 matmul). Whole blocks per
-    thread need no barrier, and the matmuls and elementwise passes release the GIL.
-    """
+    """Run `run_blocks` in `workers` single-threaded workers (see run_single_threaded), each
+    taking the next block start until none is left."""
     lock = threading.Lock()
     pending = iter(starts)
 
@@ -165,11 +159,4 @@ def _run_single_threaded_workers(run_blocks: Callable[[Callable[[], int | None]]
         with lock:
             return next(pending, None)
 
-    def worker() -> None:
-        torch.set_num_threads(1)  # OpenMP's thread count is per calling thread
-        with torch.inference_mode():  # thread-local, like the thread count
-            run_blocks(next_start)
-
-    with ThreadPoolExecutor(workers) as pool:
-        for future in [pool.submit(worker) for _ in range(workers)]:
-            future.result()
+    run_single_threaded(lambda _: run_blocks(next_start), workers, workers)

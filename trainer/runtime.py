@@ -6,7 +6,8 @@ import contextlib
 import functools
 import os
 import random
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -101,6 +102,26 @@ def torch_threads(count: int) -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(previous)
+
+
+def run_single_threaded(task: Callable[[int], None], count: int, workers: int) -> None:
+    """Call task(i) for every i < count over `workers` threads, each with one-thread torch ops.
+
+    Why not torch's own threads: every op would be an OpenMP region whose barrier waits for all
+    cores, so one core taken by another process stalls each op for a scheduler slice (5x slower
+    on a loaded 2-core machine; 20x for the int8 matmul). Whole tasks per thread need no
+    barrier, and matmuls and elementwise passes release the GIL. The caller's inference mode
+    is carried into the threads: like the thread count, it is per thread.
+    """
+    inference = torch.is_inference_mode_enabled()
+
+    def run(i: int) -> None:
+        torch.set_num_threads(1)  # OpenMP's thread count is per calling thread
+        with torch.inference_mode(inference):
+            task(i)
+
+    with ThreadPoolExecutor(workers) as pool:
+        list(pool.map(run, range(count)))
 
 
 @functools.cache

@@ -24,12 +24,11 @@ down turns every score into 0 or -1, and int32 sums count them.
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import torch
 
-from trainer.runtime import int8_matmul_available
+from trainer.runtime import int8_matmul_available, run_single_threaded
 
 # Int32 ranges: scores are at most 127^2 * d <= 2^27 in size; thresholds are clamped to
 # +-LIMIT (which changes no decision, every score lying inside); masked items (reference,
@@ -114,14 +113,8 @@ def quantize_gallery(gallery: torch.Tensor, workers: int = 1) -> QuantizedGaller
         max_norms=torch.zeros(tiles, dtype=torch.float64), tile_items=tile)
     sorted_row_max = row_max.index_select(0, order)
     if workers > 1 and tiles > 1:
-        inference = torch.is_inference_mode_enabled()
-
-        def in_worker(k: int) -> None:
-            torch.set_num_threads(1)  # per calling thread, like the ranking workers
-            with torch.inference_mode(inference):  # thread-local too
-                _quantize_tile(quantized, k, sorted_row_max)
-        with ThreadPoolExecutor(min(workers, tiles)) as pool:
-            list(pool.map(in_worker, range(tiles)))
+        run_single_threaded(lambda k: _quantize_tile(quantized, k, sorted_row_max), tiles,
+                            min(workers, tiles))
     else:
         for k in range(tiles):
             _quantize_tile(quantized, k, sorted_row_max)
