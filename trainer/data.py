@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -97,7 +97,8 @@ def shard_paths(inputs_dir: str | Path, name: str) -> list[Path]:
     return paths
 
 
-def _pixel_chunk(array: pa.Array, image_size: int, record_id, source: Path) -> np.ndarray:
+def pixel_chunk(array: pa.Array, image_size: int, record_id: Callable[[int], str],
+                source: Path) -> np.ndarray:
     """View one binary pixel chunk as uint8 (n, S, S, 3) without copying."""
     expected = image_size * image_size * 3
     if array.null_count:
@@ -140,7 +141,7 @@ def _pixel_chunks(column: pa.ChunkedArray, image_size: int, ids: pa.ChunkedArray
         def record_id(row: int, base: int = first_row) -> str:
             return ids[base + row].as_py()
 
-        views.append(_pixel_chunk(chunk, image_size, record_id, source))
+        views.append(pixel_chunk(chunk, image_size, record_id, source))
         first_row += len(chunk)
     return views
 

@@ -19,7 +19,7 @@ from trainer.data import (
     InputsFormatError,
     InputsMeta,
     QueryTable,
-    _pixel_chunk,
+    pixel_chunk,
     query_table,
     read_query_fields,
     shard_paths,
@@ -95,7 +95,7 @@ class StreamedPixels:
                               ) -> str:
                     return ids[base + row]
 
-                view = _pixel_chunk(batch.column(0), self.image_size, record_id, shard.path)
+                view = pixel_chunk(batch.column(0), self.image_size, record_id, shard.path)
                 yield np.stack([local, wanted[local]], axis=1), view
             offset += batch.num_rows
 

@@ -15,25 +15,27 @@ from torch import nn
 _MIN_ROWS = 17
 
 
+def _quantize_rows(rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Int8 codes of each row at its own scale (max |value| -> 127), and the (n, 1) scales."""
+    scale = rows.abs().amax(dim=1, keepdim=True).clamp(min=1e-12) / 127.0
+    return torch.round(rows / scale).clamp(-127, 127).to(torch.int8), scale
+
+
 class RowInt8Linear(nn.Module):
     """A frozen nn.Linear with per-output-channel int8 weights and per-row int8 activations."""
 
     def __init__(self, linear: nn.Linear) -> None:
         super().__init__()
-        weight = linear.weight.detach().float()
-        scale = weight.abs().amax(dim=1).clamp(min=1e-12) / 127.0
-        quantized = torch.round(weight / scale[:, None]).clamp(-127, 127).to(torch.int8)
+        quantized, scale = _quantize_rows(linear.weight.detach().float())
         self.register_buffer("weight_t", quantized.t().contiguous())  # (in, out) for _int_mm
-        self.register_buffer("weight_scale", scale)
+        self.register_buffer("weight_scale", scale.squeeze(1))
         bias = linear.bias.detach().float().clone() if linear.bias is not None else None
         self.register_buffer("bias", bias)
         self.out_features = linear.out_features
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x @ W.T + b, computed in int8 with an exact int32 accumulator."""
-        rows = x.reshape(-1, x.shape[-1]).float()
-        scale = rows.abs().amax(dim=1, keepdim=True).clamp(min=1e-12) / 127.0
-        quantized = torch.round(rows / scale).clamp(-127, 127).to(torch.int8)
+        quantized, scale = _quantize_rows(x.reshape(-1, x.shape[-1]).float())
         n = quantized.shape[0]
         if n < _MIN_ROWS:
             pad = quantized.new_zeros((_MIN_ROWS - n, quantized.shape[1]))
