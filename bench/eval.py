@@ -8,12 +8,14 @@ recall is read: `trainer.ranking.rank_targets` with rank_cap = max(K). On CPU it
 from `trainer.screened_ranking`: every query-gallery score in int8 (an int8 x int8 -> int32
 matmul, about five times faster than float32 here), per-query integer thresholds from a proven
 bound on the int8 error, and exact float64 rescoring of only the items too close to the target
-to call. The baseline is the official `test.py` after feature extraction, loops and lookups
-kept as written: per-row normalisation loops, one `sims = queries.dot(gallery.T)` (NumPy), a
-per-query mask through `list.index`, a per-query full `np.argsort`, and per-K loops of
-`list.index(...) in nns[:k]`. Both sides compute every query-gallery score; the float32 matmul
-alone is timed and printed as a note, with ours on its float32 path (the one GPUs take) and
-ours with the top-50 ids that submissions and the caption hit rule need.
+to call; each round times five calls of ours and takes their median (one call is 50x shorter
+than the baseline's, so scheduler noise would otherwise dominate it). The baseline is the
+official `test.py` after feature extraction, loops and lookups kept as written: per-row
+normalisation loops, one `sims = queries.dot(gallery.T)` (NumPy), a per-query mask through
+`list.index`, a per-query full `np.argsort`, and per-K loops of `list.index(...) in nns[:k]`.
+Both sides compute every query-gallery score; the float32 matmul alone is timed and printed as
+a note, with ours on its float32 path (the one GPUs take) and ours with the top-50 ids that
+submissions and the caption hit rule need.
 
 `bench eval-rss`: peak RSS of our whole `trainer.evaluate.evaluate` on a CIRR-sized split
 (about 4,000 queries, 2,300 gallery images, 224 px, a small random-weight CLIP), measured in a
@@ -59,9 +61,9 @@ from trainer.metrics import recall_from_ranks
 from trainer.ranking import rank_targets
 
 SIZES = {
-    "full": {"queries": 5000, "gallery": 20000, "dim": 128, "rounds": 3,
+    "full": {"queries": 5000, "gallery": 20000, "dim": 128, "rounds": 3, "ours_calls": 5,
              "rss_queries": 4000, "rss_gallery": 2300, "rss_size": 224},
-    "tiny": {"queries": 60, "gallery": 300, "dim": 16, "rounds": 1,
+    "tiny": {"queries": 60, "gallery": 300, "dim": 16, "rounds": 1, "ours_calls": 1,
              "rss_queries": 24, "rss_gallery": 16, "rss_size": 32},
 }
 KS = (1, 10, 50)
@@ -167,9 +169,13 @@ def bench_recall(scale: str) -> BenchResult:
 
     def ours() -> float:
         # top_n=0: what is reported is recall, which needs target ranks, not top-k ids.
-        seconds, results["ours"] = timed(lambda: rank_queries(
-            query_t, gallery_t, data, KS, 0, BATCH_SIZE))
-        return seconds
+        # One call is ~50x shorter than the baseline's, so a scheduler hiccup or the cold
+        # first call (thread pool start) can move it by a third: each round takes the median
+        # of a few calls, as the baseline's seconds-long call averages such noise away.
+        calls = [timed(lambda: rank_queries(query_t, gallery_t, data, KS, 0, BATCH_SIZE))
+                 for _ in range(size["ours_calls"])]
+        results["ours"] = calls[-1][1]
+        return median([seconds for seconds, _ in calls])
 
     def baseline() -> float:
         # The official code divides in place; give it fresh copies, outside the timing.
