@@ -73,6 +73,8 @@ from pipeline.keyphrases.spelling import TypoCorrector  # noqa: E402
         # the text's own number: "short sleeve" stays singular; said both ways, the plural wins
         ("is a short sleeve shirt", ["short sleeve"]),
         ("is long sleeve and has long sleeves", ["long sleeves"]),
+        # the sleeves named twice, once in the plural: both are listed in the plural
+        ("is a short sleeve tee and has shorter sleeves", ["short sleeves", "shorter sleeves"]),
         ("Add a bird, place birds on the branch", ["bird", "on the branch"]),
         # one colour in two spellings is one attribute, in US spelling
         ("is grey and is gray with a logo", ["gray", "logo"]),

@@ -34,7 +34,7 @@ from pipeline.keyphrases.clauses import (
     is_removal,
     target_clauses,
 )
-from pipeline.keyphrases.repeats import drop_negated_repeats, merge_repeats
+from pipeline.keyphrases.repeats import drop_negated_repeats, merge_repeats, pluralise_sleeves
 
 SAME = "same"
 
@@ -60,7 +60,8 @@ def generate_candidates(text: str, correct: Corrector | None = None) -> list[str
                     if attr and not is_garment_only(attr):
                         for item in split_negated_list(attr):
                             chunks.extend(split_colour_list(item))
-    phrases = drop_negated_repeats(merge_repeats([" ".join(c) for c in chunks]))
+    phrases = pluralise_sleeves(drop_negated_repeats(merge_repeats(
+        [" ".join(c) for c in chunks])))
     # "is similar but blue and more fitted" asks for changes, not for the same item: "same" is
     # kept next to one other request at most.
     if saw_same and SAME not in phrases and len(phrases) <= 1:

@@ -58,6 +58,14 @@ def _plain_words(phrase: str) -> frozenset[str]:
                      if t not in lx.GLUE or t in lx.DEGREE)
 
 
+def pluralise_sleeves(phrases: list[str]) -> list[str]:
+    """Write "short sleeve" as "short sleeves" when another phrase says "sleeves": a text that
+    names the sleeves twice ("a short sleeve tee ... shorter sleeves") is listed in the plural."""
+    if not any(p.endswith(" sleeves") for p in phrases):
+        return phrases
+    return [p + "s" if p.endswith(" sleeve") else p for p in phrases]
+
+
 def drop_negated_repeats(phrases: list[str]) -> list[str]:
     """Drop "no sleeves" when "sleeveless" is also there: one attribute, said twice."""
     stems = {p[:-4] for p in phrases if p.endswith("less") and " " not in p}
