@@ -62,6 +62,18 @@ from pipeline.keyphrases.spelling import TypoCorrector  # noqa: E402
         ("white pugs were sleeping on a pillow - now they sit on a rug", ["sit", "on a rug"]),
         ("Unlike two dogs performing tricks, I want a black llama.", ["black llama"]),
         ("Replace the glass cup with a glass vase.", ["glass vase"]),
+        ("A live dog is replaced by a dead wild boar.", ["dead wild boar"]),
+        ("no lamps and the couch replaced with a bed", ["no lamps", "bed"]),
+        ("Swap the blue jeans for black ones.", ["black jeans"]),
+        # a part said to have a quality is one attribute; "the color is X" is X
+        ("the sleeves are longer and the logo is slightly darker",
+         ["longer sleeves", "darker logo"]),
+        ("has a logo that is smaller and text is in white", ["smaller logo", "white text"]),
+        ("the background color is beige and the color is darker", ["beige background", "darker"]),
+        ("the dog is black", ["dog", "black"]),
+        # a modal only makes the request
+        ("the heel should be thinner and it needs to have a strap", ["thinner heel", "strap"]),
+        ("same shoe but in brown leather", ["same", "brown leather"]),
         ("Goes from three puppies to a single puppy.", ["single puppy"]),
         ("Goes from a dog next to a tree to a cat.", ["cat"]),
         ("Put a lamp in the background.", ["lamp"]),

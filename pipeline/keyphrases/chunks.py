@@ -22,11 +22,58 @@ def split_on_linkers(tokens: list[str]) -> list[list[str]]:
 
 
 def _split_on_copula(tokens: list[str]) -> list[list[str]]:
-    """Split 'SUBJECT is X' into the subject and X; both describe the target."""
+    """Split 'SUBJECT is X' into the subject and X; both describe the target. A part said to
+    have a quality ("the sleeves are longer", "logo is slightly darker") is one attribute,
+    written the way lists write it: "longer sleeves"."""
     for i, tok in enumerate(tokens):
         if i and tok in lx.COPULAS | lx.POSSESSION_VERBS and tokens[i - 1] not in lx.NEGATIONS:
-            return [tokens[:i], *_split_on_copula(tokens[i + 1 :])]
+            subject, rest = tokens[:i], tokens[i + 1 :]
+            part = _subject_noun(subject)
+            if tok in lx.COPULAS and _is_bare_part(part):
+                quality = rest[1:] if rest[:1] == ["in"] else rest  # "text is in white"
+                if _is_quality(quality):
+                    return [[*quality, *_without_colour_noun(part)]]
+            return [subject, *_split_on_copula(rest)]
     return [tokens]
+
+
+def _subject_noun(subject: list[str]) -> list[str]:
+    """'has a logo that' -> 'logo': the noun phrase a relative or main clause is about."""
+    skip = lx.ARTICLES | lx.POSSESSIVES | {"which", "who"}
+    words = [t for t in subject if t not in skip]
+    while words and words[0] in lx.POSSESSION_VERBS | lx.REQUEST_VERBS | lx.COPULAS:
+        words = words[1:]
+    return words
+
+
+def _without_colour_noun(part: list[str]) -> list[str]:
+    """'background color' -> 'background'; 'the color', 'shirt color' -> nothing: there the
+    colour is the quality itself ("the color is darker" -> "darker")."""
+    rest = [t for t in part if t not in lx.COLOUR_NOUNS]
+    if len(rest) == len(part):
+        return part
+    return rest if rest and all(t in lx.ITEM_PARTS or t in lx.PICTURE_REGIONS for t in rest) else []
+
+
+def _is_bare_part(tokens: list[str]) -> bool:
+    """True for a short noun phrase naming a part or print of the item ("the front design")."""
+    return (0 < len(tokens) <= 3 and tokens[-1] in lx.ITEM_PARTS | lx.COLOUR_NOUNS
+            and not any(t in lx.COLOURS or t in lx.DEGREE or t in lx.SLEEVE_LENGTHS
+                        or t in lx.PRONOUNS or _is_comparative(t) for t in tokens))
+
+
+def _is_quality(tokens: list[str]) -> bool:
+    """True for a bare adjective phrase: colours, lightness, comparatives and degree words."""
+    words = [t for t in tokens if t not in lx.INTENSIFIERS and t not in lx.DEGREE]
+    return (bool(words) and len(tokens) <= 4
+            and all(t in lx.INTENSIFIERS or t in lx.DEGREE or t in lx.COLOURS or t == "and"
+                    or t in lx.LIGHTNESS or t in lx.SIZES or _is_comparative(t)
+                    for t in tokens))
+
+
+def _is_comparative(tok: str) -> bool:
+    """True for 'longer', 'busier', 'thinner'; not for 'sweater', 'letter' or 'border'."""
+    return tok.endswith("er") and len(tok) > 4 and tok not in lx.ER_NOUNS
 
 
 def _split_on_negation(tokens: list[str]) -> list[list[str]]:
@@ -68,7 +115,7 @@ def _split_on_verb(tokens: list[str]) -> list[list[str]]:
 def is_same_request(tokens: list[str]) -> bool:
     """True for a chunk that only says the target looks like the reference."""
     content = [t for t in tokens if t not in lx.GLUE and t not in lx.GARMENT_NOUNS
-               and t not in lx.ARTICLES]
+               and t not in lx.ARTICLES and t not in lx.SAME_OF]
     return bool(content) and all(t in lx.SAME_CUES for t in content)
 
 

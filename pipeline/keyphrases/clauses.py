@@ -13,6 +13,9 @@ from pipeline.keyphrases import lexicon as lx
 # Clause breaks: sentence punctuation and a spaced dash ("there was X - now Y").
 _CLAUSE_BREAK = re.compile(r"[.,;:!?()\[\]{}\"]+|\s+-+\s+|\s+--+|--+\s+")
 _TOKEN = re.compile(r"[a-z0-9]+(?:[-'][a-z0-9]+)*")
+_MODAL = r"(?:should|must|could|would|will|might|may|can|needs? to|has to|have to|ought to)"
+_MODAL_BE = re.compile(rf"\b{_MODAL} be\b")
+_MODAL_HAVE = re.compile(rf"\b{_MODAL} have\b")
 _SPACED_NOT = re.compile(
     r"\b(do|does|did|is|are|was|were|has|have|had|ca|wo|could|would|should)n t\b"
 )
@@ -31,6 +34,9 @@ def normalise(text: str) -> str:
     text = re.sub(r"\b(\w+)n't\b", r"\1 not", text)
     # The apostrophe is often typed as a space: "doesn t have a collar".
     text = _SPACED_NOT.sub(r"\1 not", text)
+    # "the heel should be thinner", "needs to have a hood": the modal only makes a request.
+    text = _MODAL_BE.sub("is", text)
+    text = _MODAL_HAVE.sub("has", text)
     return text
 
 
@@ -95,10 +101,17 @@ def cut_than(tokens: list[str]) -> list[str]:
 
 
 def cut_rewrites(tokens: list[str]) -> list[str]:
-    """Turn 'replace X with Y', 'change X to Y', 'X turns into Y' into Y."""
+    """Turn 'replace X with Y', 'swap X for Y', 'X is replaced by Y', 'change X to Y' and
+    'X turns into Y' into Y."""
     head = tokens[0] if tokens else ""
     if head in {"replace", "swap", "substitute", "exchange"} and "with" in tokens:
         return tokens[tokens.index("with") + 1 :]
+    if head in {"swap", "exchange", "trade", "switch"} and "for" in tokens:
+        at = tokens.index("for")
+        return _name_ones(tokens[at + 1 :], tokens[1:at])
+    for i in range(1, len(tokens) - 1):
+        if tokens[i] in {"replaced", "substituted"} and tokens[i + 1] in {"by", "with"}:
+            return [*_before_subject(tokens[:i]), *tokens[i + 2 :]]
     for i, tok in enumerate(tokens):
         if tok in {"change", "changes", "changed", "turn", "turns", "turned", "transform",
                    "transformed", "switch", "convert", "converted", "becomes", "become"}:
@@ -107,6 +120,23 @@ def cut_rewrites(tokens: list[str]) -> list[str]:
                 if marker in rest:
                     return rest[rest.index(marker) + 1 :]
     return tokens
+
+
+def _before_subject(head: list[str]) -> list[str]:
+    """What a clause asks before 'and the X (is) replaced by': 'no lamps and the couch' ->
+    'no lamps and'. Without an article after the last 'and', the whole head is the subject
+    ("one large and five small screens")."""
+    for i in range(len(head) - 2, 0, -1):
+        if head[i] == "and":
+            return head[: i + 1] if head[i + 1] in lx.ARTICLES | lx.POSSESSIVES else []
+    return []
+
+
+def _name_ones(new: list[str], old: list[str]) -> list[str]:
+    """'black ones' in 'swap the blue jeans for black ones' -> 'black jeans'."""
+    if new and new[-1] in {"one", "ones"} and old:
+        return [*new[:-1], old[-1]]
+    return new
 
 
 def is_removal(tokens: list[str]) -> bool:

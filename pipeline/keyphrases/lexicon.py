@@ -129,6 +129,9 @@ SAME_CUES = frozenset({"same", "identical", "similar", "unchanged", "exact", "ex
                        "like", "what", "want", "wanted", "you", "i", "no", "difference",
                        "differences"})
 
+# What "the same X" keeps ("same shoe but in brown", "same style in black"): no request.
+SAME_OF = frozenset({"style", "kind", "type", "model", "cut", "shape", "shoe", "shoes", "pair"})
+
 # Everyday words of fashion and scene edits; typo correction prefers these.
 DOMAIN_WORDS = COLOURS | COLOUR_NOUNS | frozenset(
     {
@@ -211,6 +214,34 @@ PART_LOCATIONS = frozenset(
         "shape", "form",
     }
 )
+
+# Parts and prints of an item: "the sleeves are longer" is one attribute, "longer sleeves".
+ITEM_PARTS = frozenset(
+    {
+        "sleeve", "sleeves", "collar", "neck", "neckline", "pocket", "pockets", "hem", "cuffs",
+        "buttons", "trim", "hood", "straps", "strap", "heel", "heels", "sole", "soles", "toe",
+        "laces", "lining", "graphic", "graphics", "logo", "logos", "design", "designs", "print",
+        "pattern", "patterns", "stripes", "text", "writing", "lettering", "letters", "words",
+        "font", "emblem", "decal", "zipper", "belt", "fabric", "material",
+    }
+)
+
+# Words that only scale the next one ("slightly darker", "a bit longer").
+INTENSIFIERS = frozenset({"slightly", "very", "much", "a", "bit", "little", "lot", "far", "way",
+                          "somewhat", "even", "too", "so"})
+
+# Size and shape adjectives that stand as a part's quality ("the logo is big").
+SIZES = frozenset({"big", "small", "large", "tiny", "huge", "long", "short", "wide", "narrow",
+                   "thin", "thick", "high", "low", "tall", "deep", "shallow", "bold", "plain",
+                   "bright", "dull", "shiny", "matte"})
+
+# Nouns ending in "-er" that are not comparatives.
+ER_NOUNS = frozenset({"sweater", "letter", "border", "collar", "flower", "poster", "number",
+                      "character", "leather", "sticker", "feather", "sneaker", "slipper",
+                      "zipper", "butter", "paper", "silver", "copper", "water", "finger",
+                      "monster", "tiger", "spider", "soccer", "player", "under",
+                      "over", "after", "other", "power", "super", "cover", "corner", "center",
+                      "summer", "winter", "heather", "lavender", "amber", "burger", "trooper"})
 
 # Garment names whose last word is a garment noun too ("tank top", "polo shirt").
 GARMENT_COMPOUND_HEADS = frozenset({"tank", "crop", "polo", "tube", "halter", "dress", "tee",
