@@ -74,6 +74,11 @@ from pipeline.keyphrases.spelling import TypoCorrector  # noqa: E402
         # a modal only makes the request
         ("the heel should be thinner and it needs to have a strap", ["thinner heel", "strap"]),
         ("same shoe but in brown leather", ["same", "brown leather"]),
+        # wishes are requests: "i'd like", "prefer X over Y", "don't want X"
+        ("I'd like it in blue", ["blue"]),
+        ("prefer leather over suede", ["leather"]),
+        ("wants a longer skirt and don't want stripes", ["longer skirt", "no stripes"]),
+        ("the pattern is floral", ["floral pattern"]),
         ("Goes from three puppies to a single puppy.", ["single puppy"]),
         ("Goes from a dog next to a tree to a cat.", ["cat"]),
         ("Put a lamp in the background.", ["lamp"]),

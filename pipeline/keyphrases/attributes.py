@@ -31,6 +31,10 @@ def strip_edges(tokens: list[str]) -> list[str]:
     return tokens
 
 
+# "do not want stripes" asks for "no stripes", as "does not have" does.
+_WANTS = frozenset({"want", "wants", "need", "needs", "like"})
+
+
 def render(tokens: list[str]) -> list[str]:
     """Rewrite a chunk into the form keyword lists use ("long sleeved" -> "long sleeves")."""
     if tokens and tokens[0] == "without":
@@ -38,7 +42,7 @@ def render(tokens: list[str]) -> list[str]:
     # "does not have sleeves" / "not sleeved" -> "no sleeves"
     if tokens[:2] in (["does", "not"], ["do", "not"], ["did", "not"]):
         tokens = tokens[1:]
-    if tokens[:1] == ["not"] and len(tokens) > 1 and tokens[1] in lx.POSSESSION_VERBS:
+    if tokens[:1] == ["not"] and len(tokens) > 1 and tokens[1] in lx.POSSESSION_VERBS | _WANTS:
         tokens = ["no", *[t for t in tokens[2:] if t not in lx.ARTICLES]]
     if tokens[:2] == ["not", "sleeved"]:
         tokens = ["no", "sleeves", *tokens[2:]]

@@ -59,7 +59,8 @@ def _is_bare_part(tokens: list[str]) -> bool:
     """True for a short noun phrase naming a part or print of the item ("the front design")."""
     return (0 < len(tokens) <= 3 and tokens[-1] in lx.ITEM_PARTS | lx.COLOUR_NOUNS
             and not any(t in lx.COLOURS or t in lx.DEGREE or t in lx.SLEEVE_LENGTHS
-                        or t in lx.PRONOUNS or _is_comparative(t) for t in tokens))
+                        or t in lx.STYLE_WORDS or t in lx.PRONOUNS or _is_comparative(t)
+                        for t in tokens))
 
 
 def _is_quality(tokens: list[str]) -> bool:
@@ -67,7 +68,8 @@ def _is_quality(tokens: list[str]) -> bool:
     words = [t for t in tokens if t not in lx.INTENSIFIERS and t not in lx.DEGREE]
     return (bool(words) and len(tokens) <= 4
             and all(t in lx.INTENSIFIERS or t in lx.DEGREE or t in lx.COLOURS or t == "and"
-                    or t in lx.LIGHTNESS or t in lx.SIZES or _is_comparative(t)
+                    or t in lx.LIGHTNESS or t in lx.SIZES or t in lx.STYLE_WORDS
+                    or _is_comparative(t)
                     for t in tokens))
 
 
@@ -116,7 +118,8 @@ def is_same_request(tokens: list[str]) -> bool:
     """True for a chunk that only says the target looks like the reference."""
     content = [t for t in tokens if t not in lx.GLUE and t not in lx.GARMENT_NOUNS
                and t not in lx.ARTICLES and t not in lx.SAME_OF]
-    return bool(content) and all(t in lx.SAME_CUES for t in content)
+    return (all(t in lx.SAME_CUES for t in content)
+            and any(t not in lx.SAME_REQUEST_WORDS for t in content))
 
 
 _PLACE_PREPS = frozenset({"on", "in", "at", "by", "near", "next", "under", "over", "above", "below",

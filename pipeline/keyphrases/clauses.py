@@ -31,6 +31,8 @@ def normalise(text: str) -> str:
     text = re.sub(r"'m\b", " am", text)
     text = re.sub(r"'ve\b", " have", text)
     text = re.sub(r"'ll\b", " will", text)
+    text = re.sub(r"'d\b", " would", text)
+    text = re.sub(r"\bwould like\b", "want", text)
     text = re.sub(r"\b(\w+)n't\b", r"\1 not", text)
     # The apostrophe is often typed as a space: "doesn t have a collar".
     text = _SPACED_NOT.sub(r"\1 not", text)
@@ -109,6 +111,10 @@ def cut_rewrites(tokens: list[str]) -> list[str]:
     if head in {"swap", "exchange", "trade", "switch"} and "for" in tokens:
         at = tokens.index("for")
         return _name_ones(tokens[at + 1 :], tokens[1:at])
+    if head in {"prefer", "prefers", "preferred"}:  # "prefer leather over suede"
+        for marker in ("over", "to"):
+            if marker in tokens:
+                return tokens[: tokens.index(marker)]
     for i in range(1, len(tokens) - 1):
         if tokens[i] in {"replaced", "substituted"} and tokens[i + 1] in {"by", "with"}:
             return [*_before_subject(tokens[:i]), *tokens[i + 2 :]]

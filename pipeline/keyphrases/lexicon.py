@@ -67,7 +67,8 @@ POSSESSION_VERBS = frozenset({"has", "have", "had", "having", "contains", "conta
 REQUEST_VERBS = frozenset(
     {
         "add", "adds", "added", "make", "makes", "made", "put", "place", "places", "placed",
-        "include", "insert", "use", "want", "needs", "need", "should", "would", "could", "can",
+        "include", "insert", "use", "want", "wants", "wanted", "needs", "need", "prefer",
+        "prefers", "preferred", "should", "would", "could", "can",
         "must", "will", "let", "keep", "try", "go", "give", "bring", "set", "zoom", "focus",
         "change", "changed", "changes", "turn", "turns", "turned", "switch", "swap",
         "replace", "replaced", "convert", "transform", "transformed",
@@ -123,11 +124,14 @@ COLOUR_NOUNS = frozenset({"color", "colour", "colors", "colours", "colored", "co
                           "tone", "tones", "shade", "shades", "hue"})
 
 # Words of no-change requests ("is identical", "looks like a perfect match", "exactly what you
-# provided", "no difference"). A chunk asks for no change only when every content word is one.
+# provided", "no difference"). A chunk asks for no change only when every content word is one
+# and one of them is more than a request word ("i want it" in "i want it in blue" is not one).
 SAME_CUES = frozenset({"same", "identical", "similar", "unchanged", "exact", "exactly",
                        "match", "matching", "alike", "perfect", "provided", "otherwise", "both",
                        "like", "what", "want", "wanted", "you", "i", "no", "difference",
                        "differences"})
+SAME_REQUEST_WORDS = frozenset({"like", "what", "want", "wanted", "you", "i", "both",
+                                "otherwise"})
 
 # What "the same X" keeps ("same shoe but in brown", "same style in black"): no request.
 SAME_OF = frozenset({"style", "kind", "type", "model", "cut", "shape", "shoe", "shoes", "pair"})
