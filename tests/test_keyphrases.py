@@ -76,6 +76,7 @@ from pipeline.keyphrases.spelling import TypoCorrector  # noqa: E402
         ("same shoe but in brown leather", ["same", "brown leather"]),
         # wishes are requests: "i'd like", "prefer X over Y", "don't want X"
         ("I'd like it in blue", ["blue"]),
+        ("ok so should be purple", ["purple"]),
         ("prefer leather over suede", ["leather"]),
         ("wants a longer skirt and don't want stripes", ["longer skirt", "no stripes"]),
         ("the pattern is floral", ["floral pattern"]),

@@ -20,7 +20,8 @@ LEAD_FILLERS = frozenset(
         "please", "instead", "now", "rather", "too", "so", "then", "still", "even", "both",
         "all", "overall", "mostly", "mainly", "definitely", "clearly", "there", "here",
         "desired", "target", "item", "which", "who", "that", "one", "to", "a", "bit", "lot",
-        "little", "of", "in", "general", "well", "as", "similar", "but",
+        "little", "of", "in", "general", "well", "as", "similar", "but", "ok", "okay",
+        "alright", "yes", "yeah", "um", "hmm",
     }
 )
 
