@@ -80,6 +80,9 @@ from pipeline.keyphrases.spelling import TypoCorrector  # noqa: E402
         ("prefer leather over suede", ["leather"]),
         ("wants a longer skirt and don't want stripes", ["longer skirt", "no stripes"]),
         ("the pattern is floral", ["floral pattern"]),
+        # the item's size and its colour are two requests; a sleeve length stays with sleeves
+        ("is a large black t shirt", ["large", "black"]),
+        ("has long black sleeves", ["long black sleeves"]),
         ("Goes from three puppies to a single puppy.", ["single puppy"]),
         ("Goes from a dog next to a tree to a cat.", ["cat"]),
         ("Put a lamp in the background.", ["lamp"]),

@@ -104,6 +104,9 @@ def _is_colour_run(tokens: list[str]) -> bool:
 
 def split_attributes(tokens: list[str]) -> list[list[str]]:
     """Split a stack of attributes ('plain black v neck') into one phrase per attribute."""
+    # "large black", "short red": the size and the colour are two attributes.
+    if len(tokens) >= 2 and tokens[0] in lx.GARMENT_SIZES and _is_colour_run(tokens[1:]):
+        return [tokens[:1], tokens[1:]]
     if len(tokens) < 3:
         return [tokens]
     # "green colored image" -> "green", "image"; "lighter shade of blue" is one colour.

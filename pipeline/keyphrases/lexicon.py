@@ -240,6 +240,10 @@ SIZES = frozenset({"big", "small", "large", "tiny", "huge", "long", "short", "wi
                    "thin", "thick", "high", "low", "tall", "deep", "shallow", "bold", "plain",
                    "bright", "dull", "shiny", "matte"})
 
+# Sizes and lengths of the whole item ("a large black tee", "a short red dress").
+GARMENT_SIZES = frozenset({"big", "small", "large", "tiny", "huge", "long", "short", "mini",
+                           "maxi", "midi", "tall", "oversized", "cropped"})
+
 # Nouns ending in "-er" that are not comparatives.
 ER_NOUNS = frozenset({"sweater", "letter", "border", "collar", "flower", "poster", "number",
                       "character", "leather", "sticker", "feather", "sneaker", "slipper",
