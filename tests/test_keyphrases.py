@@ -58,6 +58,7 @@ from pipeline.keyphrases.spelling import TypoCorrector  # noqa: E402
         ("Add a red ball next to the dog.", ["red ball", "next to the dog"]),
         ("Remove the cat and make the sky darker.", ["sky darker"]),
         ("a brown dog on the grass instead of a cat on a sofa", ["brown dog", "on the grass"]),
+        ("instead of rabbits dog is sitting in grass", ["dog", "sitting", "grass"]),
         ("There was a red car - now a blue truck", ["blue truck"]),
         ("white pugs were sleeping on a pillow - now they sit on a rug", ["sit", "on a rug"]),
         ("Unlike two dogs performing tricks, I want a black llama.", ["black llama"]),

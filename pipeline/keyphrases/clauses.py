@@ -72,7 +72,8 @@ def _drop_old_state(parts: list[list[str]]) -> list[list[str]]:
             continue
         if tokens[:1] == ["was"] and later:
             continue
-        if tokens[:2] in (["instead", "of"], ["rather", "than"], ["unlike", "the"]):
+        if tokens[:2] in (["instead", "of"], ["rather", "than"], ["unlike", "the"]) and (
+                kept or later):
             continue
         if tokens[:1] == ["unlike"] and later:  # "unlike two dogs, I want a llama"
             continue
@@ -85,10 +86,17 @@ def _drop_old_state(parts: list[list[str]]) -> list[list[str]]:
 
 
 def cut_instead(tokens: list[str]) -> list[str]:
-    """Keep the part of a clause before 'instead of' / 'rather than' (the new state)."""
+    """Keep the part of a clause before 'instead of' / 'rather than' (the new state); a clause
+    that opens with it names the old thing first: 'instead of rabbits dog is sitting' -> 'dog
+    is sitting' (the old thing taken as one word: there is no comma to end it)."""
     for i in range(len(tokens) - 1):
         pair = (tokens[i], tokens[i + 1])
         if pair in (("instead", "of"), ("rather", "than"), ("not", "like")):
+            if i == 0:
+                rest = tokens[2:]
+                while rest and rest[0] in lx.ARTICLES | lx.POSSESSIVES:
+                    rest = rest[1:]
+                return rest[1:]
             return tokens[:i]
     return tokens
 
