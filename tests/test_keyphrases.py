@@ -57,6 +57,11 @@ from pipeline.keyphrases.spelling import TypoCorrector  # noqa: E402
         ("is black and white striped", ["black and white striped"]),
         ("Add a red ball next to the dog.", ["red ball", "next to the dog"]),
         ("Remove the cat and make the sky darker.", ["sky darker"]),
+        # a removal alone is the whole request
+        ("Remove the laptop on the right.", ["no laptop on right"]),
+        ("Remove all animals but one and remove one of the hands.", ["one animal", "no hands"]),
+        ("Remove all people but one person and add a dog.", ["person", "dog"]),
+        ("Take the photo from afar.", []),
         ("a brown dog on the grass instead of a cat on a sofa", ["brown dog", "on the grass"]),
         ("instead of rabbits dog is sitting in grass", ["dog", "sitting", "grass"]),
         ("There was a red car - now a blue truck", ["blue truck"]),

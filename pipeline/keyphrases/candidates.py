@@ -32,6 +32,7 @@ from pipeline.keyphrases.clauses import (
     cut_than,
     is_empty_answer,
     is_removal,
+    removed_thing,
     target_clauses,
 )
 from pipeline.keyphrases.repeats import drop_negated_repeats, merge_repeats, pluralise_sleeves
@@ -44,12 +45,16 @@ Corrector = Callable[[str], str]
 def generate_candidates(text: str, correct: Corrector | None = None) -> list[str]:
     """Candidate keyword phrases of one modification text, in text order, repeats merged."""
     chunks: list[list[str]] = []
+    removals: list[str] = []
     saw_same = False
     for raw in target_clauses(text):
         tokens = [correct(t) for t in raw] if correct else raw
         tokens = cut_rewrites(cut_instead(tokens))
         for piece in split_on_linkers(tokens):
-            if is_removal(piece) or is_empty_answer(piece):
+            if is_removal(piece):
+                removals.append(" ".join(removed_thing(piece)))
+                continue
+            if is_empty_answer(piece):
                 continue
             piece = cut_than(piece)
             for sub in sub_chunks(piece):
@@ -66,4 +71,6 @@ def generate_candidates(text: str, correct: Corrector | None = None) -> list[str
     # kept next to one other request at most.
     if saw_same and SAME not in phrases and len(phrases) <= 1:
         return [SAME, *phrases]
-    return phrases
+    # Next to other requests a removal goes unsaid, as keyword lists leave it; alone it is
+    # the whole request, and an empty list would draw nothing on the image.
+    return phrases or [r for r in removals if r]

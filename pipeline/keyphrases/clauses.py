@@ -36,6 +36,9 @@ def normalise(text: str) -> str:
     text = re.sub(r"\b(\w+)n't\b", r"\1 not", text)
     # The apostrophe is often typed as a space: "doesn t have a collar".
     text = _SPACED_NOT.sub(r"\1 not", text)
+    # "remove all animals but one": "but" here is not a linker.
+    text = re.sub(r"\ball (the )?(\w+) but one\b(?=\s*(?:$|[.,;:!?]|and\b))",
+                  r"all \2 except one", text)
     # "the heel should be thinner", "needs to have a hood": the modal only makes a request.
     text = _MODAL_BE.sub("is", text)
     text = _MODAL_HAVE.sub("has", text)
@@ -160,6 +163,32 @@ def is_removal(tokens: list[str]) -> bool:
     if tokens[0] in lx.REMOVAL_VERBS:
         return not (tokens[0] == "take" and "picture" in tokens)
     return tokens[:2] in (["get", "rid"], ["take", "away"], ["take", "out"])
+
+
+def removed_thing(tokens: list[str]) -> list[str]:
+    """What a removal clause takes away, as a target keyword: 'remove the laptop on the right'
+    -> 'no laptop on the right'; 'remove all animals but one' -> 'one animal'."""
+    words = tokens[1:]
+    while words and words[0] in {"rid", "of", "away", "out", "off", "all"} | lx.ARTICLES:
+        words = words[1:]
+    if words[:2] == ["one", "of"]:  # "remove one of the parrots"
+        words = words[2:]
+    if "from" in words:  # "remove the foliage from the image": where it was, not what
+        words = words[: words.index("from")]
+    words = [t for t in words if t not in lx.ARTICLES]
+    if words[:1] and words[0] in lx.PICTURE_NOUNS:  # "take the photo from afar": framing
+        return []
+    if words[-2:] == ["except", "one"] and len(words) > 2:
+        return ["one", _singular_noun(words[-3])]
+    return ["no", *words] if words else []
+
+
+def _singular_noun(word: str) -> str:
+    """'animals' -> 'animal', 'buses' -> 'bus', 'mouses' -> 'mouse'; 'mice' stays: enough
+    for 'all X but one'."""
+    if word.endswith(("sses", "xes", "ches", "shes", "uses")) and not word.endswith("ouses"):
+        return word[:-2]
+    return word[:-1] if word.endswith("s") and not word.endswith("ss") else word
 
 
 def is_empty_answer(tokens: list[str]) -> bool:
