@@ -64,18 +64,19 @@ def _is_bare_part(tokens: list[str]) -> bool:
 
 
 def _is_quality(tokens: list[str]) -> bool:
-    """True for a bare adjective phrase: colours, lightness, comparatives and degree words."""
+    """True for a bare adjective phrase: colours, lightness, size, style and comparative words,
+    scaled or not ("slightly darker", "more red")."""
     words = [t for t in tokens if t not in lx.INTENSIFIERS and t not in lx.DEGREE]
     return (bool(words) and len(tokens) <= 4
             and all(t in lx.INTENSIFIERS or t in lx.DEGREE or t in lx.COLOURS or t == "and"
-                    or t in lx.LIGHTNESS or t in lx.SIZES or t in lx.STYLE_WORDS
+                    or t in lx.LIGHTNESS or t in lx.PART_ADJECTIVES or t in lx.STYLE_WORDS
                     or _is_comparative(t)
                     for t in tokens))
 
 
 def _is_comparative(tok: str) -> bool:
     """True for 'longer', 'busier', 'thinner'; not for 'sweater', 'letter' or 'border'."""
-    return tok.endswith("er") and len(tok) > 4 and tok not in lx.ER_NOUNS
+    return tok.endswith("er") and len(tok) > 4 and tok not in lx.NOT_COMPARATIVES
 
 
 def _split_on_negation(tokens: list[str]) -> list[list[str]]:

@@ -167,7 +167,7 @@ def is_removal(tokens: list[str]) -> bool:
 
 def removed_thing(tokens: list[str]) -> list[str]:
     """What a removal clause takes away, as a target keyword: 'remove the laptop on the right'
-    -> 'no laptop on the right'; 'remove all animals but one' -> 'one animal'."""
+    -> 'no laptop on right' (articles dropped); 'remove all animals but one' -> 'one animal'."""
     words = tokens[1:]
     while words and words[0] in {"rid", "of", "away", "out", "off", "all"} | lx.ARTICLES:
         words = words[1:]

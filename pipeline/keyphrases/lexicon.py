@@ -235,22 +235,27 @@ ITEM_PARTS = frozenset(
 INTENSIFIERS = frozenset({"slightly", "very", "much", "a", "bit", "little", "lot", "far", "way",
                           "somewhat", "even", "too", "so"})
 
-# Size and shape adjectives that stand as a part's quality ("the logo is big").
-SIZES = frozenset({"big", "small", "large", "tiny", "huge", "long", "short", "wide", "narrow",
-                   "thin", "thick", "high", "low", "tall", "deep", "shallow", "bold", "plain",
-                   "bright", "dull", "shiny", "matte"})
+# Size, shape and finish adjectives that stand as a part's quality ("the logo is big", "the
+# sole is shiny").
+PART_ADJECTIVES = frozenset({"big", "small", "large", "tiny", "huge", "long", "short", "wide",
+                             "narrow", "thin", "thick", "high", "low", "tall", "deep", "shallow",
+                             "bold", "plain", "bright", "dull", "shiny", "matte"})
 
 # Sizes and lengths of the whole item ("a large black tee", "a short red dress").
 GARMENT_SIZES = frozenset({"big", "small", "large", "tiny", "huge", "long", "short", "mini",
                            "maxi", "midi", "tall", "oversized", "cropped"})
 
-# Nouns ending in "-er" that are not comparatives.
-ER_NOUNS = frozenset({"sweater", "letter", "border", "collar", "flower", "poster", "number",
-                      "character", "leather", "sticker", "feather", "sneaker", "slipper",
-                      "zipper", "butter", "paper", "silver", "copper", "water", "finger",
-                      "monster", "tiger", "spider", "soccer", "player", "under",
-                      "over", "after", "other", "power", "super", "cover", "corner", "center",
-                      "summer", "winter", "heather", "lavender", "amber", "burger", "trooper"})
+# Words ending in "-er" that are not comparatives.
+NOT_COMPARATIVES = frozenset(
+    {
+        "sweater", "letter", "border", "collar", "flower", "poster", "number", "character",
+        "leather", "sticker", "feather", "sneaker", "slipper", "zipper", "butter", "paper",
+        "silver", "copper", "water", "finger", "monster", "tiger", "spider", "soccer", "player",
+        "under", "over", "after", "other", "another", "power", "super", "cover", "corner",
+        "center", "summer", "winter", "heather", "lavender", "amber", "burger", "trooper",
+        "never", "ever", "rather", "either", "neither", "whether", "together", "however",
+    }
+)
 
 # Garment names whose last word is a garment noun too ("tank top", "polo shirt").
 GARMENT_COMPOUND_HEADS = frozenset({"tank", "crop", "polo", "tube", "halter", "dress", "tee",
