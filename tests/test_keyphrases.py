@@ -60,7 +60,7 @@ from pipeline.keyphrases.spelling import TypoCorrector  # noqa: E402
         # a removal alone is the whole request
         ("Remove the laptop on the right.", ["no laptop on right"]),
         ("Remove all animals but one and remove one of the hands.", ["one animal", "no hands"]),
-        ("Remove all people but one person and add a dog.", ["person", "dog"]),
+        ("Remove all people but one person and add a dog.", ["one person", "dog"]),
         ("Take the photo from afar.", []),
         ("a brown dog on the grass instead of a cat on a sofa", ["brown dog", "on the grass"]),
         ("instead of rabbits dog is sitting in grass", ["dog", "sitting", "grass"]),
@@ -86,6 +86,9 @@ from pipeline.keyphrases.spelling import TypoCorrector  # noqa: E402
         ("prefer leather over suede", ["leather"]),
         ("wants a longer skirt and don't want stripes", ["longer skirt", "no stripes"]),
         ("the pattern is floral", ["floral pattern"]),
+        # "one" counts before a noun; "a red one", "the one with stripes" only point
+        ("Add one more dog.", ["one more dog"]),
+        ("get a red one and the one with stripes", ["red", "stripes"]),
         # the item's size and its colour are two requests; a sleeve length stays with sleeves
         ("is a large black t shirt", ["large", "black"]),
         ("has long black sleeves", ["long black sleeves"]),

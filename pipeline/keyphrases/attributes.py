@@ -10,7 +10,7 @@ def strip_edges(tokens: list[str]) -> list[str]:
     start_drop = ({"with", "w"} | lx.REQUEST_VERBS | lx.COPULAS | lx.POSSESSION_VERBS | lx.ARTICLES
                   | lx.POSSESSIVES | lx.LEAD_FILLERS | lx.PRONOUNS)
     i = 0
-    while i < len(tokens) and tokens[i] in start_drop:
+    while i < len(tokens) and tokens[i] in start_drop and not _is_count(tokens, i):
         i += 1
     tokens = tokens[i:]
     end_drop = lx.TRAIL_FILLERS | lx.PREPOSITIONS | lx.ARTICLES | lx.PRONOUNS | {"with", "w"}
@@ -33,6 +33,18 @@ def strip_edges(tokens: list[str]) -> list[str]:
 
 # "do not want stripes" asks for "no stripes", as "does not have" does.
 _WANTS = frozenset({"want", "wants", "need", "needs", "like"})
+
+
+def _is_count(tokens: list[str], i: int) -> bool:
+    """True for the 'one' of 'one more dog', 'only one tower': a number, kept as lists keep
+    'two dogs'; not for 'one that is red', 'one of them' or a trailing 'one'."""
+    nxt = tokens[i + 1] if i + 1 < len(tokens) else ""
+    return (tokens[i] == "one" and bool(nxt) and nxt not in _NOT_COUNTED
+            and nxt not in lx.PREPOSITIONS and nxt not in lx.ARTICLES
+            and nxt not in lx.COPULAS and nxt not in lx.POSSESSION_VERBS)
+
+
+_NOT_COUNTED = frozenset({"that", "which", "who", "with", "w", "and", "but", "or", "is"})
 
 
 def render(tokens: list[str]) -> list[str]:
