@@ -79,6 +79,8 @@ from pipeline.keyphrases.spelling import TypoCorrector  # noqa: E402
         ("the dog is black", ["dog", "black"]),
         # a modal only makes the request
         ("the heel should be thinner and it needs to have a strap", ["thinner heel", "strap"]),
+        ("the stripes should be vertical and the shirt needs buttons",
+         ["vertical stripes", "buttons"]),
         ("same shoe but in brown leather", ["same", "brown leather"]),
         # wishes are requests: "i'd like", "prefer X over Y", "don't want X"
         ("I'd like it in blue", ["blue"]),

@@ -60,9 +60,10 @@ COPULAS = frozenset(
     }
 )
 
-POSSESSION_VERBS = frozenset({"has", "have", "had", "having", "contains", "contain", "features",
-                              "feature", "includes", "include", "shows", "show", "showing",
-                              "display", "displays", "depicts", "depict", "wears", "wear"})
+POSSESSION_VERBS = frozenset({"has", "have", "had", "having", "needs", "requires", "require",
+                              "contains", "contain", "features", "feature", "includes",
+                              "include", "shows", "show", "showing", "display", "displays",
+                              "depicts", "depict", "wears", "wear"})
 
 # Imperative verbs that introduce what the target should contain ("add X", "make it X").
 REQUEST_VERBS = frozenset(
@@ -239,7 +240,9 @@ INTENSIFIERS = frozenset({"slightly", "very", "much", "a", "bit", "little", "lot
 # sole is shiny").
 PART_ADJECTIVES = frozenset({"big", "small", "large", "tiny", "huge", "long", "short", "wide",
                              "narrow", "thin", "thick", "high", "low", "tall", "deep", "shallow",
-                             "bold", "plain", "bright", "dull", "shiny", "matte"})
+                             "bold", "plain", "bright", "dull", "shiny", "matte", "vertical",
+                             "horizontal", "diagonal", "pointed", "pointy", "round", "rounded",
+                             "square", "flat", "curved", "straight", "open", "closed"})
 
 # Sizes and lengths of the whole item ("a large black tee", "a short red dress").
 GARMENT_SIZES = frozenset({"big", "small", "large", "tiny", "huge", "long", "short", "mini",
