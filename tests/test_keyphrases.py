@@ -63,7 +63,7 @@ from pipeline.keyphrases.spelling import TypoCorrector  # noqa: E402
         ("Remove all people but one person and add a dog.", ["one person", "dog"]),
         ("Take the photo from afar.", []),
         ("a brown dog on the grass instead of a cat on a sofa", ["brown dog", "on the grass"]),
-        ("instead of rabbits dog is sitting in grass", ["dog", "sitting", "grass"]),
+        ("instead of rabbits dog is sitting in grass", ["dog sitting", "grass"]),
         ("There was a red car - now a blue truck", ["blue truck"]),
         ("white pugs were sleeping on a pillow - now they sit on a rug", ["sit", "on a rug"]),
         ("Unlike two dogs performing tricks, I want a black llama.", ["black llama"]),
@@ -90,6 +90,9 @@ from pipeline.keyphrases.spelling import TypoCorrector  # noqa: E402
         ("the pattern is floral", ["floral pattern"]),
         # "one" counts before a noun; "a red one", "the one with stripes" only point
         ("Add one more dog.", ["one more dog"]),
+        # a bare action stays with its subject; after "and" it stands alone
+        ("The dog is sitting on a bed and playing.", ["dog sitting", "on a bed", "playing"]),
+        ("has a profane saying", ["profane saying"]),
         ("get a red one and the one with stripes", ["red", "stripes"]),
         # the item's size and its colour are two requests; a sleeve length stays with sleeves
         ("is a large black t shirt", ["large", "black"]),

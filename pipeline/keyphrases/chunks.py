@@ -180,13 +180,30 @@ def _drop_looking(tokens: list[str]) -> list[str]:
 
 
 def sub_chunks(tokens: list[str]) -> list[list[str]]:
-    """Cut one linker-free chunk at copulas, negations and verbs."""
-    out = []
+    """Cut one linker-free chunk at copulas, negations and verbs; a bare action stays with its
+    subject ("the dog is sitting on a bed" -> "dog sitting", "on a bed")."""
+    out: list[list[str]] = []
     for part in _split_on_copula(_drop_looking(tokens)):
         for neg in _split_on_negation(part):
             for verb in _split_on_verb(neg):
-                out.extend(_split_on_preposition(verb))
+                for piece in _split_on_preposition(verb):
+                    if len(piece) == 1 and _verb_form(piece[0]) and out and _names_a_thing(out[-1]):
+                        out[-1] = [*out[-1], *piece]
+                    else:
+                        out.append(piece)
     return out
+
+
+def _names_a_thing(tokens: list[str]) -> bool:
+    """True for a subject a bare action can join ('the dog'): not a place, verb or negation."""
+    words = [t for t in tokens if t not in lx.ARTICLES and t not in lx.POSSESSIVES]
+    return (bool(words) and words[0] not in lx.PREPOSITIONS and words[0] not in lx.NEGATIONS
+            and not any(_verb_form(t) or t in _CLAUSE_WORDS for t in words)
+            and not all(t in lx.COPULAS | lx.REQUEST_VERBS | lx.PRONOUNS for t in words))
+
+
+# Words that open a clause of their own ("where they", "the woman who"): no subject to join.
+_CLAUSE_WORDS = lx.PRONOUNS - {"one"} | {"who", "which", "where", "when", "while", "whose"}
 
 
 def is_garment_only(tokens: list[str]) -> bool:
