@@ -61,7 +61,9 @@ from pipeline.keyphrases.spelling import TypoCorrector  # noqa: E402
         ("Remove the laptop on the right.", ["no laptop on right"]),
         ("Remove all animals but one and remove one of the hands.", ["one animal", "no hands"]),
         ("Remove all people but one person and add a dog.", ["one person", "dog"]),
-        ("Take the photo from afar.", []),
+        # how the photo is taken is said by what follows; nothing is removed
+        ("Take the photo from afar.", ["from afar"]),
+        ("Picture taken closer.", ["closer"]),
         ("a brown dog on the grass instead of a cat on a sofa", ["brown dog", "on the grass"]),
         ("instead of rabbits dog is sitting in grass", ["dog sitting", "grass"]),
         ("There was a red car - now a blue truck", ["blue truck"]),

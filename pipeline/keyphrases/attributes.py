@@ -12,7 +12,7 @@ def strip_edges(tokens: list[str]) -> list[str]:
     i = 0
     while i < len(tokens) and tokens[i] in start_drop and not _is_count(tokens, i):
         i += 1
-    tokens = tokens[i:]
+    tokens = _drop_framing(tokens[i:])
     end_drop = lx.TRAIL_FILLERS | lx.PREPOSITIONS | lx.ARTICLES | lx.PRONOUNS | {"with", "w"}
     while tokens and tokens[-1] in end_drop:
         tokens = tokens[:-1]
@@ -33,6 +33,19 @@ def strip_edges(tokens: list[str]) -> list[str]:
 
 # "do not want stripes" asks for "no stripes", as "does not have" does.
 _WANTS = frozenset({"want", "wants", "need", "needs", "like"})
+
+
+def _drop_framing(tokens: list[str]) -> list[str]:
+    """'take the picture closer', 'picture taken closer' -> 'closer': how the photo is taken is
+    said by what follows."""
+    if tokens[:1] and tokens[0] in {"take", "took", "taking"}:
+        rest = tokens[1:]
+        while rest and rest[0] in lx.ARTICLES:
+            rest = rest[1:]
+        return rest[1:] if len(rest) > 1 and rest[0] in lx.PICTURE_NOUNS else tokens
+    if len(tokens) > 2 and tokens[0] in lx.PICTURE_NOUNS and tokens[1] == "taken":
+        return tokens[2:]
+    return tokens
 
 
 def _is_count(tokens: list[str], i: int) -> bool:

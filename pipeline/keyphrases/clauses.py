@@ -160,8 +160,8 @@ def is_removal(tokens: list[str]) -> bool:
     """True when the clause asks to remove something (it names what the target lacks)."""
     if not tokens:
         return False
-    if tokens[0] in lx.REMOVAL_VERBS:
-        return not (tokens[0] == "take" and "picture" in tokens)
+    if tokens[0] in lx.REMOVAL_VERBS:  # "take the photo from afar" frames, removes nothing
+        return not (tokens[0] == "take" and any(t in lx.PICTURE_NOUNS for t in tokens))
     return tokens[:2] in (["get", "rid"], ["take", "away"], ["take", "out"])
 
 
@@ -176,8 +176,6 @@ def removed_thing(tokens: list[str]) -> list[str]:
     if "from" in words:  # "remove the foliage from the image": where it was, not what
         words = words[: words.index("from")]
     words = [t for t in words if t not in lx.ARTICLES]
-    if words[:1] and words[0] in lx.PICTURE_NOUNS:  # "take the photo from afar": framing
-        return []
     if words[-2:] == ["except", "one"] and len(words) > 2:
         return ["one", _singular_noun(words[-3])]
     return ["no", *words] if words else []
