@@ -203,7 +203,7 @@ def _names_a_thing(tokens: list[str]) -> bool:
 
 
 # Words that open a clause of their own ("where they", "the woman who"): no subject to join.
-_CLAUSE_WORDS = lx.PRONOUNS - {"one"} | {"who", "which", "where", "when", "while", "whose"}
+_CLAUSE_WORDS = (lx.PRONOUNS - {"one"}) | {"who", "which", "where", "when", "while", "whose"}
 
 
 def is_garment_only(tokens: list[str]) -> bool:
