@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 
 from pipeline.keyphrases import lexicon as lx
+from pipeline.keyphrases.repeats import singular
 
 # Clause breaks: sentence punctuation and a spaced dash ("there was X - now Y").
 _CLAUSE_BREAK = re.compile(r"[.,;:!?()\[\]{}\"]+|\s+-+\s+|\s+--+|--+\s+")
@@ -182,11 +183,11 @@ def removed_thing(tokens: list[str]) -> list[str]:
 
 
 def _singular_noun(word: str) -> str:
-    """'animals' -> 'animal', 'buses' -> 'bus', 'mouses' -> 'mouse'; 'mice' stays: enough
-    for 'all X but one'."""
+    """'animals' -> 'animal', 'buses' -> 'bus', 'mouses' -> 'mouse'; 'mice' stays: the
+    '-es' plurals, then repeats.singular for the rest."""
     if word.endswith(("sses", "xes", "ches", "shes", "uses")) and not word.endswith("ouses"):
         return word[:-2]
-    return word[:-1] if word.endswith("s") and not word.endswith("ss") else word
+    return singular(word)
 
 
 def is_empty_answer(tokens: list[str]) -> bool:

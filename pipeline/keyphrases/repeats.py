@@ -7,12 +7,13 @@ from pipeline.keyphrases import lexicon as lx
 
 def content_key(phrase: str) -> frozenset[str]:
     """Content words of a phrase, singular and in US spelling: the identity of an attribute."""
-    return frozenset(_singular(lx.US_SPELLING.get(t, t)) for t in phrase.split()
+    return frozenset(singular(lx.US_SPELLING.get(t, t)) for t in phrase.split()
                      if t not in lx.GLUE)
 
 
-def _singular(word: str) -> str:
-    """'sleeves' -> 'sleeve'; leaves 'dress', 'less', 'bus' and short words alone."""
+def singular(word: str) -> str:
+    """'sleeves' -> 'sleeve'; leaves 'dress', 'less', 'bus' and short words alone ('-es'
+    plurals keep their 'e': enough to tell two wordings of one attribute apart)."""
     if len(word) > 3 and word.endswith("s") and not word.endswith(("ss", "us", "is")):
         return word[:-1]
     return word
@@ -23,7 +24,7 @@ def _wording_rank(phrase: str) -> tuple[int, int]:
     words = phrase.split()
     # Only an attribute phrase ("long sleeves") takes the plural; a bare noun said twice
     # ("a bird ... birds") keeps its first wording.
-    plurals = sum(_singular(t) != t for t in words) if len(words) > 1 else 0
+    plurals = sum(singular(t) != t for t in words) if len(words) > 1 else 0
     return plurals, -sum(t in lx.US_SPELLING for t in words)
 
 
