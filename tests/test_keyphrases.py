@@ -190,6 +190,15 @@ def test_selection_settings_steer_the_choice(minilm) -> None:
         assert len(extract_keywords(minilm, text, selection=selection)[0]) == 1
 
 
+def test_params_defaults_are_the_library_defaults() -> None:
+    # The stage's keywords.* defaults and Selection() are written in two places (pipeline.config
+    # stays free of the keyphrase package's imports): they must not drift apart.
+    from pipeline.config import KeywordsParams
+    from pipeline.keywords import keyword_selection
+
+    assert keyword_selection(KeywordsParams()) == Selection()
+
+
 def test_selection_rejects_values_that_are_not_cosines() -> None:
     with pytest.raises(ValueError, match=r"keywords.min_score: must be a cosine in \[-1, 1\]"):
         Selection(min_score=1.5)
