@@ -21,16 +21,16 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from pipeline import caption, inputs, prepare, render
-from pipeline.config import (
+from pipeline.core.params import (
     CaptionParams,
     DemoParams,
     ParallelParams,
     Params,
     PrepareParams,
 )
+from pipeline.core.shards import GALLERY, KEYWORDS, TRIPLETS, read_table, write_table
 from pipeline.keyphrases.candidates import generate_candidates
-from pipeline.shards import GALLERY, KEYWORDS, TRIPLETS, read_table, write_table
+from pipeline.stages import caption, inputs, prepare, render
 
 SCALES = ("full", "tiny")
 MAX_KEYWORDS = 3  # keyword phrases drawn per query, about what KeyBERT keeps on the demo

@@ -1,6 +1,6 @@
 """dask: wall time of the real render stage on 2 local dask workers vs in-process (1 worker).
 
-Both sides call `pipeline.render.run` on the same demo tables (references stretched to the
+Both sides call `pipeline.stages.render.run` on the same demo tables (references stretched to the
 official 512x512 canvas before drawing), each into a fresh output folder so no shard is reused;
 only `parallel` differs: `ParallelParams(scheduler="local", workers=2)` against
 `ParallelParams(scheduler="sync")`. The 2-worker time includes starting and stopping the worker
@@ -27,8 +27,8 @@ from bench.common import (
     timed,
     workspace,
 )
-from pipeline import render
-from pipeline.config import ParallelParams, Params, RenderParams
+from pipeline.core.params import ParallelParams, Params, RenderParams
+from pipeline.stages import render
 
 SIZES = {
     "full": {"pairs": 2400, "image_size": 256, "rounds": 2},

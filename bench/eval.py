@@ -54,7 +54,7 @@ from bench.common import (
     timed,
     workspace,
 )
-from pipeline.shards import GALLERY, INPUT_IMAGES, INPUT_QUERIES, shard_name, write_table
+from pipeline.core.shards import GALLERY, INPUT_IMAGES, INPUT_QUERIES, shard_name, write_table
 from trainer.data import InputsMeta, PixelStore, QueryTable
 from trainer.evaluate import EvalSplit, rank_queries
 from trainer.metrics import recall_from_ranks

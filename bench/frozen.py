@@ -41,7 +41,7 @@ from bench.common import (
     timed,
     workspace,
 )
-from pipeline.config import RenderParams
+from pipeline.core.params import RenderParams
 from trainer.config import ClipConfig, TrainConfig
 from trainer.data import (
     EpochBatchSampler,

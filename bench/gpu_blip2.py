@@ -2,9 +2,9 @@
 
 No weights can be downloaded on the benchmark machines, so the model is built from its config
 (the Salesforce/blip2-opt-2.7b sizes, written out below) directly on the GPU in float16, and
-captions are made by `pipeline.blip2.Captioner.caption`, the code path of the `caption` stage
-(PIL preprocessing included). Generation length is pinned (min_new_tokens = max_new_tokens), so
-random weights cost the same per image as real ones.
+captions are made by `pipeline.captioners.blip2.Captioner.caption`, the code path of the
+`caption` stage (PIL preprocessing included). Generation length is pinned
+(min_new_tokens = max_new_tokens), so random weights cost the same per image as real ones.
 
     python bench/gpu_blip2.py                  # CUDA, fp16, batches 32 and 64
     python bench/gpu_blip2.py --compile        # caption.compile: static cache + compiled decode
@@ -33,7 +33,7 @@ from PIL import Image
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.devices import peak_memory_gib, synchronize  # noqa: E402
-from pipeline.blip2 import (  # noqa: E402
+from pipeline.captioners.blip2 import (  # noqa: E402
     Blip2Sizes,
     Captioner,
     blip2_config,

@@ -9,7 +9,7 @@ open the reference file, stretch it to 512x512, draw the keywords, run open_clip
 preprocess; open and preprocess the target; build the text query; the model then tokenizes
 the batch's strings at each step (`model.extract_text_fea`), so that is timed here too.
 Two deliberate differences, both so the tensors match ours exactly: the drawing is our
-`pipeline.drawing.draw_keywords` (the official uses OpenCV, which this environment lacks), and
+`pipeline.core.drawing.draw_keywords` (the official uses OpenCV, which this environment lacks), and
 the preprocess is open_clip's eval transform (the official trains with its random-crop
 variant, whose cost is about the same). Both sides run in this process with one torch thread
 and num_workers=0, i.e. what one DataLoader worker does, so the ratio is per core (and does not
@@ -41,10 +41,10 @@ from bench.common import (
     timed,
     workspace,
 )
-from pipeline.config import RenderParams
-from pipeline.drawing import DrawStyle, draw_keywords
-from pipeline.images import load_rgb
-from pipeline.shards import CAPTIONS, IMAGES, KEYWORDS, TRIPLETS, read_table
+from pipeline.core.drawing import DrawStyle, draw_keywords
+from pipeline.core.images import load_rgb
+from pipeline.core.params import RenderParams
+from pipeline.core.shards import CAPTIONS, IMAGES, KEYWORDS, TRIPLETS, read_table
 from trainer.config import ClipConfig
 from trainer.data import (
     EpochBatchSampler,

@@ -11,7 +11,7 @@ from typing import Annotated, TypeVar
 
 import typer
 
-from pipeline.config import KeywordsParams, load_params
+from pipeline.core.params import KeywordsParams, load_params
 
 app = typer.Typer(
     add_completion=False,
@@ -56,7 +56,7 @@ def prepare(
     """Turn the dataset named in params into triplets/images/gallery tables."""
     import dataclasses
 
-    from pipeline import prepare as stage
+    from pipeline.stages import prepare as stage
 
     loaded = load_params(params)
     overrides = {
@@ -80,7 +80,7 @@ def caption(
     out: OutOpt = ...,
 ) -> None:
     """Caption every reference image (BLIP-2 or provided captions)."""
-    from pipeline import caption as stage
+    from pipeline.stages import caption as stage
 
     stage.run(load_params(params), prepare_dir, out)
 
@@ -100,7 +100,7 @@ def keywords(
 ) -> None:
     """Target keywords: the pipeline stage, or `dqu keywords TEXTS.jsonl --out PRED.jsonl`."""
     if texts is None:
-        from pipeline import keywords as stage
+        from pipeline.stages import keywords as stage
 
         if out is None or prepare_dir is None:
             raise typer.BadParameter("the keywords stage needs --prepare DIR and --out DIR")
@@ -108,9 +108,9 @@ def keywords(
         return
     if out is None:
         raise typer.BadParameter("give --out PRED.jsonl when extracting from a file")
+    from pipeline.core.models import resolve_model
     from pipeline.keyphrases import extract_file, load_keyword_model
-    from pipeline.keywords import keyword_selection
-    from pipeline.models import resolve_model
+    from pipeline.stages.keywords import keyword_selection
 
     # With --model and no params.yaml (outside a project), the default selection applies.
     cfg = load_params(params).keywords if model is None or params.is_file() else KeywordsParams()
@@ -130,7 +130,7 @@ def render(
     out: OutOpt = ...,
 ) -> None:
     """Write the unified text and visual queries into Parquet shards."""
-    from pipeline import render as stage
+    from pipeline.stages import render as stage
 
     stage.run(load_params(params), prepare_dir, caption_dir, keywords_dir, out)
 
@@ -144,7 +144,7 @@ def inputs(
     out: OutOpt = ...,
 ) -> None:
     """Precompute encoder inputs (pixels, token ids) for the configured backbone."""
-    from pipeline import inputs as stage
+    from pipeline.stages import inputs as stage
 
     stage.run(load_params(params), prepare_dir, render_dir, out)
 
@@ -159,7 +159,7 @@ def train(
     resume: Annotated[bool, typer.Option(help="continue from the last checkpoint")] = True,
 ) -> None:
     """Train the fusion model in one query mode."""
-    from pipeline import train as stage
+    from pipeline.stages import train as stage
 
     stage.run(load_params(params), mode, inputs_dir, out, resume)
 
@@ -176,7 +176,7 @@ def evaluate(
     ] = None,
 ) -> None:
     """Recall@K of every query mode; writes metrics and plots for DVC."""
-    from pipeline import evaluate as stage
+    from pipeline.stages import evaluate as stage
 
     stage.run(load_params(params), inputs_dir, train_dir, out, prepare_dir)
 
@@ -191,7 +191,7 @@ def spelling(
     ] = 3,
 ) -> None:
     """Build a typo correction dictionary {word: correction} with pyspellchecker."""
-    from pipeline.spelling import build_corrections, write_corrections
+    from pipeline.datasets.spelling_dict import build_corrections, write_corrections
 
     corrections = build_corrections(files, min_count=min_count)
     write_corrections(corrections, out)
@@ -209,7 +209,7 @@ def faults(
 ) -> None:
     """Break a scratch tiny dataset every way issue 6 lists; one line per fault, exit 1 if any
     is not survived."""
-    from pipeline.faults import run_faults
+    from devkit.faults import run_faults
 
     results = run_faults(only, workdir, echo=typer.echo)
     if not all(result.survived for result in results):

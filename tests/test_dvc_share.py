@@ -20,7 +20,8 @@ import pytest
 import yaml
 from PIL import Image
 
-REPO = Path(__file__).resolve().parents[1]
+from tests.factories import REPO
+
 PRE_TRAIN = ["prepare", "caption", "keywords", "render", "inputs"]
 COMMAND_TIMEOUT_S = 300  # a guard against a hung command, not a timing check
 

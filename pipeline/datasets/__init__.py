@@ -6,9 +6,9 @@ import importlib
 from collections.abc import Callable
 from pathlib import Path
 
-from pipeline.config import PrepareParams
+from pipeline.core.params import PrepareParams
+from pipeline.core.strict import ParamsError
 from pipeline.datasets.tables import DatasetTables
-from pipeline.strict import ParamsError
 
 
 def _demo(params: PrepareParams, seed: int, out_dir: Path) -> DatasetTables:

@@ -18,10 +18,10 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw
 
-from pipeline.atomic import write_bytes
-from pipeline.config import DemoParams
+from pipeline.core.atomic import write_bytes
+from pipeline.core.images import encode_png
+from pipeline.core.params import DemoParams
 from pipeline.datasets.tables import DatasetTables
-from pipeline.images import encode_png
 
 COLOURS = {
     "red": (220, 40, 40),

@@ -21,10 +21,10 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from pipeline.config import PrepareParams
+from pipeline.core.params import PrepareParams
+from pipeline.core.shards import CAPTIONS, write_table
 from pipeline.datasets.official import AnnotationError, dataset_root, fail_listing, read_lines
 from pipeline.datasets.tables import DatasetTables
-from pipeline.shards import CAPTIONS, write_table
 
 VAL_QUERIES = 2000  # test queries mirrored as `val` for epoch selection
 IMAGE_CAPTIONS = "image_captions.parquet"  # per-image captions for the caption-equality hit rule

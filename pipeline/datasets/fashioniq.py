@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pipeline.config import PrepareParams
+from pipeline.core.params import PrepareParams
 from pipeline.datasets.official import (
     AnnotationError,
     ProvidedExtras,

@@ -17,7 +17,7 @@ import csv
 import json
 from pathlib import Path
 
-from pipeline.config import PrepareParams
+from pipeline.core.params import PrepareParams
 from pipeline.datasets.official import AnnotationError, dataset_root, fail_listing
 from pipeline.datasets.tables import DatasetTables
 

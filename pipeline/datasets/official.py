@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from pipeline.config import PrepareParams
+from pipeline.core.params import PrepareParams
 
 # How many offending records an error message lists before it says "and N more".
 MAX_LISTED = 10

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import pyarrow as pa
 
-from pipeline.shards import GALLERY, IMAGES, TRIPLETS
+from pipeline.core.shards import GALLERY, IMAGES, TRIPLETS
 
 
 @dataclass(frozen=True)

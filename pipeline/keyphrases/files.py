@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from pipeline.atomic import atomic_path
+from pipeline.core.atomic import atomic_path
 from pipeline.keyphrases.extract import extract_keywords
 from pipeline.keyphrases.model import KeywordModel, Selection
 

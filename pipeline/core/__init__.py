@@ -1,0 +1,1 @@
+"""Helpers shared by the stages: params, shards, atomic writes, reports, images, parallelism."""

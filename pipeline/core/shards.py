@@ -1,0 +1,155 @@
+"""Parquet schemas of every table the pipeline writes, and the sharded writer/reader.
+
+Tables (one folder per stage under artifacts/):
+
+- prepare/triplets.parquet  TRIPLETS: one row per (split, pair_id) query triplet.
+- prepare/images.parquet    IMAGES: every image the dataset refers to, with its file path.
+- prepare/gallery.parquet   GALLERY: which images form each split's retrieval gallery.
+- caption/captions.parquet  CAPTIONS: one caption per reference image.
+- keywords/keywords.parquet KEYWORDS: target keywords per (split, pair_id).
+- render/queries-*.parquet  RENDERED: the unified queries (text string + keyword-on-image PNG).
+- inputs/queries-*.parquet, inputs/images-*.parquet: encoder inputs (see trainer/data.py).
+
+Shards are named NAME-00000-of-00004.parquet and written atomically, so a rerun can reuse every
+shard that is complete and a reader can check that the set is whole.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from pipeline.core.atomic import write_with
+
+TRIPLETS = pa.schema(
+    [
+        ("split", pa.string()),
+        ("pair_id", pa.string()),
+        ("reference_id", pa.string()),
+        ("target_id", pa.string()),
+        ("modification", pa.string()),
+        ("caption", pa.string()),  # a caption the dataset provides for the reference, or null
+        ("keywords", pa.list_(pa.string())),  # keywords the dataset provides, or null
+        ("subset", pa.list_(pa.string())),  # CIRR img_set members, or null
+    ]
+)
+IMAGES = pa.schema([("image_id", pa.string()), ("path", pa.string())])
+GALLERY = pa.schema([("split", pa.string()), ("image_id", pa.string())])
+CAPTIONS = pa.schema([("image_id", pa.string()), ("caption", pa.string())])
+KEYWORDS = pa.schema(
+    [("split", pa.string()), ("pair_id", pa.string()), ("keywords", pa.list_(pa.string()))]
+)
+RENDERED = pa.schema(
+    [
+        ("split", pa.string()),
+        ("pair_id", pa.string()),
+        ("reference_id", pa.string()),
+        ("target_id", pa.string()),
+        ("text_query", pa.string()),
+        ("keywords", pa.list_(pa.string())),
+        ("visual_query", pa.binary()),  # PNG bytes of the reference with the keywords drawn on it
+    ]
+)
+INPUT_QUERIES = pa.schema(
+    [
+        ("split", pa.string()),
+        ("pair_id", pa.string()),
+        ("reference_id", pa.string()),
+        ("target_id", pa.string()),
+        ("text_tokens", pa.list_(pa.int32())),
+        ("visual_pixels", pa.binary()),  # S*S*3 uint8, HWC, at the model's input size
+    ]
+)
+INPUT_IMAGES = pa.schema([("image_id", pa.string()), ("pixels", pa.binary())])
+
+_SHARD_RE = re.compile(r"^(?P<stem>.+)-(?P<index>\d{5})-of-(?P<count>\d{5})\.parquet$")
+
+
+class ShardError(ValueError):
+    """A shard set on disk is incomplete or does not match its schema."""
+
+
+def shard_name(stem: str, index: int, count: int) -> str:
+    """File name of shard `index` of `count`: STEM-00000-of-00004.parquet."""
+    return f"{stem}-{index:05d}-of-{count:05d}.parquet"
+
+
+def shard_ranges(n_rows: int, n_shards: int) -> list[tuple[int, int]]:
+    """Split range(n_rows) into n_shards contiguous (start, stop) pairs of near-equal size."""
+    n_shards = max(1, n_shards)
+    bounds = [round(i * n_rows / n_shards) for i in range(n_shards + 1)]
+    return list(zip(bounds[:-1], bounds[1:], strict=True))
+
+
+def write_table(table: pa.Table, path: str | Path, schema: pa.Schema | None = None) -> None:
+    """Write one Parquet file atomically (checked against `schema` when given)."""
+    if schema is not None:
+        table = conform(table, schema, str(path))
+    # Fixed writer options so equal tables give equal bytes (DVC hashes must not drift).
+    write_with(
+        path,
+        lambda tmp: pq.write_table(
+            table, tmp, compression="zstd", row_group_size=1024, write_statistics=False
+        ),
+    )
+
+
+def conform(table: pa.Table, schema: pa.Schema, where: str) -> pa.Table:
+    """Return `table` with exactly `schema`'s columns and types, or raise naming what differs."""
+    missing = [name for name in schema.names if name not in table.column_names]
+    if missing:
+        raise ShardError(f"{where}: missing column(s) {missing}; expected {schema.names}")
+    try:
+        return table.select(schema.names).cast(schema)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as err:
+        raise ShardError(f"{where}: columns do not match the expected schema: {err}") from err
+
+
+def read_table(path: str | Path, schema: pa.Schema | None = None) -> pa.Table:
+    """Read one Parquet file, checked against `schema` when given."""
+    path = Path(path)
+    if not path.is_file():
+        raise ShardError(f"{path}: not found; run the stage that writes it (dvc repro)")
+    table = pq.read_table(path)
+    return conform(table, schema, str(path)) if schema is not None else table
+
+
+def list_shards(folder: str | Path, stem: str) -> list[Path]:
+    """The complete, ordered shard set STEM-*-of-N in `folder`; raise if any shard is missing."""
+    folder = Path(folder)
+    found: dict[int, Path] = {}
+    counts = set()
+    for path in folder.glob(f"{stem}-*-of-*.parquet"):
+        match = _SHARD_RE.match(path.name)
+        if match and match["stem"] == stem:
+            found[int(match["index"])] = path
+            counts.add(int(match["count"]))
+    if not found:
+        raise ShardError(f"{folder}: no '{stem}' shards; run the stage that writes them")
+    if len(counts) != 1:
+        raise ShardError(f"{folder}: '{stem}' shards from different runs (of-N: {sorted(counts)})")
+    count = counts.pop()
+    missing = [i for i in range(count) if i not in found]
+    if missing:
+        raise ShardError(f"{folder}: '{stem}' shard(s) {missing} of {count} missing; rerun")
+    return [found[i] for i in range(count)]
+
+
+def read_shards(folder: str | Path, stem: str, schema: pa.Schema | None = None) -> pa.Table:
+    """Concatenate a complete shard set in shard order."""
+    tables = [read_table(p, schema) for p in list_shards(folder, stem)]
+    return pa.concat_tables(tables)
+
+
+def remove_stale(folder: str | Path, stem: str, count: int) -> None:
+    """Delete STEM shards of another shard count and leftover temp files."""
+    folder = Path(folder)
+    for path in folder.glob(f"{stem}-*-of-*.parquet"):
+        match = _SHARD_RE.match(path.name)
+        if match and match["stem"] == stem and int(match["count"]) != count:
+            path.unlink()
+    for tmp in folder.glob(f".{stem}-*.tmp"):
+        tmp.unlink()

@@ -1,0 +1,274 @@
+"""Stage `inputs`: encoder inputs for one open_clip backbone (pixels at its size, token ids).
+
+Training and evaluation read only these shards: no image is decoded, resized or re-drawn per
+epoch. Pixels are stored as uint8 after open_clip's eval resize (shortest side, bicubic) and
+centre crop; normalisation happens on the fly because it is cheap and model-specific.
+
+Resume: like render, every shard carries in its Parquet metadata a fingerprint of what produced
+it (code and library versions, backbone, the bytes of its render shard or of its image files)
+and its own record report, so a rerun after a kill reuses every finished shard and rebuilds only
+the rest (dvc.yaml marks the output `persist: true` so DVC keeps them).
+
+Skipped images: with on_bad_record: skip, an image that cannot be loaded is left out of the image
+shards and of gallery.parquet, and every query whose target it was is dropped too (counted as
+skipped), so training and evaluation never meet an id with no pixels.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import io
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import open_clip
+import PIL
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+import torchvision
+from PIL import Image
+from torchvision.transforms import CenterCrop, InterpolationMode, Resize
+
+from pipeline.core.atomic import write_json
+from pipeline.core.images import ImageLoadError, load_rgb
+from pipeline.core.models import check_clip_weights
+from pipeline.core.parallel import map_tasks
+from pipeline.core.params import InputsParams, Params
+from pipeline.core.report import StageReport
+from pipeline.core.resume import file_digest, reusable_report, shard_keys
+from pipeline.core.shards import (
+    GALLERY,
+    IMAGES,
+    INPUT_IMAGES,
+    INPUT_QUERIES,
+    RENDERED,
+    TRIPLETS,
+    list_shards,
+    read_table,
+    remove_stale,
+    shard_name,
+    shard_ranges,
+    write_table,
+)
+from trainer.config import ClipConfig
+from trainer.encoders import input_spec, tokenize
+
+# Bump when pixels or token layout change, so shards written by older code are not reused.
+INPUTS_CODE_VERSION = 1
+STAGE = "inputs"
+FINGERPRINT_KEY, REPORT_KEY = shard_keys(STAGE)
+
+
+def to_model_pixels(image: Image.Image, size: int) -> bytes:
+    """open_clip's eval geometry (resize shortest side, bicubic; centre crop) as uint8 HWC bytes."""
+    image = Resize(size, interpolation=InterpolationMode.BICUBIC)(image.convert("RGB"))
+    image = CenterCrop(size)(image)
+    return np.asarray(image, dtype=np.uint8).tobytes()
+
+
+@dataclass(frozen=True)
+class QueryShardTask:
+    """Turn one render shard into one input-queries shard."""
+
+    render_shard: str
+    out_path: str
+    clip: ClipConfig
+    on_bad_record: str = "fail"
+    # Images the image shards left out (skip mode); queries aiming at them are dropped.
+    unusable_targets: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True)
+class ImageShardTask:
+    """Load, resize and crop one slice of the image list."""
+
+    image_ids: tuple[str, ...]
+    paths: tuple[str, ...]
+    out_path: str
+    image_size: int
+    params: InputsParams
+
+
+def build_query_shard(task: QueryShardTask) -> StageReport:
+    """Tokenize the text queries and convert the visual queries of one render shard."""
+    rendered = read_table(task.render_shard, RENDERED)
+    # Only the unusable targets this shard meets enter its fingerprint, so the other shards
+    # stay reusable when an image elsewhere goes bad.
+    unusable = sorted(task.unusable_targets & set(rendered["target_id"].to_pylist()))
+    spec = input_spec(task.clip.model, task.clip.pretrained)
+    fingerprint = _fingerprint(
+        task.out_path,
+        {
+            "render_shard_sha256": file_digest(task.render_shard),
+            "clip": dataclasses.asdict(task.clip),
+            "spec": dataclasses.asdict(spec),
+            "unusable_targets": unusable,
+            "on_bad_record": task.on_bad_record,
+        },
+    )
+    reused = reusable_report(Path(task.out_path), fingerprint, STAGE, task.on_bad_record)
+    if reused is not None:
+        return reused
+    report = StageReport(STAGE, task.on_bad_record)
+    report.n_in = rendered.num_rows
+    if unusable:
+        aims_at_unusable = pc.is_in(rendered["target_id"], value_set=pa.array(unusable))
+        dropped = rendered.filter(aims_at_unusable).select(["split", "pair_id", "target_id"])
+        for row in dropped.to_pylist():
+            report.bad(
+                f"triplet {row['split']}/{row['pair_id']}",
+                f"its target image {row['target_id']!r} could not be loaded (skipped above)",
+                "replace the image file",
+            )
+        rendered = rendered.filter(pc.invert(aims_at_unusable))
+    tokens = tokenize(task.clip.model, rendered["text_query"].to_pylist())
+    pixels = [
+        to_model_pixels(Image.open(io.BytesIO(png)), spec.image_size)
+        for png in rendered["visual_query"].to_pylist()
+    ]
+    table = pa.table(
+        {
+            "split": rendered["split"],
+            "pair_id": rendered["pair_id"],
+            "reference_id": rendered["reference_id"],
+            "target_id": rendered["target_id"],
+            "text_tokens": pa.array(list(tokens), type=pa.list_(pa.int32())),
+            "visual_pixels": pa.array(pixels, type=pa.binary()),
+        },
+        schema=INPUT_QUERIES,
+    )
+    report.n_out = table.num_rows
+    write_table(table, task.out_path, _with_stamp(INPUT_QUERIES, fingerprint, report))
+    return report
+
+
+def build_image_shard(task: ImageShardTask) -> StageReport:
+    """Encoder pixels for one slice of the gallery / target images."""
+    fingerprint = _fingerprint(
+        task.out_path,
+        {
+            "images": [
+                [i, file_digest(p)] for i, p in zip(task.image_ids, task.paths, strict=True)
+            ],
+            "image_size": task.image_size,
+            "on_bad_record": task.params.on_bad_record,
+        },
+    )
+    reused = reusable_report(Path(task.out_path), fingerprint, STAGE, task.params.on_bad_record)
+    if reused is not None:
+        return reused
+    report = StageReport(STAGE, task.params.on_bad_record)
+    ids, pixels = [], []
+    for image_id, path in zip(task.image_ids, task.paths, strict=True):
+        report.n_in += 1
+        try:
+            pixels.append(to_model_pixels(load_rgb(path), task.image_size))
+            ids.append(image_id)
+        except ImageLoadError as err:
+            report.bad(f"image {image_id}", str(err), "replace the file or drop the image")
+    table = pa.table({"image_id": ids, "pixels": pixels}, schema=INPUT_IMAGES)
+    report.n_out = len(ids)
+    write_table(table, task.out_path, _with_stamp(INPUT_IMAGES, fingerprint, report))
+    return report
+
+
+def _fingerprint(out_path: str, inputs: dict) -> str:
+    """sha256 over what decides a shard's bytes: code and library versions plus its inputs."""
+    payload = {
+        "code_version": INPUTS_CODE_VERSION,
+        "versions": [PIL.__version__, torchvision.__version__, open_clip.__version__],
+        # The file name only: the same inputs give the same bytes in any checkout folder.
+        "shard": Path(out_path).name,
+        **inputs,
+    }
+    text = json.dumps(payload, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def _with_stamp(schema: pa.Schema, fingerprint: str, report: StageReport) -> pa.Schema:
+    """`schema` carrying the shard's fingerprint and its report in the Parquet metadata."""
+    stamp = json.dumps(report.as_dict(), sort_keys=True, ensure_ascii=False)
+    return schema.with_metadata({FINGERPRINT_KEY: fingerprint.encode(), REPORT_KEY: stamp})
+
+
+def run(params: Params, prepare_dir: Path, render_dir: Path, out_dir: Path) -> StageReport:
+    """Write queries-*.parquet, images-*.parquet, gallery.parquet and meta.json for training."""
+    prepare_dir, render_dir, out_dir = Path(prepare_dir), Path(render_dir), Path(out_dir)
+    check_clip_weights(params.clip.pretrained)
+    spec = input_spec(params.clip.model, params.clip.pretrained)
+    on_bad_record = params.inputs.on_bad_record
+    render_shards = list_shards(render_dir, "queries")
+    n_query = len(render_shards)
+    remove_stale(out_dir, "queries", n_query)
+    query_tasks = [
+        QueryShardTask(
+            str(path), str(out_dir / shard_name("queries", i, n_query)), params.clip, on_bad_record
+        )
+        for i, path in enumerate(render_shards)
+    ]
+
+    # Every image a query can need: its target, plus each split's gallery.
+    triplets = read_table(prepare_dir / "triplets.parquet", TRIPLETS)
+    gallery = read_table(prepare_dir / "gallery.parquet", GALLERY)
+    images = read_table(prepare_dir / "images.parquet", IMAGES)
+    needed = set(triplets["target_id"].to_pylist()) | set(gallery["image_id"].to_pylist())
+    needed.discard(None)  # hidden targets (CIRR test1) have no image to load
+    path_of = dict(zip(images["image_id"].to_pylist(), images["path"].to_pylist(), strict=True))
+    image_ids = sorted(needed)
+    n_image = max(1, params.inputs.image_shards)
+    remove_stale(out_dir, "images", n_image)
+    image_tasks = [
+        ImageShardTask(
+            tuple(image_ids[a:b]),
+            tuple(path_of[i] for i in image_ids[a:b]),
+            str(out_dir / shard_name("images", k, n_image)),
+            spec.image_size,
+            params.inputs,
+        )
+        for k, (a, b) in enumerate(shard_ranges(len(image_ids), n_image))
+    ]
+
+    parts = map_tasks(_build, [*query_tasks, *image_tasks], params.parallel)
+    written = _written_image_ids(image_tasks)
+    unusable = frozenset(needed - written)
+    if unusable:
+        # Rare (skip mode with bad images): redo, in-process, the query shards that aim at them.
+        query_tasks = [dataclasses.replace(t, unusable_targets=unusable) for t in query_tasks]
+        parts[: len(query_tasks)] = [build_query_shard(t) for t in query_tasks]
+    report = StageReport(STAGE, on_bad_record)
+    for part in parts:
+        report.merge(part)
+    loaded = pa.array(sorted(written), type=pa.string())
+    usable_gallery = gallery.filter(pc.is_in(gallery["image_id"], value_set=loaded))
+    write_table(usable_gallery, out_dir / "gallery.parquet", GALLERY)
+    write_json(
+        out_dir / "meta.json",
+        {
+            "model": params.clip.model,
+            "image_size": spec.image_size,
+            "mean": list(spec.mean),
+            "std": list(spec.std),
+            "context_length": spec.context_length,
+        },
+    )
+    report.write(out_dir / "report.json")
+    return report
+
+
+def _written_image_ids(tasks: list[ImageShardTask]) -> set[str]:
+    """Ids actually stored in the image shards (those that loaded)."""
+    ids: set[str] = set()
+    for task in tasks:
+        ids.update(pq.read_table(task.out_path, columns=["image_id"])["image_id"].to_pylist())
+    return ids
+
+
+def _build(task: QueryShardTask | ImageShardTask) -> StageReport:
+    """Dispatch one task (a single function keeps the dask graph to one map call)."""
+    if isinstance(task, QueryShardTask):
+        return build_query_shard(task)
+    return build_image_shard(task)

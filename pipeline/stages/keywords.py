@@ -1,0 +1,105 @@
+"""Stage `keywords`: target keywords per modification text (KeyBERT over our candidates)."""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pyarrow as pa
+
+from pipeline.core.models import resolve_model
+from pipeline.core.parallel import map_tasks
+from pipeline.core.params import KeywordsParams, Params
+from pipeline.core.report import StageReport
+from pipeline.core.shards import KEYWORDS, TRIPLETS, read_table, shard_ranges, write_table
+
+if TYPE_CHECKING:
+    from pipeline.keyphrases import Selection
+
+
+@dataclass(frozen=True)
+class KeywordTask:
+    """A chunk of unique modification texts for one worker."""
+
+    texts: tuple[str, ...]
+    params: KeywordsParams
+
+
+@functools.lru_cache(maxsize=1)
+def _keyword_model(model: str):  # noqa: ANN202 - returns pipeline.keyphrases.KeywordModel
+    # Loaded once per worker process and reused by all of its tasks.
+    from pipeline.keyphrases import load_keyword_model
+
+    return load_keyword_model(resolve_model(model))
+
+
+def keyword_selection(cfg: KeywordsParams) -> Selection:
+    """KeyBERT's selection settings from the keywords section (checked: cosines in [-1, 1])."""
+    from pipeline.keyphrases import Selection
+
+    return Selection(min_score=cfg.min_score, duplicate_similarity=cfg.duplicate_similarity,
+                     max_phrases=cfg.max_phrases)
+
+
+def extract_chunk(task: KeywordTask) -> list[list[str]]:
+    """Keywords for each text of the chunk, in order."""
+    from pipeline.keyphrases import extract_keywords
+
+    model = _keyword_model(task.params.model)
+    return extract_keywords(model, list(task.texts), batch_size=task.params.batch_size,
+                            selection=keyword_selection(task.params))
+
+
+def run(params: Params, prepare_dir: Path, out_dir: Path) -> StageReport:
+    """Write keywords.parquet (split, pair_id, keywords) for every triplet."""
+    cfg = params.keywords
+    if cfg.backend == "keybert":
+        # A missing local model or a bad threshold fails now, not inside the workers.
+        resolve_model(cfg.model)
+        keyword_selection(cfg)
+    triplets = read_table(Path(prepare_dir) / "triplets.parquet", TRIPLETS)
+    report = StageReport("keywords", cfg.on_bad_record)
+    rows = triplets.select(["split", "pair_id", "modification", "keywords"]).to_pylist()
+    report.n_in = len(rows)
+    if cfg.backend == "provided":
+        found = {}
+        for row in rows:
+            if row["keywords"] is None:
+                report.bad(
+                    f"triplet {row['split']}/{row['pair_id']}",
+                    "the dataset provides no keywords for it",
+                    "use keywords.backend: keybert, or add the keywords file",
+                )
+                continue
+            found[(row["split"], row["pair_id"])] = list(row["keywords"])
+    else:
+        # Texts repeat across pairs; extract each distinct text once.
+        texts = sorted({row["modification"] for row in rows})
+        tasks = [
+            KeywordTask(tuple(texts[a:b]), cfg)
+            for a, b in shard_ranges(len(texts), cfg.shards)
+            if b > a
+        ]
+        by_text: dict[str, list[str]] = {}
+        for task, result in zip(
+            tasks, map_tasks(extract_chunk, tasks, params.parallel), strict=True
+        ):
+            by_text.update(zip(task.texts, result, strict=True))
+        found = {(row["split"], row["pair_id"]): by_text[row["modification"]] for row in rows}
+    keys = [
+        (row["split"], row["pair_id"]) for row in rows if (row["split"], row["pair_id"]) in found
+    ]
+    table = pa.table(
+        {
+            "split": [k[0] for k in keys],
+            "pair_id": [k[1] for k in keys],
+            "keywords": [found[k] for k in keys],
+        },
+        schema=KEYWORDS,
+    )
+    report.n_out = len(keys)
+    write_table(table, Path(out_dir) / "keywords.parquet", KEYWORDS)
+    report.write(Path(out_dir) / "report.json")
+    return report

@@ -1,0 +1,103 @@
+"""Tiny datasets and input shards built in tests (models: devkit.tiny)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+from PIL import Image
+
+from pipeline.core.params import PrepareParams
+from pipeline.datasets.tables import DatasetTables
+
+REPO = Path(__file__).resolve().parents[1]
+
+COLOURS = {"red": (220, 30, 30), "green": (30, 180, 30), "blue": (30, 30, 220)}
+
+
+def tiny_dataset(params: PrepareParams, seed: int, out_dir: Path) -> DatasetTables:
+    """Three colours x two sizes per split; queries ask for another colour."""
+    images, gallery, triplets = [], [], []
+    for split, n_pairs in (("train", 8), ("val", 4), ("test", 4)):
+        for colour, rgb in COLOURS.items():
+            for size in (8, 14):
+                iid = f"{split}-{colour}-{size}"
+                path = out_dir / "img" / f"{iid}.png"
+                path.parent.mkdir(parents=True, exist_ok=True)
+                img = Image.new("RGB", (32, 32), (200, 200, 200))
+                img.paste(rgb, (16 - size, 16 - size, 16 + size, 16 + size))
+                img.save(path)
+                images.append({"image_id": iid, "path": str(path)})
+                gallery.append({"split": split, "image_id": iid})
+        names = list(COLOURS)
+        for k in range(n_pairs):
+            old, new, size = names[k % 3], names[(k + 1) % 3], (8, 14)[k % 2]
+            triplets.append(
+                {
+                    "split": split,
+                    "pair_id": f"{split}-{k}",
+                    "reference_id": f"{split}-{old}-{size}",
+                    "target_id": f"{split}-{new}-{size}",
+                    "modification": f"make it {new} instead of {old}",
+                    "caption": f"a {old} square",
+                    "keywords": [new],
+                    "subset": None,
+                }
+            )
+    return DatasetTables.from_rows(triplets, images, gallery)
+
+
+MEAN = (0.48145466, 0.4578275, 0.40821073)
+STD = (0.26862954, 0.26130258, 0.27577711)
+
+
+def write_inputs(root: Path, *, n_train: int = 24, n_val: int = 8, n_images: int = 20,
+                 image_size: int = 16, context_length: int = 8, model: str = "dqu-test",
+                 query_shards: int = 2, image_shards: int = 2, seed: int = 0,
+                 row_group_size: int | None = None) -> dict:
+    """Write a random inputs dir (meta, query/image shards, gallery); return what was written."""
+    rng = np.random.default_rng(seed)
+    root.mkdir(parents=True, exist_ok=True)
+    pixel_bytes = image_size * image_size * 3
+    image_ids = [f"img{i:03d}" for i in range(n_images)]
+    images = {i: rng.integers(0, 256, pixel_bytes, dtype=np.uint8).tobytes() for i in image_ids}
+    queries = []
+    for split, count in (("train", n_train), ("val", n_val)):
+        for q in range(count):
+            tokens = rng.integers(1, 49000, context_length).astype(np.int32)
+            tokens[-1] = 49407  # CLIP pools the text at the highest (end-of-text) id
+            reference, target = rng.choice(n_images, 2, replace=False)
+            queries.append({
+                "split": split,
+                "pair_id": f"{split}-{q:04d}",
+                "reference_id": image_ids[reference],
+                "target_id": image_ids[target],
+                "text_tokens": tokens.tolist(),
+                "visual_pixels": rng.integers(0, 256, pixel_bytes, dtype=np.uint8).tobytes(),
+            })
+    queries.sort(key=lambda r: (r["split"], r["pair_id"]))
+    schema = pa.schema([("split", pa.string()), ("pair_id", pa.string()),
+                        ("reference_id", pa.string()), ("target_id", pa.string()),
+                        ("text_tokens", pa.list_(pa.int32())), ("visual_pixels", pa.binary())])
+    for shard, part in enumerate(np.array_split(np.arange(len(queries)), query_shards)):
+        rows = [queries[i] for i in part]
+        pq.write_table(pa.Table.from_pylist(rows, schema=schema),
+                       root / f"queries-{shard:05d}-of-{query_shards:05d}.parquet",
+                       row_group_size=row_group_size)
+    image_schema = pa.schema([("image_id", pa.string()), ("pixels", pa.binary())])
+    for shard, part in enumerate(np.array_split(np.arange(n_images), image_shards)):
+        rows = [{"image_id": image_ids[i], "pixels": images[image_ids[i]]} for i in part]
+        pq.write_table(pa.Table.from_pylist(rows, schema=image_schema),
+                       root / f"images-{shard:05d}-of-{image_shards:05d}.parquet",
+                       row_group_size=row_group_size)
+    gallery = [{"split": s, "image_id": i} for s in ("train", "val") for i in image_ids]
+    pq.write_table(pa.Table.from_pylist(gallery), root / "gallery.parquet")
+    meta = {"model": model, "image_size": image_size, "mean": list(MEAN), "std": list(STD),
+            "context_length": context_length}
+    (root / "meta.json").write_text(json.dumps(meta))
+    return {"queries": queries, "images": images, "image_ids": image_ids, "meta": meta}
+
+

@@ -1,0 +1,85 @@
+"""Fashion200K adapter (TIRG protocol) on a tiny replica of the official layout."""
+
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from pipeline.core.params import Params, PrepareParams
+from pipeline.core.report import BadRecordError
+from pipeline.core.shards import CAPTIONS, read_table
+from pipeline.datasets.fashion200k import different_words
+from pipeline.datasets.official import AnnotationError
+from pipeline.stages import prepare
+
+TRAIN = {"women/dresses/1/a.jpeg": "red midi dress", "women/dresses/2/b.jpeg": "blue midi dress",
+         "women/skirts/3/c.jpeg": "green maxi skirt"}
+TEST = {"women/dresses/4/d.jpeg": "black lace dress", "women/dresses/5/e.jpeg": "white lace dress",
+        "women/dresses/6/f.jpeg": "white lace dress", "women/tops/7/g.jpeg": "white silk top"}
+
+
+@pytest.fixture
+def root(tmp_path) -> Path:
+    root = tmp_path / "fashion200k"
+    (root / "labels").mkdir(parents=True)
+    for split, items in (("train", TRAIN), ("test", TEST)):
+        lines = [f"{path}\t0.9\t{caption}" for path, caption in items.items()]
+        (root / "labels" / f"dress_{split}_detect_all.txt").write_text("\n".join(lines) + "\n")
+        for path in items:
+            (root / path).parent.mkdir(parents=True, exist_ok=True)
+            Image.new("RGB", (8, 8)).save(root / path)
+    (root / "test_queries.txt").write_text(
+        "women/dresses/4/d.jpeg women/dresses/5/e.jpeg\n"
+        "women/dresses/5/e.jpeg women/tops/7/g.jpeg\n")
+    return root
+
+
+def _run(root: Path, out: Path, **kw):
+    return prepare.run(Params(prepare=PrepareParams(dataset="fashion200k", root=str(root), **kw)),
+                       out)
+
+
+def test_different_words_follow_tirg():
+    assert different_words("black lace dress", "white lace dress") == ("black", "white")
+    assert different_words("white lace dress", "white silk top") == ("lace", "silk")
+    # No differing word: the official loop leaves the last word.
+    assert different_words("red dress", "red dress") == ("dress", "dress")
+
+
+def test_queries_gallery_and_captions(root, tmp_path):
+    out = tmp_path / "prep"
+    _run(root, out)
+    rows = read_table(out / "triplets.parquet").to_pylist()
+    test = [r for r in rows if r["split"] == "test"]
+    assert [(r["modification"], r["keywords"], r["caption"]) for r in test] == [
+        ("replace black with white", ["white"], "black lace dress"),
+        ("replace lace with silk", ["silk"], "white lace dress"),
+    ]
+    # Only the two midi dresses share a parent caption ("midi dress"): one pair each way.
+    train = sorted((r["reference_id"][-6:], r["target_id"][-6:], r["modification"])
+                   for r in rows if r["split"] == "train")
+    assert train == [("a.jpeg", "b.jpeg", "replace red with blue"),
+                     ("b.jpeg", "a.jpeg", "replace blue with red")]
+    val = [r for r in rows if r["split"] == "val"]
+    assert sorted(r["pair_id"] for r in val) == ["00000", "00001"]
+    gallery = read_table(out / "gallery.parquet").to_pylist()
+    assert sorted(g["image_id"] for g in gallery if g["split"] == "test") == sorted(TEST)
+    captions = read_table(out / "image_captions.parquet", CAPTIONS).to_pylist()
+    assert {c["image_id"]: c["caption"] for c in captions} == TEST
+
+
+def test_bad_label_line_and_unknown_query_image(root, tmp_path):
+    with open(root / "test_queries.txt", "a") as f:
+        f.write("women/x.jpeg women/dresses/5/e.jpeg\n")
+    with pytest.raises(AnnotationError, match=r"line 3 \(women/x\.jpeg\)"):
+        _run(root, tmp_path / "a")
+    label = root / "labels" / "dress_test_detect_all.txt"
+    label.write_text(label.read_text() + "broken line without tabs\n")
+    with pytest.raises(AnnotationError, match=r"dress_test_detect_all\.txt.*line 5"):
+        _run(root, tmp_path / "b")
+
+
+def test_missing_test_image_names_the_query(root, tmp_path):
+    (root / "women/dresses/5/e.jpeg").unlink()
+    with pytest.raises(BadRecordError, match="e.jpeg"):
+        _run(root, tmp_path / "c")

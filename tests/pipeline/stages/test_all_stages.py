@@ -1,0 +1,112 @@
+"""Every stage's run() on a tiny dataset, chained the way dvc.yaml chains them."""
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from pipeline.core.params import (
+    CaptionParams,
+    EvaluateParams,
+    KeywordsParams,
+    ParallelParams,
+    Params,
+    PrepareParams,
+    RenderParams,
+)
+from pipeline.core.shards import CAPTIONS, KEYWORDS, RENDERED, read_shards, read_table
+from pipeline.datasets import ADAPTERS
+from pipeline.stages import caption, evaluate, inputs, keywords, prepare, render, train
+from tests.factories import tiny_dataset
+from trainer.config import ClipConfig, TrainConfig
+
+
+@pytest.fixture(scope="module")
+def run_all(tmp_path_factory):
+    ADAPTERS["tiny"] = tiny_dataset
+    root = tmp_path_factory.mktemp("pipeline")
+    params = Params(
+        parallel=ParallelParams(scheduler="sync"),
+        prepare=PrepareParams(dataset="tiny"),
+        caption=CaptionParams(backend="provided"),
+        keywords=KeywordsParams(backend="provided"),
+        render=RenderParams(shards=2, font_size=8),
+        clip=ClipConfig(model="dqu-test"),
+        train=TrainConfig(epochs=2, batch_size=4, lr=1e-3, clip_lr=1e-3),
+        evaluate=EvaluateParams(ks=[1, 2, 5], batch_size=8),
+    )
+    dirs = {name: root / name for name in ("prepare", "caption", "keywords", "render", "inputs")}
+    prepare.run(params, dirs["prepare"])
+    caption.run(params, dirs["prepare"], dirs["caption"])
+    keywords.run(params, dirs["prepare"], dirs["keywords"])
+    render.run(params, dirs["prepare"], dirs["caption"], dirs["keywords"], dirs["render"])
+    inputs.run(params, dirs["prepare"], dirs["render"], dirs["inputs"])
+    for mode in ("dqu", "text", "visual"):
+        train.run(params, mode, dirs["inputs"], root / "train" / mode)
+    metrics = evaluate.run(params, dirs["inputs"], root / "train", root / "evaluate")
+    yield root, params, metrics
+    del ADAPTERS["tiny"]
+
+
+def _report(folder: Path) -> dict:
+    return json.loads((folder / "report.json").read_text())
+
+
+def test_every_stage_accounts_for_every_record(run_all):
+    root, _, _ = run_all
+    for stage, n_in in (("prepare", 16), ("keywords", 16), ("render", 16), ("caption", 14)):
+        report = _report(root / stage)
+        assert report["n_in"] == n_in, stage
+        assert report["n_in"] == report["n_out"] + report["n_skipped"], stage
+
+
+def test_caption_and_keyword_tables(run_all):
+    root, _, _ = run_all
+    captions = read_table(root / "caption" / "captions.parquet", CAPTIONS).to_pylist()
+    assert {"image_id": "train-red-8", "caption": "a red square"} in captions
+    kws = read_table(root / "keywords" / "keywords.parquet", KEYWORDS).to_pylist()
+    assert {"split": "test", "pair_id": "test-0", "keywords": ["green"]} in kws
+
+
+def test_keybert_tasks_take_their_selection_from_params(run_all, tmp_path):
+    text = ("is darker and has long sleeves and a floral print",)
+    task = keywords.KeywordTask(texts=text, params=KeywordsParams(max_phrases=1))
+    assert keywords.extract_chunk(task) == [["floral print"]]  # KeyBERT's top phrase
+    # a bad threshold fails before any worker starts, and writes nothing
+    root, params, _ = run_all
+    bad = replace(params, keywords=KeywordsParams(min_score=2.0))
+    with pytest.raises(ValueError, match=r"keywords.min_score: must be a cosine"):
+        keywords.run(bad, root / "prepare", tmp_path / "keywords")
+    assert not (tmp_path / "keywords").exists()
+
+
+def test_render_writes_unified_queries(run_all):
+    root, _, _ = run_all
+    rows = read_shards(root / "render", "queries", RENDERED).to_pylist()
+    assert len(rows) == 16
+    first = next(r for r in rows if r["pair_id"] == "test-0")
+    assert first["text_query"] == "a red square, but make it green instead of red"
+    assert first["keywords"] == ["green"]
+    assert first["visual_query"][:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_inputs_meta_matches_the_backbone(run_all):
+    root, _, _ = run_all
+    meta = json.loads((root / "inputs" / "meta.json").read_text())
+    assert meta["model"] == "dqu-test" and meta["image_size"] == 16
+    assert _report(root / "inputs")["n_in"] == 16 + 18  # queries + images
+
+
+def test_train_and_evaluate_outputs(run_all):
+    root, params, metrics = run_all
+    for mode in ("dqu", "text", "visual"):
+        assert (root / "train" / mode / "model.safetensors").is_file()
+    assert set(metrics) == {"dqu", "text", "visual"}
+    written = json.loads((root / "evaluate" / "metrics.json").read_text())
+    assert written == {"test": metrics}
+    for values in metrics.values():
+        assert set(values) == {"R@1", "R@2", "R@5"}
+        assert 0.0 <= values["R@1"] <= values["R@2"] <= values["R@5"] <= 100.0
+    curve = json.loads((root / "evaluate" / "recall_curve.json").read_text())
+    assert [row["k"] for row in curve][:2] == [1, 2]
