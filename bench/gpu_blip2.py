@@ -7,7 +7,7 @@ captions are made by `pipeline.captioners.blip2.Captioner.caption`, the code pat
 (min_new_tokens = max_new_tokens), so random weights cost the same per image as real ones.
 
     python bench/gpu_blip2.py                  # CUDA, fp16, batches 32 and 64
-    python bench/gpu_blip2.py --compile        # caption.compile: static cache + compiled decode
+    python bench/gpu_blip2.py --compile        # caption.blip2.compile: compiled decode
     python bench/gpu_blip2.py --tiny           # scaled-down model on CPU, to check the script
 
 Preprocessing runs on the model's device (`Captioner` passes `device=` to the image processor).
@@ -33,13 +33,8 @@ from PIL import Image
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.devices import peak_memory_gib, synchronize  # noqa: E402
-from pipeline.captioners.blip2 import (  # noqa: E402
-    Blip2Sizes,
-    Captioner,
-    blip2_config,
-    offline_processor,
-    resolve_device,
-)
+from devkit.tiny import Blip2Sizes, blip2_config, offline_processor  # noqa: E402
+from pipeline.captioners.blip2 import Captioner, resolve_device  # noqa: E402
 
 # Salesforce/blip2-opt-2.7b: EVA ViT-g/14 at 224, BERT-base Q-Former, OPT-2.7b.
 OPT_2_7B = Blip2Sizes(
@@ -190,7 +185,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--source-size", type=int, default=512, help="side of input images")
     parser.add_argument(
-        "--compile", action="store_true", help="caption.compile: static cache, compiled decode"
+        "--compile", action="store_true", help="caption.blip2.compile: compiled decoding"
     )
     parser.add_argument(
         "--profile",

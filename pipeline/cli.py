@@ -211,7 +211,8 @@ def faults(
     is not survived."""
     from devkit.faults import run_faults
 
-    results = run_faults(only, workdir, echo=typer.echo)
+    # The app goes in as an argument, so devkit never imports this module back.
+    results = run_faults(only, workdir, echo=typer.echo, app=app)
     if not all(result.survived for result in results):
         raise typer.Exit(1)
 

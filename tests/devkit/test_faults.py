@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -19,7 +20,7 @@ FAST = [
     "zero-byte image",
     "missing image file",
     "decompression-bomb sized image",
-    *(f"{kind} image" for kind in faults._ODD_IMAGES),
+    *(f"{kind} image" for kind in faults.ODD_IMAGES),
     "empty modification text",
     "whitespace-only modification text",
     "duplicate pair id",
@@ -83,7 +84,7 @@ def test_every_issue_fault_is_registered():
 
 def test_fast_faults_are_survived(workdir: Path):
     lines: list[str] = []
-    results = faults.run_faults(FAST, workdir, echo=lines.append)
+    results = faults.run_faults(FAST, workdir, echo=lines.append, app=app)
     failed = [r.line() for r in results if not r.survived]
     assert not failed, failed
     assert lines[-1] == f"faults survived {len(FAST)}/{len(FAST)}"
@@ -92,7 +93,7 @@ def test_fast_faults_are_survived(workdir: Path):
 
 def test_odd_texts_flow_through_every_stage(scratch):
     details = faults.odd_texts(scratch, "provided")
-    assert set(details) == set(faults._ODD_TEXTS)
+    assert set(details) == set(faults.ODD_TEXTS)
     assert "10000 chars kept exactly" in details["10,000-character modification text"]
 
 
@@ -110,7 +111,7 @@ def test_inputs_killed_and_training_killed_resume_exactly(workdir: Path):
         "inputs killed with SIGKILL midway and rerun",
         "training killed with SIGKILL midway and resumed",
     ]
-    results = faults.run_faults(names, workdir / "slow", echo=lambda line: None)
+    results = faults.run_faults(names, workdir / "slow", echo=lambda line: None, app=app)
     assert all(r.survived for r in results), [r.line() for r in results]
 
 
@@ -141,4 +142,21 @@ def test_an_error_without_the_fix_is_not_survived():
 
 def test_unknown_fault_name_is_refused(workdir: Path):
     with pytest.raises(ValueError, match="unknown fault"):
-        faults.run_faults(["no such fault"], workdir)
+        faults.run_faults(["no such fault"], workdir, app=app)
+
+
+def test_devkit_never_imports_the_cli():
+    # pipeline.cli imports devkit for `dqu faults`, so the app is passed in instead.
+    importing = re.compile(
+        r"^\s*(from pipeline\.cli import|import pipeline\.cli|from pipeline import cli)", re.M
+    )
+    sources = sorted((faults.REPO / "devkit").rglob("*.py"))
+    assert sources and not [p for p in sources if importing.search(p.read_text())]
+
+
+def test_a_cli_fault_without_the_app_is_not_survived(workdir: Path):
+    lines: list[str] = []
+    results = faults.run_faults(
+        ["params with an unknown key"], workdir / "no-app", lines.append, app=None
+    )
+    assert not results[0].survived and "pass the app" in results[0].detail

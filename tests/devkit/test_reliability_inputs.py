@@ -48,7 +48,7 @@ def test_rerun_reuses_shards_and_rebuilds_only_a_changed_image(scratch):
 
 
 def test_unreadable_target_fails_naming_the_file(scratch):
-    victim = faults._victim(scratch)
+    victim = faults.victim(scratch)
     path = scratch.image_file(victim)
     params = scratch.params("fail")
     scratch.run_stages(params, stages=faults.PRE_TRAIN[:-1])
@@ -58,7 +58,7 @@ def test_unreadable_target_fails_naming_the_file(scratch):
 
 
 def test_skipped_image_leaves_gallery_and_its_queries(scratch):
-    victim = faults._victim(scratch)
+    victim = faults.victim(scratch)
     params = scratch.params("skip")
     scratch.run_stages(params, stages=faults.PRE_TRAIN[:-1])
     path = scratch.image_file(victim)
