@@ -54,11 +54,12 @@ from bench.common import (
     timed,
     workspace,
 )
-from pipeline.core.shards import GALLERY, INPUT_IMAGES, INPUT_QUERIES, shard_name, write_table
+from pipeline.core.shards import GALLERY, INPUT_IMAGES, INPUT_QUERIES, write_table
 from trainer.data import InputsMeta, PixelStore, QueryTable
 from trainer.evaluate import EvalSplit, rank_queries
 from trainer.metrics import recall_from_ranks
 from trainer.ranking import rank_targets
+from trainer.shards import shard_name
 
 SIZES = {
     "full": {"queries": 5000, "gallery": 20000, "dim": 128, "rounds": 3, "ours_calls": 5,

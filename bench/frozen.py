@@ -2,8 +2,9 @@
 
 Ours is the real `trainer.loop.train` with `freeze_encoders=True`: it encodes every train query
 and target once, then each epoch trains only the fusion head on the cached features; the epoch
-time is the loop's own `epoch_time_s` (head steps and the improvement check; with frozen encoders
-the loop keeps the best head in memory and writes the model file once, after the last epoch).
+time is the loop's own `TrainResult.epoch_times_s` (head steps and the improvement check; with
+frozen encoders the loop keeps the best head in memory and writes the model file once, after the
+last epoch).
 
 Baseline: the same frozen CLIP and head, but the encoders run on every batch of every epoch, as
 the official code's `compute_loss` does (its encoders are re-run each step whatever their
@@ -127,7 +128,7 @@ def our_epochs(inputs_dir: Path, out_dir: Path, epochs: int, scale: str) -> list
     with quiet_stages():
         seconds, result = timed(lambda: train(clip, train_config(epochs), "dqu", SEED,
                                               inputs_dir, out_dir, resume=False))
-    times = [record["epoch_time_s"] for record in result.history]
+    times = result.epoch_times_s
     note(f"frozen: ours' whole run {seconds:.2f}s for {epochs} epochs, of which "
          f"{seconds - sum(times):.2f}s outside epochs (loading shards, model, one-off "
          "feature cache)")

@@ -17,8 +17,8 @@ from ruamel.yaml import YAML
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pipeline.core.atomic import write_bytes  # noqa: E402
 from pipeline.core.params import load_params  # noqa: E402
+from trainer.atomic import write_bytes  # noqa: E402
 
 
 def merge(base: dict, overlay: dict) -> dict:

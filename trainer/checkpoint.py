@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -11,36 +9,23 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from trainer.atomic import write_with
+
 
 class CheckpointError(ValueError):
     """A checkpoint or weights file that cannot be loaded into this model."""
 
 
-def _temp_path(path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(handle)
-    return Path(name)
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write text to a temp file beside `path`, then rename it into place."""
-    tmp = _temp_path(path)
-    try:
-        tmp.write_text(text)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 def save_state(path: Path, state: dict[str, Any]) -> None:
     """torch.save a dict of tensors / primitives atomically (loadable with weights_only=True)."""
-    tmp = _temp_path(path)
-    try:
-        torch.save(state, tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    write_with(path, lambda tmp: _torch_save(state, tmp))
+
+
+def _torch_save(state: dict[str, Any], path: Path) -> None:
+    # Saved through a file object: given a path, torch names the zip's inner folder after the
+    # (random) temp file, so equal states would give different bytes.
+    with open(path, "wb") as handle:
+        torch.save(state, handle)
 
 
 def load_state(path: Path) -> dict[str, Any]:
@@ -57,12 +42,7 @@ def save_model_weights(model: nn.Module, path: Path,
     """Write a model's state dict, with `overrides` replacing entries, to safetensors atomically."""
     state = {**model.state_dict(), **(overrides or {})}
     tensors = {name: value.detach().to("cpu").contiguous() for name, value in state.items()}
-    tmp = _temp_path(path)
-    try:
-        save_file(tensors, str(tmp))
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    write_with(path, lambda tmp: save_file(tensors, str(tmp)))
 
 
 def load_model_weights(model: nn.Module, path: Path) -> None:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,8 +20,9 @@ import pyarrow.parquet as pq
 import torch
 from torch.utils.data import Dataset, Sampler
 
+from trainer.shards import ShardError, list_shards
+
 QUERY_COLUMNS = ("split", "pair_id", "reference_id", "target_id", "text_tokens", "visual_pixels")
-_SHARD_RE = re.compile(r"^(?P<name>.+)-(?P<index>\d{5})-of-(?P<total>\d{5})\.parquet$")
 
 
 class InputsFormatError(ValueError):
@@ -79,22 +79,12 @@ def inputs_digest(inputs_dir: str | Path) -> str:
 
 
 def shard_paths(inputs_dir: str | Path, name: str) -> list[Path]:
-    """Sorted `NAME-0000i-of-0000N.parquet` shards, checked to be a complete set."""
-    paths = sorted(Path(inputs_dir).glob(f"{name}-*-of-*.parquet"))
-    if not paths:
-        raise InputsFormatError(f"no {name}-*-of-*.parquet shards in {inputs_dir}")
-    totals = set()
-    indices = []
-    for path in paths:
-        match = _SHARD_RE.match(path.name)
-        if match is None or match["name"] != name:
-            raise InputsFormatError(f"unexpected shard file name {path}")
-        totals.add(int(match["total"]))
-        indices.append(int(match["index"]))
-    if len(totals) != 1 or indices != list(range(totals.pop())):
-        raise InputsFormatError(f"incomplete or mixed {name} shards in {inputs_dir}: "
-                                f"{[p.name for p in paths]}; rerun the `inputs` stage")
-    return paths
+    """The complete, ordered `NAME-0000i-of-0000N.parquet` shard set (trainer.shards)."""
+    try:
+        return list_shards(inputs_dir, name)
+    except ShardError as err:
+        # Readers of the inputs catch one error type for every malformed-inputs problem.
+        raise InputsFormatError(str(err)) from err
 
 
 def pixel_chunk(array: pa.Array, image_size: int, record_id: Callable[[int], str],

@@ -163,21 +163,27 @@ def rank_queries(query_features: torch.Tensor, gallery_features: torch.Tensor, d
     )
 
 
+@torch.inference_mode()
+def encode_split(model: DQUModel, data: EvalSplit, batch_size: int, device: torch.device,
+                 amp: str = "off") -> tuple[torch.Tensor, torch.Tensor]:
+    """Normalised fused query features (Q, d) and gallery features (G, d) of one split."""
+    precision = resolve_precision(amp, device)
+    gallery = embed_gallery(model, data, batch_size, device, precision)
+    if len(data.queries) == 0:
+        return torch.zeros(0, gallery.shape[1], device=device), gallery
+    text, visual = embed_query_parts(model, data.queries, data.meta, batch_size, device,
+                                     precision)
+    return fuse_queries(model, text, visual, batch_size), gallery
+
+
 def evaluate(model: DQUModel, inputs_dir: str | Path, split: str, ks: Sequence[int],
              batch_size: int, device: str | torch.device, *, amp: str = "off",
              top_n: int | None = None, data: EvalSplit | None = None) -> EvalResult:
     """Recall@K of `model` on `split` (gallery embedded once); `data` reuses a loaded split."""
     device = resolve_device(device) if isinstance(device, str) else device
-    precision = resolve_precision(amp, device)
     data = data if data is not None else load_eval_split(inputs_dir, split)
     if not data.gallery_ids:
         raise InputsFormatError(f"split {split!r} has an empty gallery in {inputs_dir}")
     top_n = max(ks) if top_n is None else top_n
-    gallery = embed_gallery(model, data, batch_size, device, precision)
-    if len(data.queries) == 0:
-        return rank_queries(torch.zeros(0, gallery.shape[1], device=device), gallery, data,
-                            ks, top_n, batch_size)
-    text, visual = embed_query_parts(model, data.queries, data.meta, batch_size, device,
-                                     precision)
-    queries = fuse_queries(model, text, visual, batch_size)
+    queries, gallery = encode_split(model, data, batch_size, device, amp)
     return rank_queries(queries, gallery, data, ks, top_n, batch_size)

@@ -4,21 +4,20 @@ from __future__ import annotations
 
 import json
 import math
-import random
 import re
 import shutil
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
 from trainer import distributed
-from trainer.checkpoint import atomic_write_text, load_state, save_model_weights, save_state
+from trainer.atomic import write_text
+from trainer.checkpoint import load_state, save_model_weights, save_state
 from trainer.config import QUERY_MODES, ClipConfig, TrainConfig
 from trainer.data import (
     EpochBatchSampler,
@@ -29,14 +28,11 @@ from trainer.data import (
     inputs_digest,
     load_queries,
     read_meta,
-    to_model_pixels,
 )
 from trainer.encoders import compile_blocks, load_clip, set_grad_checkpointing
+from trainer.epoch import FeatureCache, build_cache, train_epoch_cached, train_epoch_end_to_end
 from trainer.evaluate import (
     EvalSplit,
-    embed_gallery,
-    embed_images,
-    embed_query_parts,
     evaluate,
     fuse_queries,
     load_eval_split,
@@ -44,13 +40,13 @@ from trainer.evaluate import (
 )
 from trainer.fusion import DQUModel
 from trainer.live_log import EpochLogger
-from trainer.loss import info_nce_loss
 from trainer.runtime import (
     Precision,
-    autocast,
     resolve_device,
     resolve_precision,
+    rng_state,
     seed_everything,
+    set_rng_state,
 )
 
 CHECKPOINT_FILE = Path("checkpoint") / "state.pt"
@@ -66,7 +62,11 @@ class TrainConfigError(ValueError):
 
 @dataclass
 class TrainResult:
-    """Outcome of one training run; best_epoch is 1-based."""
+    """Outcome of one training run; best_epoch is 1-based.
+
+    The times cover this process alone and are printed, never written: DVC-tracked outputs
+    must not change with the clock.
+    """
 
     out_dir: Path
     model_path: Path
@@ -77,6 +77,7 @@ class TrainResult:
     stopped_early: bool
     wall_time_s: float
     history: list[dict[str, float]] = field(default_factory=list)
+    epoch_times_s: list[float] = field(default_factory=list)
 
 
 @dataclass
@@ -88,20 +89,16 @@ class _Progress:
     best_epoch: int = 0
     epochs_without_improvement: int = 0
     stopped_early: bool = False
-    wall_time_s: float = 0.0
     history: list[dict[str, float]] = field(default_factory=list)
 
 
-@dataclass
-class _FeatureCache:
-    """Frozen-encoder features: train query parts and targets, val query parts and gallery."""
-
-    text: torch.Tensor | None
-    visual: torch.Tensor | None
-    target: torch.Tensor
-    val_text: torch.Tensor | None = None
-    val_visual: torch.Tensor | None = None
-    val_gallery: torch.Tensor | None = None
+def _progress_from(saved: dict) -> _Progress:
+    """Progress read from a checkpoint, without the times older checkpoints carried."""
+    known = {f.name for f in fields(_Progress)}
+    progress = _Progress(**{k: v for k, v in saved.items() if k in known})
+    progress.history = [{k: v for k, v in record.items() if k != "epoch_time_s"}
+                        for record in progress.history]
+    return progress
 
 
 def _metric_k(val_metric: str) -> int:
@@ -159,106 +156,6 @@ def build_optimizer(model: DQUModel, train_cfg: TrainConfig,
                              fused=device.type == "cuda")
 
 
-def _rng_state() -> dict:
-    np_state = np.random.get_state()
-    state = {
-        "torch": torch.get_rng_state(),
-        "numpy_keys": torch.from_numpy(np_state[1].astype(np.int64)),
-        "numpy_pos": int(np_state[2]),
-        "numpy_has_gauss": int(np_state[3]),
-        "numpy_gauss": float(np_state[4]),
-        "python": list(random.getstate()[1]),
-        "python_gauss": random.getstate()[2],
-    }
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def _set_rng_state(state: dict) -> None:
-    torch.set_rng_state(state["torch"])
-    np.random.set_state(("MT19937", state["numpy_keys"].numpy().astype(np.uint32),
-                         state["numpy_pos"], state["numpy_has_gauss"], state["numpy_gauss"]))
-    random.setstate((3, tuple(state["python"]), state["python_gauss"]))
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
-def _batch_to_device(batch: dict[str, torch.Tensor], meta: InputsMeta, device: torch.device
-                     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    tokens = batch["tokens"].to(device, non_blocking=True)
-    visual = to_model_pixels(batch["visual"].to(device, non_blocking=True), meta.mean, meta.std)
-    target = to_model_pixels(batch["target"].to(device, non_blocking=True), meta.mean, meta.std)
-    return tokens, visual, target
-
-
-def _optimizer_step(loss: torch.Tensor, optimizer: torch.optim.Optimizer,
-                    scaler: torch.amp.GradScaler, sync_grads: nn.Module | None = None) -> None:
-    optimizer.zero_grad(set_to_none=True)
-    scaler.scale(loss).backward()
-    if sync_grads is not None:
-        distributed.average_gradients(sync_grads.parameters())
-    scaler.step(optimizer)
-    scaler.update()
-
-
-def _train_epoch_end_to_end(model: DQUModel, loader: DataLoader, meta: InputsMeta,
-                            optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler,
-                            device: torch.device, precision: Precision,
-                            forward: nn.Module | None = None) -> float:
-    """One epoch through encoders and head; returns the mean batch loss.
-
-    `forward` is the DistributedDataParallel wrapper of `model` under torchrun (its forward
-    all-reduces the gradients); the loss still reads the logit scale from `model`.
-    """
-    model.train()
-    forward = forward or model
-    total, steps = torch.zeros((), device=device), 0
-    for batch in loader:
-        tokens, visual, target = _batch_to_device(batch, meta, device)
-        with autocast(device, precision):
-            query_features, target_features = forward(tokens, visual, target)
-            loss = info_nce_loss(query_features, target_features, model.logit_scale)
-        _optimizer_step(loss, optimizer, scaler)
-        total += loss.detach().float()
-        steps += 1
-    return float(total.item()) / max(steps, 1)
-
-
-def _train_epoch_cached(model: DQUModel, cache: _FeatureCache, sampler: EpochBatchSampler,
-                        optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler,
-                        device: torch.device, sync_grads: nn.Module | None = None) -> float:
-    """One epoch of the head alone on cached encoder features; returns the mean batch loss."""
-    model.train()
-    model.clip.eval()
-    total, steps = torch.zeros((), device=device), 0
-    for rows in sampler:
-        index = torch.as_tensor(rows, device=device)
-        text = None if cache.text is None else cache.text[index]
-        visual = None if cache.visual is None else cache.visual[index]
-        query_features, _ = model.fuse(text, visual)
-        loss = info_nce_loss(query_features, cache.target[index], model.logit_scale)
-        _optimizer_step(loss, optimizer, scaler, sync_grads)
-        total += loss.detach().float()
-        steps += 1
-    return float(total.item()) / max(steps, 1)
-
-
-def _build_cache(model: DQUModel, dataset: TripletDataset, meta: InputsMeta,
-                 val_data: EvalSplit | None, batch_size: int, device: torch.device,
-                 precision: Precision) -> _FeatureCache:
-    """Encode every train query, train target and val query / gallery image exactly once."""
-    text, visual = embed_query_parts(model, dataset.queries, meta, batch_size, device, precision)
-    images = embed_images(model, dataset.images.pixels, meta, batch_size, device, precision)
-    cache = _FeatureCache(text=text, visual=visual,
-                          target=images[torch.from_numpy(dataset.target_rows).to(device)])
-    if val_data is not None:
-        cache.val_text, cache.val_visual = embed_query_parts(
-            model, val_data.queries, meta, batch_size, device, precision)
-        cache.val_gallery = embed_gallery(model, val_data, batch_size, device, precision)
-    return cache
-
-
 def _head_state(model: DQUModel) -> dict[str, torch.Tensor]:
     """A copy of every state entry outside the (frozen) CLIP: fusion head and logit scale."""
     return {name: value.detach().clone() for name, value in model.state_dict().items()
@@ -295,6 +192,60 @@ def _local_batch_size(batch_size: int, world: int) -> int:
     return batch_size // world
 
 
+@dataclass
+class _Run:
+    """One rank's training run: settings, data, model, optimiser and the epoch-to-epoch state."""
+
+    clip_cfg: ClipConfig
+    train_cfg: TrainConfig
+    mode: str
+    seed: int
+    inputs_dir: Path
+    out_dir: Path
+    device: torch.device
+    val_ks: tuple[int, ...]
+    precision: Precision
+    meta: InputsMeta
+    dataset: TripletDataset
+    val_data: EvalSplit | None
+    model: DQUModel
+    optimizer: torch.optim.AdamW
+    scaler: torch.amp.GradScaler
+    fingerprint: str
+    world: int
+    main: bool  # rank 0: logs, validates and writes every file
+    progress: _Progress = field(default_factory=_Progress)
+    # Frozen encoders: only the head moves, so the best epoch's head (kilobytes) is kept here
+    # and the full model is written once after training instead of after every improvement.
+    best_head: dict[str, torch.Tensor] | None = None
+
+    @property
+    def selection(self) -> str:
+        """What picks the best epoch: the val metric, or the train loss without val queries."""
+        return f"val {self.train_cfg.val_metric}" if self.val_data is not None else "train loss"
+
+    @property
+    def eval_batch(self) -> int:
+        """Batch size for embedding val queries and gallery."""
+        return max(self.train_cfg.batch_size, 64)
+
+    @property
+    def checkpoint_path(self) -> Path:
+        """Where the resumable training state lives."""
+        return self.out_dir / CHECKPOINT_FILE
+
+
+@dataclass
+class _Steps:
+    """How this rank runs an epoch: its batch sampler, and cached features or a loader."""
+
+    sampler: EpochBatchSampler
+    loader: DataLoader
+    cache: FeatureCache | None = None
+    forward: nn.Module | None = None  # DDP wrapper for end-to-end training under torchrun
+    sync_grads: nn.Module | None = None  # module whose gradients cached training averages
+
+
 def train(clip_cfg: ClipConfig, train_cfg: TrainConfig, mode: str, seed: int,
           inputs_dir: str | Path, out_dir: str | Path, resume: bool = True) -> TrainResult:
     """Train one DQU model (mode dqu / text / visual) on the input shards; see module doc.
@@ -312,24 +263,39 @@ def _train(clip_cfg: ClipConfig, train_cfg: TrainConfig, mode: str, seed: int,
            inputs_dir: Path, out_dir: Path, resume: bool, device: torch.device,
            val_ks: tuple[int, ...]) -> TrainResult:
     """Body of `train` on this rank's device, inside the process group if there is one."""
+    run = _setup(clip_cfg, train_cfg, mode, seed, inputs_dir, out_dir, device, val_ks)
+    if resume:
+        _restore(run)
+    session_start = time.perf_counter()
+    logger = _open_logger(run)
+    steps = _build_steps(run)
+    epoch_times = []
+    while run.progress.next_epoch < train_cfg.epochs and not run.progress.stopped_early:
+        epoch_start = time.perf_counter()
+        record, value = _run_epoch(run, steps)
+        epoch_times.append(time.perf_counter() - epoch_start)
+        if run.main:
+            _save_checkpoint(run)
+            logger.log(record)
+        shown = f"{value:.4f}" if run.val_data is None else f"{value:.2f}"
+        _say(f"[train {mode}] epoch {record['epoch']}/{train_cfg.epochs} loss "
+             f"{record['train/loss']:.4f} {run.selection} {shown} ({epoch_times[-1]:.1f}s)")
+    if logger is not None:
+        logger.close()
+    return _finish(run, time.perf_counter() - session_start, epoch_times)
+
+
+def _setup(clip_cfg: ClipConfig, train_cfg: TrainConfig, mode: str, seed: int,
+           inputs_dir: Path, out_dir: Path, device: torch.device,
+           val_ks: tuple[int, ...]) -> _Run:
+    """Seed, read the shards and build model, optimiser and scaler (nothing resumed yet)."""
     world, main = distributed.world_size(), distributed.is_main_process()
-    local_batch = _local_batch_size(train_cfg.batch_size, world)
+    _local_batch_size(train_cfg.batch_size, world)  # refuse an indivisible batch before any work
     if main:
         out_dir.mkdir(parents=True, exist_ok=True)
     precision = resolve_precision(train_cfg.amp, device)
     seed_everything(seed, train_cfg.deterministic)
-
-    meta = read_meta(inputs_dir)
-    _check_meta(meta, clip_cfg, inputs_dir)
-    train_queries = load_queries(inputs_dir, "train", meta)
-    if len(train_queries) == 0:
-        raise InputsFormatError(f"{inputs_dir} has no train queries")
-    dataset = TripletDataset(train_queries, ImageStore(inputs_dir, train_queries.target_ids, meta))
-    val_data = load_eval_split(inputs_dir, "val")
-    if len(val_data.queries) == 0:
-        val_data = None
-    selection = f"val {train_cfg.val_metric}" if val_data is not None else "train loss"
-
+    meta, dataset, val_data = _load_data(clip_cfg, inputs_dir)
     model = build_model(clip_cfg, mode, train_cfg.dropout, train_cfg.logit_scale_init, device)
     if train_cfg.grad_checkpointing:
         set_grad_checkpointing(model.clip)
@@ -337,169 +303,220 @@ def _train(clip_cfg: ClipConfig, train_cfg: TrainConfig, mode: str, seed: int,
         model.clip.requires_grad_(False)
     if train_cfg.compile:
         compile_blocks(model.clip)
-    optimizer = build_optimizer(model, train_cfg, device)
-    scaler = torch.amp.GradScaler(device.type, enabled=precision.use_scaler)
+    return _Run(
+        clip_cfg=clip_cfg, train_cfg=train_cfg, mode=mode, seed=seed, inputs_dir=inputs_dir,
+        out_dir=out_dir, device=device, val_ks=val_ks, precision=precision, meta=meta,
+        dataset=dataset, val_data=val_data, model=model,
+        optimizer=build_optimizer(model, train_cfg, device),
+        scaler=torch.amp.GradScaler(device.type, enabled=precision.use_scaler),
+        fingerprint=_fingerprint(clip_cfg, train_cfg, mode, seed, meta, inputs_dir),
+        world=world, main=main,
+    )
 
-    progress = _Progress()
-    # Frozen encoders: only the head moves, so the best epoch's head (kilobytes) is kept here
-    # and the full model is written once after training instead of after every improvement.
-    best_head: dict[str, torch.Tensor] | None = None
-    fingerprint = _fingerprint(clip_cfg, train_cfg, mode, seed, meta, inputs_dir)
-    checkpoint_path = out_dir / CHECKPOINT_FILE
-    if resume and checkpoint_path.is_file():
-        state = load_state(checkpoint_path)
-        if state["fingerprint"] == fingerprint:
-            model.load_state_dict(state["model"])
-            optimizer.load_state_dict(state["optimizer"])
-            scaler.load_state_dict(state["scaler"])
-            progress = _Progress(**state["progress"])
-            best_head = state.get("best_head")
-            _set_rng_state(state["rng"])
-            _say(f"[train {mode}] resuming after epoch {progress.next_epoch}")
-        else:
-            _say(f"[train {mode}] {checkpoint_path} was made with other settings; "
-                 "starting from scratch")
-    session_start = time.perf_counter()
-    wall_before = progress.wall_time_s
 
-    logger = None
-    if main:
-        shutil.rmtree(out_dir / LIVE_DIR, ignore_errors=True)
-        logger = EpochLogger(out_dir / LIVE_DIR)
-        logger.replay(progress.history)
+def _load_data(clip_cfg: ClipConfig, inputs_dir: Path
+               ) -> tuple[InputsMeta, TripletDataset, EvalSplit | None]:
+    """Input spec, train triplets and the val split (None when it has no queries)."""
+    meta = read_meta(inputs_dir)
+    _check_meta(meta, clip_cfg, inputs_dir)
+    train_queries = load_queries(inputs_dir, "train", meta)
+    if len(train_queries) == 0:
+        raise InputsFormatError(f"{inputs_dir} has no train queries")
+    dataset = TripletDataset(train_queries, ImageStore(inputs_dir, train_queries.target_ids, meta))
+    val_data = load_eval_split(inputs_dir, "val")
+    return meta, dataset, val_data if len(val_data.queries) else None
 
-    eval_batch = max(train_cfg.batch_size, 64)
+
+def _restore(run: _Run) -> None:
+    """Load the checkpoint into `run` when there is one made with the same settings."""
+    if not run.checkpoint_path.is_file():
+        return
+    state = load_state(run.checkpoint_path)
+    if state["fingerprint"] != run.fingerprint:
+        _say(f"[train {run.mode}] {run.checkpoint_path} was made with other settings; "
+             "starting from scratch")
+        return
+    run.model.load_state_dict(state["model"])
+    run.optimizer.load_state_dict(state["optimizer"])
+    run.scaler.load_state_dict(state["scaler"])
+    run.progress = _progress_from(state["progress"])
+    run.best_head = state.get("best_head")
+    set_rng_state(state["rng"])
+    _say(f"[train {run.mode}] resuming after epoch {run.progress.next_epoch}")
+
+
+def _open_logger(run: _Run) -> EpochLogger | None:
+    """Fresh DVCLive logs on rank 0, with the resumed epochs replayed into them."""
+    if not run.main:
+        return None
+    shutil.rmtree(run.out_dir / LIVE_DIR, ignore_errors=True)
+    logger = EpochLogger(run.out_dir / LIVE_DIR)
+    logger.replay(run.progress.history)
+    return logger
+
+
+def _build_steps(run: _Run) -> _Steps:
+    """Sampler, feature cache (frozen encoders) or loader, and the DDP wiring for this rank."""
+    train_cfg, world = run.train_cfg, run.world
     # Each rank takes a disjoint slice of the same (seed, epoch) permutation, so the N local
     # batches of a step together are exactly the single-process global batch.
-    sampler = EpochBatchSampler(len(dataset), local_batch, seed=seed, shuffle=True,
-                                drop_last=len(dataset) > train_cfg.batch_size,
+    sampler = EpochBatchSampler(len(run.dataset), _local_batch_size(train_cfg.batch_size, world),
+                                seed=run.seed, shuffle=True,
+                                drop_last=len(run.dataset) > train_cfg.batch_size,
                                 rank=distributed.rank(), world_size=world)
     cache = None
-    if train_cfg.freeze_encoders and not progress.stopped_early \
-            and progress.next_epoch < train_cfg.epochs:
+    if train_cfg.freeze_encoders and not run.progress.stopped_early \
+            and run.progress.next_epoch < train_cfg.epochs:
         # Only rank 0 validates, so only it needs the val features.
-        cache = _build_cache(model, dataset, meta, val_data if main else None, eval_batch,
-                             device, precision)
+        cache = build_cache(run.model, run.dataset, run.meta,
+                             run.val_data if run.main else None, run.eval_batch, run.device,
+                             run.precision)
     forward, sync_grads = None, None
     if world > 1 and cache is not None:
         # Cached head training never calls forward(), so DDP's hooks would not fire:
         # start from rank 0's weights and average the head's gradients by hand.
-        distributed.broadcast_module(model)
-        sync_grads = model
+        distributed.broadcast_module(run.model)
+        sync_grads = run.model
     elif world > 1:
         # static_graph: the towers a mode ignores (and CLIP's own logit scale) get no
         # gradient, and the graph is the same every step.
         forward = DistributedDataParallel(
-            model, device_ids=[device.index] if device.type == "cuda" else None,
+            run.model, device_ids=[run.device.index] if run.device.type == "cuda" else None,
             static_graph=True)
-    loader = DataLoader(dataset, sampler=sampler, batch_size=None,
-                        num_workers=train_cfg.num_workers, pin_memory=device.type == "cuda",
-                        generator=torch.Generator().manual_seed(seed),
+    loader = DataLoader(run.dataset, sampler=sampler, batch_size=None,
+                        num_workers=train_cfg.num_workers, pin_memory=run.device.type == "cuda",
+                        generator=torch.Generator().manual_seed(run.seed),
                         persistent_workers=train_cfg.num_workers > 0)
+    return _Steps(sampler=sampler, loader=loader, cache=cache, forward=forward,
+                  sync_grads=sync_grads)
 
-    while progress.next_epoch < train_cfg.epochs and not progress.stopped_early:
-        epoch = progress.next_epoch
-        epoch_start = time.perf_counter()
-        factor = _lr_factor(train_cfg, epoch)
-        for group in optimizer.param_groups:
-            group["lr"] = group["base_lr"] * factor
-        sampler.set_epoch(epoch)
-        if world > 1:
-            distributed.seed_for_rank(seed, epoch)
+
+def _run_epoch(run: _Run, steps: _Steps) -> tuple[dict[str, float], float]:
+    """Train, validate and pick the best epoch; return its record and the selection value."""
+    epoch = run.progress.next_epoch
+    loss = _train_one_epoch(run, steps, epoch)
+    record = {"epoch": epoch + 1, "train/loss": loss}
+    for group in run.optimizer.param_groups:
+        record[f"lr/{group['name']}"] = group["lr"]
+    if run.val_data is not None:
+        value, higher = _validate_epoch(run, steps, record), True
+    else:
+        value, higher = loss, False
+    _select_best(run, steps, epoch, value, higher)
+    run.progress.history.append(record)
+    run.progress.next_epoch = epoch + 1
+    return record, value
+
+
+def _train_one_epoch(run: _Run, steps: _Steps, epoch: int) -> float:
+    """One epoch of optimiser steps at this epoch's learning rate; the loss over all ranks."""
+    factor = _lr_factor(run.train_cfg, epoch)
+    for group in run.optimizer.param_groups:
+        group["lr"] = group["base_lr"] * factor
+    steps.sampler.set_epoch(epoch)
+    if run.world > 1:
+        distributed.seed_for_rank(run.seed, epoch)
+    if steps.cache is not None:
+        loss = train_epoch_cached(run.model, steps.cache, steps.sampler, run.optimizer,
+                                   run.scaler, run.device, steps.sync_grads)
+    else:
+        loss = train_epoch_end_to_end(run.model, steps.loader, run.meta, run.optimizer,
+                                       run.scaler, run.device, run.precision, steps.forward)
+    loss = distributed.mean_over_ranks(loss, run.device)
+    if not math.isfinite(loss):
+        raise FloatingPointError(f"train loss became {loss} in epoch {epoch + 1}; "
+                                 "lower the learning rates or turn amp off")
+    return loss
+
+
+def _validate_epoch(run: _Run, steps: _Steps, record: dict[str, float]) -> float:
+    """Val recall on rank 0 (added to `record`); every rank gets rank 0's val_metric value."""
+    value = None
+    if run.main:
+        cache, batch = steps.cache, run.eval_batch
         if cache is not None:
-            loss = _train_epoch_cached(model, cache, sampler, optimizer, scaler, device,
-                                       sync_grads)
+            queries = fuse_queries(run.model, cache.val_text, cache.val_visual, batch)
+            # top_n 0: validation needs recall only, not the top gallery ids.
+            result = rank_queries(queries, cache.val_gallery, run.val_data, run.val_ks, 0, batch)
         else:
-            loss = _train_epoch_end_to_end(model, loader, meta, optimizer, scaler, device,
-                                           precision, forward)
-        loss = distributed.mean_over_ranks(loss, device)
-        if not math.isfinite(loss):
-            raise FloatingPointError(f"train loss became {loss} in epoch {epoch + 1}; "
-                                     "lower the learning rates or turn amp off")
-        record = {"epoch": epoch + 1, "train/loss": loss}
-        for group in optimizer.param_groups:
-            record[f"lr/{group['name']}"] = group["lr"]
-        if val_data is not None:
-            value, higher = None, True
-            if main:
-                if cache is not None:
-                    queries = fuse_queries(model, cache.val_text, cache.val_visual, eval_batch)
-                    # top_n 0: validation needs recall only, not the top gallery ids.
-                    result = rank_queries(queries, cache.val_gallery, val_data, val_ks, 0,
-                                          eval_batch)
-                else:
-                    result = evaluate(model, inputs_dir, "val", val_ks, eval_batch, device,
-                                      amp=train_cfg.amp, top_n=0, data=val_data)
-                record.update({f"val/{k}": v for k, v in result.metrics.items()})
-                value = result.metrics[train_cfg.val_metric]
-            # Every rank takes the same early-stopping decision from rank 0's number.
-            value = distributed.broadcast_from_main(value)
-        else:
-            value, higher = loss, False
-        tolerance = train_cfg.early_stop_tolerance if higher else 0.0
-        if _is_improvement(value, progress.best_metric, higher, tolerance):
-            progress.best_metric, progress.best_epoch = value, epoch + 1
-            progress.epochs_without_improvement = 0
-            if main and cache is not None:
-                best_head = _head_state(model)
-            elif main:
-                save_model_weights(model, out_dir / MODEL_FILE)
-        else:
-            progress.epochs_without_improvement += 1
-        patience = train_cfg.early_stop_patience
-        progress.stopped_early = 0 < patience <= progress.epochs_without_improvement
-        record["epoch_time_s"] = time.perf_counter() - epoch_start
-        progress.history.append(record)
-        progress.next_epoch = epoch + 1
-        progress.wall_time_s = wall_before + time.perf_counter() - session_start
-        if main:
-            save_state(checkpoint_path, {
-                "fingerprint": fingerprint,
-                "model": model.state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "scaler": scaler.state_dict(),
-                "progress": asdict(progress),
-                "rng": _rng_state(),
-                "best_head": best_head,
-            })
-            logger.log(record)
-        shown = f"{selection} {value:.4f}" if val_data is None else f"{selection} {value:.2f}"
-        _say(f"[train {mode}] epoch {epoch + 1}/{train_cfg.epochs} loss {loss:.4f} {shown} "
-             f"({record['epoch_time_s']:.1f}s)")
+            result = evaluate(run.model, run.inputs_dir, "val", run.val_ks, batch, run.device,
+                              amp=run.train_cfg.amp, top_n=0, data=run.val_data)
+        record.update({f"val/{k}": v for k, v in result.metrics.items()})
+        value = result.metrics[run.train_cfg.val_metric]
+    # Every rank takes the same early-stopping decision from rank 0's number.
+    return distributed.broadcast_from_main(value)
 
-    if logger is not None:
-        logger.close()
-    if main and best_head is not None:
-        save_model_weights(model, out_dir / MODEL_FILE, overrides=best_head)
+
+def _select_best(run: _Run, steps: _Steps, epoch: int, value: float, higher: bool) -> None:
+    """Keep the best epoch's weights and count epochs without improvement (early stopping)."""
+    progress = run.progress
+    tolerance = run.train_cfg.early_stop_tolerance if higher else 0.0
+    if _is_improvement(value, progress.best_metric, higher, tolerance):
+        progress.best_metric, progress.best_epoch = value, epoch + 1
+        progress.epochs_without_improvement = 0
+        if run.main and steps.cache is not None:
+            run.best_head = _head_state(run.model)
+        elif run.main:
+            save_model_weights(run.model, run.out_dir / MODEL_FILE)
+    else:
+        progress.epochs_without_improvement += 1
+    patience = run.train_cfg.early_stop_patience
+    progress.stopped_early = 0 < patience <= progress.epochs_without_improvement
+
+
+def _save_checkpoint(run: _Run) -> None:
+    """Everything a killed run needs to resume exactly where this epoch ended (rank 0)."""
+    save_state(run.checkpoint_path, {
+        "fingerprint": run.fingerprint,
+        "model": run.model.state_dict(),
+        "optimizer": run.optimizer.state_dict(),
+        "scaler": run.scaler.state_dict(),
+        "progress": asdict(run.progress),
+        "rng": rng_state(),
+        "best_head": run.best_head,
+    })
+
+
+def _finish(run: _Run, wall_time_s: float, epoch_times_s: list[float]) -> TrainResult:
+    """Write the best weights (frozen encoders) and train_summary.json; return the result."""
+    progress = run.progress
+    if run.main and run.best_head is not None:
+        save_model_weights(run.model, run.out_dir / MODEL_FILE, overrides=run.best_head)
     result = TrainResult(
-        out_dir=out_dir,
-        model_path=out_dir / MODEL_FILE,
+        out_dir=run.out_dir,
+        model_path=run.out_dir / MODEL_FILE,
         epochs_run=progress.next_epoch,
         best_epoch=progress.best_epoch,
         best_metric=float(progress.best_metric),
-        selection=selection,
+        selection=run.selection,
         stopped_early=progress.stopped_early,
-        wall_time_s=wall_before + time.perf_counter() - session_start,
+        wall_time_s=wall_time_s,
         history=progress.history,
+        epoch_times_s=epoch_times_s,
     )
-    summary = {
-        "mode": mode,
-        "seed": seed,
-        "epochs_run": result.epochs_run,
-        "best_epoch": result.best_epoch,
-        "best_metric": result.best_metric,
-        "selection": selection,
-        "stopped_early": result.stopped_early,
-        "wall_time_s": round(result.wall_time_s, 3),
-        "device": str(device),
-        "precision": precision.name,
-        "world_size": world,
-    }
-    if main:
-        atomic_write_text(out_dir / SUMMARY_FILE, json.dumps(summary, indent=2) + "\n")
+    if run.main:
+        write_text(run.out_dir / SUMMARY_FILE, json.dumps(_summary(run, result), indent=2) + "\n")
+    _say(f"[train {run.mode}] {len(epoch_times_s)} epoch(s) in {wall_time_s:.1f}s; best epoch "
+         f"{result.best_epoch}/{result.epochs_run}")
     # Other ranks leave only once rank 0 has written everything.
     distributed.barrier()
     return result
+
+
+def _summary(run: _Run, result: TrainResult) -> dict:
+    """train_summary.json: settings and outcome only (no times, so reruns give equal bytes)."""
+    return {
+        "mode": run.mode,
+        "seed": run.seed,
+        "epochs_run": result.epochs_run,
+        "best_epoch": result.best_epoch,
+        "best_metric": result.best_metric,
+        "selection": result.selection,
+        "stopped_early": result.stopped_early,
+        "device": str(run.device),
+        "precision": run.precision.name,
+        "world_size": run.world,
+    }
 
 
 def load_trained(clip_cfg: ClipConfig, mode: str, dropout: float, out_dir: str | Path,

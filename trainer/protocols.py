@@ -12,25 +12,8 @@ from collections.abc import Mapping, Sequence
 
 import torch
 
-from trainer.evaluate import EvalSplit, embed_gallery, embed_query_parts, fuse_queries
-from trainer.fusion import DQUModel
-from trainer.runtime import resolve_precision
-
 SUBMISSION_VERSION = "rc2"
 SUBMISSION_TOP = {"recall": 50, "recall_subset": 3}
-
-
-@torch.inference_mode()
-def encode_split(model: DQUModel, data: EvalSplit, batch_size: int, device: torch.device,
-                 amp: str = "off") -> tuple[torch.Tensor, torch.Tensor]:
-    """Normalised fused query features (Q, d) and gallery features (G, d) of one split."""
-    precision = resolve_precision(amp, device)
-    gallery = embed_gallery(model, data, batch_size, device, precision)
-    if len(data.queries) == 0:
-        return torch.zeros(0, gallery.shape[1], device=device), gallery
-    text, visual = embed_query_parts(model, data.queries, data.meta, batch_size, device,
-                                     precision)
-    return fuse_queries(model, text, visual, batch_size), gallery
 
 
 def subset_rankings(query_features: torch.Tensor, gallery_features: torch.Tensor,

@@ -1,1 +1,1 @@
-"""Helpers shared by the stages: params, shards, atomic writes, reports, images, parallelism."""
+"""Helpers shared by the stages: params, shards, reports, images, parallelism."""

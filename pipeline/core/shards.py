@@ -11,18 +11,19 @@ Tables (one folder per stage under artifacts/):
 - inputs/queries-*.parquet, inputs/images-*.parquet: encoder inputs (see trainer/data.py).
 
 Shards are named NAME-00000-of-00004.parquet and written atomically, so a rerun can reuse every
-shard that is complete and a reader can check that the set is whole.
+shard that is complete and a reader can check that the set is whole. Naming and the whole-set
+check live in trainer/shards.py, since the trainer reads the inputs shards with them.
 """
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipeline.core.atomic import write_with
+from trainer.atomic import write_with
+from trainer.shards import ShardError, list_shards, parse_shard_name
 
 TRIPLETS = pa.schema(
     [
@@ -65,18 +66,6 @@ INPUT_QUERIES = pa.schema(
 )
 INPUT_IMAGES = pa.schema([("image_id", pa.string()), ("pixels", pa.binary())])
 
-_SHARD_RE = re.compile(r"^(?P<stem>.+)-(?P<index>\d{5})-of-(?P<count>\d{5})\.parquet$")
-
-
-class ShardError(ValueError):
-    """A shard set on disk is incomplete or does not match its schema."""
-
-
-def shard_name(stem: str, index: int, count: int) -> str:
-    """File name of shard `index` of `count`: STEM-00000-of-00004.parquet."""
-    return f"{stem}-{index:05d}-of-{count:05d}.parquet"
-
-
 def shard_ranges(n_rows: int, n_shards: int) -> list[tuple[int, int]]:
     """Split range(n_rows) into n_shards contiguous (start, stop) pairs of near-equal size."""
     n_shards = max(1, n_shards)
@@ -117,27 +106,6 @@ def read_table(path: str | Path, schema: pa.Schema | None = None) -> pa.Table:
     return conform(table, schema, str(path)) if schema is not None else table
 
 
-def list_shards(folder: str | Path, stem: str) -> list[Path]:
-    """The complete, ordered shard set STEM-*-of-N in `folder`; raise if any shard is missing."""
-    folder = Path(folder)
-    found: dict[int, Path] = {}
-    counts = set()
-    for path in folder.glob(f"{stem}-*-of-*.parquet"):
-        match = _SHARD_RE.match(path.name)
-        if match and match["stem"] == stem:
-            found[int(match["index"])] = path
-            counts.add(int(match["count"]))
-    if not found:
-        raise ShardError(f"{folder}: no '{stem}' shards; run the stage that writes them")
-    if len(counts) != 1:
-        raise ShardError(f"{folder}: '{stem}' shards from different runs (of-N: {sorted(counts)})")
-    count = counts.pop()
-    missing = [i for i in range(count) if i not in found]
-    if missing:
-        raise ShardError(f"{folder}: '{stem}' shard(s) {missing} of {count} missing; rerun")
-    return [found[i] for i in range(count)]
-
-
 def read_shards(folder: str | Path, stem: str, schema: pa.Schema | None = None) -> pa.Table:
     """Concatenate a complete shard set in shard order."""
     tables = [read_table(p, schema) for p in list_shards(folder, stem)]
@@ -148,8 +116,8 @@ def remove_stale(folder: str | Path, stem: str, count: int) -> None:
     """Delete STEM shards of another shard count and leftover temp files."""
     folder = Path(folder)
     for path in folder.glob(f"{stem}-*-of-*.parquet"):
-        match = _SHARD_RE.match(path.name)
-        if match and match["stem"] == stem and int(match["count"]) != count:
+        parsed = parse_shard_name(path.name)
+        if parsed is not None and parsed[0] == stem and parsed[2] != count:
             path.unlink()
     for tmp in folder.glob(f".{stem}-*.tmp"):
         tmp.unlink()

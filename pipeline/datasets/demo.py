@@ -18,10 +18,10 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw
 
-from pipeline.core.atomic import write_bytes
 from pipeline.core.images import encode_png
 from pipeline.core.params import DemoParams
 from pipeline.datasets.tables import DatasetTables
+from trainer.atomic import write_bytes
 
 COLOURS = {
     "red": (220, 40, 40),

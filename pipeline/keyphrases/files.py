@@ -6,9 +6,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from pipeline.core.atomic import atomic_path
 from pipeline.keyphrases.extract import extract_keywords
 from pipeline.keyphrases.model import KeywordModel, Selection
+from trainer.atomic import atomic_path
 
 
 class BadTextRecord(ValueError):

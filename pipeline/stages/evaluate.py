@@ -14,13 +14,13 @@ from pathlib import Path
 
 import torch
 
-from pipeline.core.atomic import write_json
 from pipeline.core.params import EvaluateParams, Params
 from pipeline.core.report import StageReport
 from pipeline.core.shards import CAPTIONS, TRIPLETS, read_table
 from trainer import protocols
+from trainer.atomic import write_json
 from trainer.config import QUERY_MODES
-from trainer.evaluate import EvalResult, EvalSplit, load_eval_split, rank_queries
+from trainer.evaluate import EvalResult, EvalSplit, encode_split, load_eval_split, rank_queries
 from trainer.fusion import DQUModel
 from trainer.loop import load_trained
 from trainer.runtime import resolve_device
@@ -109,7 +109,7 @@ class _ProtocolData:
 def score_split(model: DQUModel, data: EvalSplit, cfg: EvaluateParams, curve_ks: list[int],
                 extra: _ProtocolData, device: torch.device) -> dict[str, float]:
     """R@K for every curve K under the hit rule, plus the protocol's extra keys."""
-    queries, gallery = protocols.encode_split(model, data, cfg.batch_size, device)
+    queries, gallery = encode_split(model, data, cfg.batch_size, device)
     # Top ids are only read by the caption hit rule; plain recall needs target ranks alone.
     top_n = max(curve_ks) if cfg.hit_rule == "caption" else 0
     result = rank_queries(queries, gallery, data, curve_ks, top_n, cfg.batch_size)
@@ -131,7 +131,7 @@ def write_submission(model: DQUModel, inputs_dir: Path, cfg: EvaluateParams,
     """Rank the submission split (no targets needed) and write its two rc2 files."""
     split = cfg.submission_split
     data = load_eval_split(inputs_dir, split)
-    queries, gallery = protocols.encode_split(model, data, cfg.batch_size, device)
+    queries, gallery = encode_split(model, data, cfg.batch_size, device)
     top_n = protocols.SUBMISSION_TOP["recall"]
     result = rank_queries(queries, gallery, data, [1], top_n, cfg.batch_size)
     rankings = protocols.subset_rankings(queries, gallery, extra.subset_index(data),

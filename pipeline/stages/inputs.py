@@ -33,7 +33,6 @@ import torchvision
 from PIL import Image
 from torchvision.transforms import CenterCrop, InterpolationMode, Resize
 
-from pipeline.core.atomic import write_json
 from pipeline.core.images import ImageLoadError, load_rgb
 from pipeline.core.models import check_clip_weights
 from pipeline.core.parallel import map_tasks
@@ -47,15 +46,15 @@ from pipeline.core.shards import (
     INPUT_QUERIES,
     RENDERED,
     TRIPLETS,
-    list_shards,
     read_table,
     remove_stale,
-    shard_name,
     shard_ranges,
     write_table,
 )
+from trainer.atomic import write_json
 from trainer.config import ClipConfig
 from trainer.encoders import input_spec, tokenize
+from trainer.shards import list_shards, shard_name
 
 # Bump when pixels or token layout change, so shards written by older code are not reused.
 INPUTS_CODE_VERSION = 1

@@ -8,13 +8,13 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from pipeline.core.atomic import write_json
 from pipeline.core.params import Params
 from pipeline.core.report import StageReport
 from pipeline.core.shards import GALLERY, IMAGES, TRIPLETS, write_table
 from pipeline.core.strict import ParamsError
 from pipeline.datasets import build_tables
 from pipeline.datasets.tables import DatasetTables
+from trainer.atomic import write_json
 
 
 def check_tables(tables: DatasetTables, report: StageReport) -> DatasetTables:

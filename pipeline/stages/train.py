@@ -10,10 +10,10 @@ import pyarrow.parquet as pq
 from pipeline.core.models import check_clip_weights
 from pipeline.core.params import Params
 from pipeline.core.report import StageReport
-from pipeline.core.shards import list_shards
 from trainer.config import QUERY_MODES
 from trainer.distributed import env_rank
 from trainer.loop import train
+from trainer.shards import list_shards
 
 
 def run(params: Params, mode: str, inputs_dir: Path, out_dir: Path, resume: bool = True) -> None:

@@ -5,14 +5,12 @@ import pytest
 
 from pipeline.core.shards import (
     KEYWORDS,
-    ShardError,
-    list_shards,
     read_shards,
     remove_stale,
-    shard_name,
     shard_ranges,
     write_table,
 )
+from trainer.shards import ShardError, list_shards, shard_name
 
 
 def _table(n: int, offset: int = 0) -> pa.Table:
@@ -24,10 +22,6 @@ def _table(n: int, offset: int = 0) -> pa.Table:
         },
         schema=KEYWORDS,
     )
-
-
-def test_shard_name():
-    assert shard_name("queries", 3, 12) == "queries-00003-of-00012.parquet"
 
 
 def test_shard_ranges_cover_everything_once():

@@ -39,10 +39,14 @@ def write_bytes(path: str | Path, data: bytes) -> None:
         tmp.write_bytes(data)
 
 
+def write_text(path: str | Path, text: str) -> None:
+    """Write UTF-8 text atomically."""
+    write_bytes(path, text.encode("utf-8"))
+
+
 def write_json(path: str | Path, obj: Any) -> None:
     """Write JSON atomically, keys sorted and indented so outputs are byte-stable."""
-    text = json.dumps(obj, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
-    write_bytes(path, text.encode("utf-8"))
+    write_text(path, json.dumps(obj, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
 
 
 def write_with(path: str | Path, writer: Callable[[Path], None]) -> None:

@@ -1,0 +1,103 @@
+"""One training epoch: optimiser steps end to end, or of the head alone on cached features."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+from trainer import distributed
+from trainer.data import EpochBatchSampler, InputsMeta, TripletDataset, to_model_pixels
+from trainer.evaluate import EvalSplit, embed_gallery, embed_images, embed_query_parts
+from trainer.fusion import DQUModel
+from trainer.loss import info_nce_loss
+from trainer.runtime import Precision, autocast
+
+
+@dataclass
+class FeatureCache:
+    """Frozen-encoder features: train query parts and targets, val query parts and gallery."""
+
+    text: torch.Tensor | None
+    visual: torch.Tensor | None
+    target: torch.Tensor
+    val_text: torch.Tensor | None = None
+    val_visual: torch.Tensor | None = None
+    val_gallery: torch.Tensor | None = None
+
+
+def _batch_to_device(batch: dict[str, torch.Tensor], meta: InputsMeta, device: torch.device
+                     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    tokens = batch["tokens"].to(device, non_blocking=True)
+    visual = to_model_pixels(batch["visual"].to(device, non_blocking=True), meta.mean, meta.std)
+    target = to_model_pixels(batch["target"].to(device, non_blocking=True), meta.mean, meta.std)
+    return tokens, visual, target
+
+
+def _optimizer_step(loss: torch.Tensor, optimizer: torch.optim.Optimizer,
+                    scaler: torch.amp.GradScaler, sync_grads: nn.Module | None = None) -> None:
+    optimizer.zero_grad(set_to_none=True)
+    scaler.scale(loss).backward()
+    if sync_grads is not None:
+        distributed.average_gradients(sync_grads.parameters())
+    scaler.step(optimizer)
+    scaler.update()
+
+
+def train_epoch_end_to_end(model: DQUModel, loader: DataLoader, meta: InputsMeta,
+                            optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler,
+                            device: torch.device, precision: Precision,
+                            forward: nn.Module | None = None) -> float:
+    """One epoch through encoders and head; returns the mean batch loss.
+
+    `forward` is the DistributedDataParallel wrapper of `model` under torchrun (its forward
+    all-reduces the gradients); the loss still reads the logit scale from `model`.
+    """
+    model.train()
+    forward = forward or model
+    total, steps = torch.zeros((), device=device), 0
+    for batch in loader:
+        tokens, visual, target = _batch_to_device(batch, meta, device)
+        with autocast(device, precision):
+            query_features, target_features = forward(tokens, visual, target)
+            loss = info_nce_loss(query_features, target_features, model.logit_scale)
+        _optimizer_step(loss, optimizer, scaler)
+        total += loss.detach().float()
+        steps += 1
+    return float(total.item()) / max(steps, 1)
+
+
+def train_epoch_cached(model: DQUModel, cache: FeatureCache, sampler: EpochBatchSampler,
+                        optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler,
+                        device: torch.device, sync_grads: nn.Module | None = None) -> float:
+    """One epoch of the head alone on cached encoder features; returns the mean batch loss."""
+    model.train()
+    model.clip.eval()
+    total, steps = torch.zeros((), device=device), 0
+    for rows in sampler:
+        index = torch.as_tensor(rows, device=device)
+        text = None if cache.text is None else cache.text[index]
+        visual = None if cache.visual is None else cache.visual[index]
+        query_features, _ = model.fuse(text, visual)
+        loss = info_nce_loss(query_features, cache.target[index], model.logit_scale)
+        _optimizer_step(loss, optimizer, scaler, sync_grads)
+        total += loss.detach().float()
+        steps += 1
+    return float(total.item()) / max(steps, 1)
+
+
+def build_cache(model: DQUModel, dataset: TripletDataset, meta: InputsMeta,
+                 val_data: EvalSplit | None, batch_size: int, device: torch.device,
+                 precision: Precision) -> FeatureCache:
+    """Encode every train query, train target and val query / gallery image exactly once."""
+    text, visual = embed_query_parts(model, dataset.queries, meta, batch_size, device, precision)
+    images = embed_images(model, dataset.images.pixels, meta, batch_size, device, precision)
+    cache = FeatureCache(text=text, visual=visual,
+                          target=images[torch.from_numpy(dataset.target_rows).to(device)])
+    if val_data is not None:
+        cache.val_text, cache.val_visual = embed_query_parts(
+            model, val_data.queries, meta, batch_size, device, precision)
+        cache.val_gallery = embed_gallery(model, val_data, batch_size, device, precision)
+    return cache
