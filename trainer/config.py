@@ -2,45 +2,76 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
+
+from trainer.checks import (
+    above,
+    at_least,
+    between,
+    check_fields,
+    device,
+    matches,
+    one_of,
+    satisfies,
+)
+from trainer.clip_models import is_known_model
 
 QueryMode = Literal["dqu", "text", "visual"]
 QUERY_MODES: tuple[str, ...] = ("dqu", "text", "visual")
+AMP_MODES: tuple[str, ...] = ("auto", "off", "fp16", "bf16")
+# Validation logs R@K for these K plus the one val_metric names (trainer.metrics keys "R@K").
+VAL_METRIC_PATTERN = r"R@[1-9][0-9]*"
 
 
 @dataclass(frozen=True)
 class ClipConfig:
     """Which open_clip backbone to build and where its weights come from."""
 
-    model: str = "dqu-tiny"  # any open_clip model name, e.g. "ViT-H-14"
+    # any open_clip model name, e.g. "ViT-H-14", or a trainer/model_configs/*.json name
+    model: str = field(default="dqu-tiny", metadata=satisfies(
+        is_known_model, "a name in trainer/model_configs/ or open_clip.list_models()",
+        "is not a known model"))
     # open_clip tag (e.g. "laion2b_s32b_b79k"), a local checkpoint path, or None = random init
     pretrained: str | None = None
+
+    def __post_init__(self) -> None:
+        check_fields(self, "clip")
 
 
 @dataclass(frozen=True)
 class TrainConfig:
     """Optimisation, schedule, stopping and runtime settings of one training run."""
 
-    epochs: int = 10
-    batch_size: int = 16
-    lr: float = 1e-4  # fusion head + logit scale
-    clip_lr: float = 1e-6  # CLIP encoders
-    weight_decay: float = 1e-2
-    lr_decay_epoch: int = 8  # multiply both lrs by lr_decay_factor once, after this many epochs
-    lr_decay_factor: float = 0.1
-    early_stop_patience: int = 5  # stop after this many epochs without val improvement
-    early_stop_tolerance: float = 0.0  # improvement must exceed this (in recall points) to count
-    dropout: float = 0.5
-    logit_scale_init: float = 10.0
+    epochs: int = field(default=10, metadata=at_least(1))
+    batch_size: int = field(default=16, metadata=at_least(1))
+    lr: float = field(default=1e-4, metadata=above(0))  # fusion head + logit scale
+    # CLIP encoders; 0 keeps them fixed while still running them (unlike freeze_encoders)
+    clip_lr: float = field(default=1e-6, metadata=at_least(0))
+    weight_decay: float = field(default=1e-2, metadata=at_least(0))
+    # multiply both lrs by lr_decay_factor once, after this many epochs (0: from the start)
+    lr_decay_epoch: int = field(default=8, metadata=at_least(0))
+    lr_decay_factor: float = field(default=0.1, metadata=between(0, 1, low_open=True))
+    # stop after this many epochs without val improvement; 0 never stops early
+    early_stop_patience: int = field(default=5, metadata=at_least(0))
+    # improvement must exceed this (in recall points) to count
+    early_stop_tolerance: float = field(default=0.0, metadata=at_least(0))
+    dropout: float = field(default=0.5, metadata=between(0, 1, high_open=True))
+    # a plain multiplier of the cosines (not a log-scale): negative would rank backwards
+    logit_scale_init: float = field(default=10.0, metadata=above(0))
     freeze_encoders: bool = False  # encoder outputs computed once and cached, only head trains
-    device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
+    device: str = field(default="auto", metadata=device())  # auto | cpu | cuda | cuda:N | mps
     # auto (bf16 autocast on cuda if supported else fp16+GradScaler; off on cpu) | off | fp16 | bf16
-    amp: str = "auto"
-    num_workers: int = 0
+    amp: str = field(default="auto", metadata=one_of(*AMP_MODES))
+    num_workers: int = field(default=0, metadata=at_least(0))
     deterministic: bool = False
-    val_metric: str = "R@10"  # which val recall selects the best epoch / early stopping
+    # which val recall selects the best epoch / early stopping
+    val_metric: str = field(default="R@10", metadata=matches(
+        VAL_METRIC_PATTERN, "R@K with K >= 1, e.g. R@10"))
     grad_checkpointing: bool = False
     # torch.compile each transformer block: same maths, faster GPU steps (compiling costs ~20 s
     # on a GPU machine, minutes on a small CPU)
     compile: bool = False
+
+    def __post_init__(self) -> None:
+        check_fields(self, "train")

@@ -5,16 +5,14 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import open_clip
 import torch
 from torch import nn
 
+from trainer.clip_models import MODEL_CONFIG_DIR
 from trainer.config import ClipConfig
-
-MODEL_CONFIG_DIR = Path(__file__).resolve().parent / "model_configs"
 
 # Registering at import makes our small configs usable by name everywhere open_clip is asked.
 open_clip.add_model_config(MODEL_CONFIG_DIR)

@@ -8,6 +8,8 @@ import typing
 from collections.abc import Mapping
 from typing import Any, Literal, TypeVar, Union
 
+from trainer.checks import RangeError
+
 T = TypeVar("T")
 
 
@@ -96,7 +98,12 @@ def from_mapping(cls: type[T], data: Mapping[str, Any] | None, where: str = "par
             kwargs[name] = _convert(data[name], hints[name], key)
         elif field.default is dataclasses.MISSING and field.default_factory is dataclasses.MISSING:
             raise ParamsError(f"{where or 'top level'}: missing required key '{name}'")
-    return cls(**kwargs)
+    try:
+        return cls(**kwargs)
+    except RangeError as err:
+        # The dataclass's value check (trainer/checks.py) names its field; we know the path.
+        key = f"{where}.{err.key}" if where else err.key
+        raise ParamsError(f"{key}: {err.detail}") from None
 
 
 def to_mapping(obj: Any) -> dict[str, Any]:

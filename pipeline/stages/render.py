@@ -28,10 +28,10 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from PIL import Image
 
-from pipeline.core.atomic import atomic_path
 from pipeline.core.drawing import DrawStyle, fit_canvas, render_visual_query
 from pipeline.core.images import ImageLoadError, encode_png, load_rgb
 from pipeline.core.parallel import map_tasks
+from pipeline.core.param_checks import check_template
 from pipeline.core.params import Params, RenderParams
 from pipeline.core.report import StageReport
 from pipeline.core.resume import file_digest, reusable_report, shard_keys
@@ -43,9 +43,10 @@ from pipeline.core.shards import (
     TRIPLETS,
     read_table,
     remove_stale,
-    shard_name,
     shard_ranges,
 )
+from trainer.atomic import atomic_path
+from trainer.shards import shard_name
 
 STAGE = "render"
 STEM = "queries"
@@ -114,17 +115,6 @@ def run(
         report.merge(partial)
     report.write(out_dir / "report.json")
     return report
-
-
-def check_template(template: str) -> None:
-    """Raise ValueError unless `template` uses only {caption} and {modification}."""
-    try:
-        template.format(caption="c", modification="m")
-    except (KeyError, IndexError, ValueError) as err:
-        raise ValueError(
-            f"render.text_template {template!r} is not a valid template ({err!r}); use only "
-            f"{{caption}} and {{modification}}, and double any literal braces"
-        ) from err
 
 
 def sorted_triplets(path: str | Path) -> pa.Table:

@@ -32,7 +32,7 @@ def _write(tmp_path: Path, data: dict) -> Path:
         ({"train": {"epochs": 2.5}}, "train.epochs: expected an integer"),
         ({"train": {"freeze_encoders": "yes"}}, "expected true/false"),
         ({"render": {"text_color": [255, "red", 0]}}, "render.text_color[1]"),
-        ({"caption": {"backend": "gpt"}}, "caption.backend: 'gpt' is not one of"),
+        ({"caption": {"backend": "gpt"}}, "caption.backend: 'gpt' is not a caption backend"),
         ({"prepare": {"demo": {"train_pairs": None}}}, "prepare.demo.train_pairs"),
         ({"prepare": {"demo": {"extra": 1}}}, "prepare.demo: unknown key(s) ['extra']"),
     ],

@@ -112,7 +112,8 @@ def test_malformed_captions_list_every_offending_entry(root, tmp_path):
 def test_category_and_protocol_are_checked(root, tmp_path):
     with pytest.raises(AnnotationError, match="prepare.category"):
         build_tables(PrepareParams(dataset="fashioniq", root=str(root)), 0, tmp_path)
-    with pytest.raises(AnnotationError, match="prepare.protocol"):
+    # a value the adapter does not list is refused when params are built (PrepareParams)
+    with pytest.raises(ValueError, match="prepare.protocol: 'test-split'"):
         build_tables(_params(root, "test-split").prepare, 0, tmp_path)
 
 

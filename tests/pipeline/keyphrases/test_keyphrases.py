@@ -248,7 +248,7 @@ def test_cli_takes_the_selection_from_params(tmp_path, monkeypatch) -> None:
     assert len(json.loads((tmp_path / "one.jsonl").read_text())["keywords"]) == 1
     (tmp_path / "params.yaml").write_text("keywords:\n  min_score: 3\n")
     done = runner.invoke(app, ["keywords", str(texts), "--out", "bad.jsonl", "--model", model])
-    assert done.exit_code == 2 and "keywords.min_score: must be a cosine" in done.output
+    assert done.exit_code == 2 and "keywords.min_score: 3.0 is out of range" in done.output
     assert not (tmp_path / "bad.jsonl").exists()
 
 

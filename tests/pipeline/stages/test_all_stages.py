@@ -73,10 +73,10 @@ def test_keybert_tasks_take_their_selection_from_params(run_all, tmp_path):
     text = ("is darker and has long sleeves and a floral print",)
     task = keywords.KeywordTask(texts=text, params=KeywordsParams(max_phrases=1))
     assert keywords.extract_chunk(task) == [["floral print"]]  # KeyBERT's top phrase
-    # a bad threshold fails before any worker starts, and writes nothing
+    # a bad threshold fails before any worker starts (params refuse it), and writes nothing
     root, params, _ = run_all
-    bad = replace(params, keywords=KeywordsParams(min_score=2.0))
-    with pytest.raises(ValueError, match=r"keywords.min_score: must be a cosine"):
+    with pytest.raises(ValueError, match=r"keywords.min_score: 2.0 is out of range"):
+        bad = replace(params, keywords=KeywordsParams(min_score=2.0))
         keywords.run(bad, root / "prepare", tmp_path / "keywords")
     assert not (tmp_path / "keywords").exists()
 
