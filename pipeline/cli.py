@@ -207,8 +207,8 @@ def faults(
         Path | None, typer.Option(help="keep the scratch data here instead of a temp folder")
     ] = None,
 ) -> None:
-    """Break a scratch tiny dataset every way issue 6 lists; one line per fault, exit 1 if any
-    is not survived."""
+    """Break a scratch tiny dataset every way we know; one line per fault, exit 1 if any is
+    not survived."""
     from devkit.faults import run_faults
 
     # The app goes in as an argument, so devkit never imports this module back.

@@ -1,4 +1,4 @@
-"""`dqu faults`: every reliability fault of issue 6, run against a scratch tiny dataset.
+"""`dqu faults`: every reliability fault we drill, run against a scratch tiny dataset.
 
 Each fault copies a small demo-like dataset (demo drawings and phrasings, a few dozen triplets)
 into a temp folder, breaks it in one way, and drives the real stage `run()` functions, the real
