@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -47,6 +47,9 @@ class EvalResult:
     top_ids: list[list[str]]
     num_queries: int
     num_missing_targets: int
+    # Per query, others scoring >= the target (G when missing); exact when ranked with
+    # exact_ranks, else a rank >= max(ks) may be any value >= max(ks).
+    target_ranks: list[int] = field(default_factory=list)
 
 
 def load_eval_split(inputs_dir: str | Path, split: str) -> EvalSplit:
@@ -140,18 +143,19 @@ def fuse_queries(model: DQUModel, text: torch.Tensor | None, visual: torch.Tenso
 
 @torch.inference_mode()
 def rank_queries(query_features: torch.Tensor, gallery_features: torch.Tensor, data: EvalSplit,
-                 ks: Sequence[int], top_n: int, batch_size: int) -> EvalResult:
+                 ks: Sequence[int], top_n: int, batch_size: int, *,
+                 exact_ranks: bool = False) -> EvalResult:
     """Recall@K from target ranks (reference masked) and, when top_n > 0, the top gallery ids.
 
     top_n 0 leaves `top_ids` empty: recall needs only ranks, and only whether each is below
     max(ks). On CPU the query blocks are sized for the cache; on an accelerator they are
-    `batch_size` queries.
+    `batch_size` queries. Top ids follow the tie rule of trainer.metrics.
     """
     device = gallery_features.device
     ranks, top = rank_targets(query_features, gallery_features, data.target_index,
                               data.reference_index, top_n=top_n,
                               block_rows=None if device.type == "cpu" else batch_size,
-                              rank_cap=max(ks, default=None))
+                              rank_cap=None if exact_ranks else max(ks, default=None))
     top_rows = top.tolist() if top is not None else []
     return EvalResult(
         split=data.queries.split,
@@ -160,6 +164,7 @@ def rank_queries(query_features: torch.Tensor, gallery_features: torch.Tensor, d
         top_ids=[[data.gallery_ids[i] for i in row] for row in top_rows],
         num_queries=len(data.queries),
         num_missing_targets=int((data.target_index < 0).sum()),
+        target_ranks=ranks.cpu().tolist(),
     )
 
 

@@ -17,14 +17,19 @@ SUBMISSION_TOP = {"recall": 50, "recall_subset": 3}
 
 
 def subset_rankings(query_features: torch.Tensor, gallery_features: torch.Tensor,
-                    subsets: Sequence[Sequence[int]], reference_index: torch.Tensor
-                    ) -> list[list[int]]:
-    """Per query, its subset's gallery indices by descending score, the reference left out
-    (ties keep the subset's order)."""
+                    subsets: Sequence[Sequence[int]], reference_index: torch.Tensor,
+                    target_index: torch.Tensor | None = None) -> list[list[int]]:
+    """Per query, its subset's gallery indices by descending score, the reference left out.
+
+    Ties follow trainer.metrics' rule: the target (when given) after every member tied with
+    it, other tied members in the subset's order.
+    """
     rankings = []
     for q, members in enumerate(subsets):
         ref = int(reference_index[q])
         kept = [m for m in members if m >= 0 and m != ref]
+        if target_index is not None:  # stable sorts below keep this order among ties
+            kept.sort(key=lambda m, t=int(target_index[q]): m == t)
         if not kept:
             rankings.append([])
             continue

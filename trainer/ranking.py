@@ -6,8 +6,9 @@ the reference is masked in place and the block reduced to counts at once. A full
 times over. On CPU, ranks come from an int8 screen with exact float64 rescoring of near-ties
 (trainer.screened_ranking), five times less matmul than float32 and exact rather than float32
 ranks; elsewhere (or without the int8 op) from float32 scores. Top-k is computed only when
-asked for, from float32 scores: recall@K needs target ranks alone, and a top-50 costs about
-half as much as a block's float32 matmul.
+asked for, from float32 scores (with the screen, its candidates near the k-th are rescored in
+float64, so ids agree with the exact ranks): recall@K needs target ranks alone, and a top-50
+costs about half as much as a block's float32 matmul.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from collections.abc import Callable
 
 import torch
 
+from trainer.metrics import ordered_top
 from trainer.runtime import run_single_threaded, torch_threads
 from trainer.screened_ranking import (
     QuantizedGallery,
@@ -44,8 +46,9 @@ def rank_targets(queries: torch.Tensor, gallery: torch.Tensor, target_index: tor
                  screen: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Target ranks (Q,) and, when top_n > 0, top gallery indices (Q, min(top_n, G)).
 
-    A rank is the number of gallery items scoring strictly higher than the target, with the
-    reference (index >= 0) masked; a missing (-1) or masked target gets rank G. On CPU the
+    A rank is the number of other gallery items scoring >= the target (the tie rule of
+    trainer.metrics; top indices follow it too), with the reference (index >= 0) masked; a
+    missing (-1) or masked target gets rank G. On CPU the
     ranks are those of exact scores (int8 screen, float64 near-ties), elsewhere of float32
     scores on the gallery's device; `block_rows` None sizes blocks for the CPU cache. With
     `rank_cap`, a rank >= rank_cap may be reported as any value >= rank_cap (the screen then
@@ -100,7 +103,8 @@ def _rank_blocks(queries: torch.Tensor, gallery: torch.Tensor, target_index: tor
             if gallery_t is not None:
                 block_ranks, block_top = _float_block(
                     block, gallery_t, target_index[part], reference_index[part], top_n,
-                    buffers, count=quantized is None)
+                    buffers, count=quantized is None,
+                    exact=quantized.features if quantized is not None else None)
                 if block_ranks is not None:
                     ranks[part] = block_ranks
                 if block_top is not None:
@@ -126,26 +130,63 @@ class _Buffers:
 
 
 def _float_block(block: torch.Tensor, gallery_t: torch.Tensor, target: torch.Tensor,
-                 reference: torch.Tensor, top_n: int, buffers: _Buffers, *, count: bool
+                 reference: torch.Tensor, top_n: int, buffers: _Buffers, *, count: bool,
+                 exact: torch.Tensor | None = None
                  ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
-    """Float32 ranks (when `count`) and top-k (when top_n > 0) of one block of queries."""
+    """Float32 ranks (when `count`) and top-k (when top_n > 0) of one block of queries.
+
+    With `exact` (the gallery features; the screen ranks), the top-k is that of exact
+    float64 scores, so it agrees with the screened ranks.
+    """
     n, gallery_size = block.shape[0], gallery_t.shape[1]
     scores, ids = buffers.scores[:n], buffers.row_ids[:n]
     torch.mm(block, gallery_t, out=scores)
     masked = reference >= 0
     scores[ids[masked], reference[masked]] = float("-inf")
-    top = torch.topk(scores, top_n, dim=1, sorted=True).indices if top_n > 0 else None
+    top = None
+    if top_n > 0:
+        top = (ordered_top(scores, top_n, target) if exact is None
+               else _exact_top(block, scores, exact, target, reference, top_n))
     if not count:
         return None, top
-    # + 0.0 turns a -0.0 target score into +0.0, so target - score is -0.0 for no item.
-    target_scores = scores[ids, target.clamp(min=0)] + 0.0
+    target_column = target.clamp(min=0)
+    target_scores = scores[ids, target_column].clone()
     missing = (target < 0) | torch.isneginf(target_scores)
-    # target - score has its sign bit set exactly when score > target; shifting the bits
-    # down and summing counts them several times faster than a boolean comparison here.
-    torch.sub(target_scores.unsqueeze(1), scores, out=scores)
+    # The tie rule counts other items scoring >= the target (trainer.metrics): the target
+    # itself is masked like the reference, and counted are the items not below it.
+    scores[ids, target_column] = float("-inf")
+    # score - target has its sign bit set exactly when score < target, once + 0.0 has turned
+    # the -0.0 of a -0.0 score minus a +0.0 target into +0.0; shifting the bits down and
+    # summing counts them several times faster than a boolean comparison here.
+    torch.sub(scores, target_scores.unsqueeze(1), out=scores).add_(0.0)
     signs = scores.view(torch.int32).bitwise_right_shift_(31)
-    counts = -signs.sum(dim=1, dtype=torch.int32).long()
+    counts = gallery_size + signs.sum(dim=1, dtype=torch.int32).long()
     return torch.where(missing, gallery_size, counts), top
+
+
+def _exact_top(block: torch.Tensor, scores: torch.Tensor, features: torch.Tensor,
+               target: torch.Tensor, reference: torch.Tensor, top_n: int) -> torch.Tensor:
+    """Top-k by float64 scores: the float32 candidates near the k-th, rescored exactly.
+
+    Float32 rounding of a dot product is below d * 2^-24 * |q| |g| in any summation order, so
+    every item exactly at or above the k-th exact score lies within twice that of the float32
+    k-th. Rescoring sums each pair like the screen's target scores, so exact ties stay ties.
+    """
+    n, dim = block.shape
+    kth = torch.topk(scores, top_n, dim=1, sorted=True).values[:, -1:]
+    # (dim + 1) and 1.01: headroom over the first-order bound (products rounded, 1 / (1 - du)).
+    slack = (2.02 * (dim + 1) * 2.0**-24 * block.norm(dim=1, keepdim=True)
+             * features.norm(dim=1).max())
+    width = int((scores >= kth - slack).sum(dim=1).max())
+    # Ascending gallery index first: ordered_top then breaks ties by index.
+    ids = torch.sort(torch.topk(scores, width, dim=1, sorted=False).indices, dim=1).values
+    pairs = block.double().repeat_interleave(width, dim=0)
+    pairs.mul_(features.index_select(0, ids.flatten()))
+    exact = pairs.sum(dim=1).view(n, width)
+    exact[ids == reference.unsqueeze(1)] = float("-inf")  # reference -1 matches no id
+    is_target = ids == target.unsqueeze(1)
+    position = torch.where(is_target.any(dim=1), is_target.int().argmax(dim=1), -1)
+    return ids.gather(1, ordered_top(exact, top_n, position))
 
 
 def _run_single_threaded_workers(run_blocks: Callable[[Callable[[], int | None]], None],

@@ -1,6 +1,7 @@
 """Exact target ranks on CPU from an int8 screen: only near-ties with the target are rescored.
 
-Ranking counts, per query, the gallery items that score above the target, so all Q x G scores
+Ranking counts, per query, the other gallery items that score >= the target (the tie rule of
+trainer.metrics: an exact tie ranks above the target), so all Q x G scores
 are needed; on a CPU with int8 dot-product instructions an int8 x int8 -> int32 matmul makes
 them about five times faster than float32. Its scores are approximate, but each one's error is
 bounded: with q = s_q * q8 + r_q and g = S_k * g8 + r_g (r the rounding residuals, S_k the
@@ -10,9 +11,10 @@ scale of the gallery tile k that g falls in),
 
 (Cauchy-Schwarz on the two residual terms). The target's own score is computed exactly, in
 float64, so an item whose approximate score exceeds it by more than E_qk is certainly above
-it, one that trails it by as much certainly is not, and only the few in between (the target
-among them) are rescored exactly. The ranks are therefore those of the exact scores, whatever
-the screen's rounding.
+it, one that trails it by as much certainly is not, and only the few in between (exact ties
+among them) are rescored exactly and counted when >= the target. The target itself is masked
+like the reference. The ranks are therefore those of the exact scores, whatever the screen's
+rounding.
 
 The gallery is sorted by its rows' largest element and cut into tiles with one scale each, so
 a scale fits its rows nearly as well as a per-row one while a query's thresholds in a tile
@@ -165,7 +167,7 @@ class _Thresholds:
 def screened_ranks(block: torch.Tensor, gallery: QuantizedGallery, target: torch.Tensor,
                    reference: torch.Tensor, buffers: ScreenBuffers,
                    rank_cap: int | None = None) -> torch.Tensor:
-    """Target ranks (reference masked; missing target -> G) of one block of queries.
+    """Target ranks (other items >= the target; reference masked; missing -> G) of a block.
 
     Ranks below `rank_cap` (all, when None) are exact; a row with at least `rank_cap` items
     certainly above its target gets that count, a lower bound, without rescoring: recall@K
@@ -177,6 +179,9 @@ def screened_ranks(block: torch.Tensor, gallery: QuantizedGallery, target: torch
     reference_position = torch.where(reference >= 0, gallery.position[reference.clamp(min=0)],
                                      -1)
     limits = _thresholds(block64, bounds, gallery, target, reference_position)
+    # The target is masked too: its own exact tie must not count (rows without a target
+    # count nothing anyway).
+    target_position = torch.where(target >= 0, gallery.position[target.clamp(min=0)], -1)
     scores = buffers.scores[:tiles * n * tile_items].view(tiles, n, tile_items)
     # The one pass over each tile, while the matmul has just left it in cache: its largest
     # score per chunk. A chunk holds a possible item iff that exceeds the row's low threshold.
@@ -185,6 +190,7 @@ def screened_ranks(block: torch.Tensor, gallery: QuantizedGallery, target: torch
         start = k * tile_items
         torch._int_mm(codes, gallery.codes[start:start + tile_items].T, out=scores[k])
         _mask_tile(scores[k], start, gallery.size, reference_position, buffers.row_ids[:n])
+        _mask_tile(scores[k], start, gallery.size, target_position, buffers.row_ids[:n])
         torch.amax(scores[k].view(n, -1, CHUNK), dim=2, out=chunk_max[k])
     search = chunk_max > limits.low.T.unsqueeze(2)  # (tiles, n, chunks): chunks to read
     possible_chunks = search.sum(dim=(0, 2))
@@ -200,7 +206,7 @@ def screened_ranks(block: torch.Tensor, gallery: QuantizedGallery, target: torch
             scores, many, limits.low[many], limits.high[many], rank_cap, gallery.padded_size)
     ranks += _count_above(block64, gallery, scores, search, limits, few)
     if dense.any():
-        ranks[dense] = _dense_ranks(block64[dense], gallery, reference[dense],
+        ranks[dense] = _dense_ranks(block64[dense], gallery, reference[dense], target[dense],
                                     limits.target_exact[dense])
     return torch.where(limits.missing, gallery.size, ranks)
 
@@ -289,7 +295,7 @@ def _mask_tile(tile: torch.Tensor, start: int, size: int, reference_position: to
 def _count_above(block64: torch.Tensor, gallery: QuantizedGallery, scores: torch.Tensor,
                  search: torch.Tensor, limits: _Thresholds, count_certain: torch.Tensor
                  ) -> torch.Tensor:
-    """Per row, the items in the chunks `search` marks that score above the target.
+    """Per row, the items in the chunks `search` marks that score >= the target.
 
     `search` (tiles, n, chunks) marks the chunks to read, so the few items wanted are found
     from a small mask and the chunks it names, not by scanning the (tiles, n, T) scores. Rows
@@ -320,12 +326,12 @@ def _count_above(block64: torch.Tensor, gallery: QuantizedGallery, scores: torch
         # pair is summed the same way as the target's score, so exact ties stay ties.
         exact = block64.index_select(0, rows[part])
         exact.mul_(gallery.sorted_features.index_select(0, items[part]))
-        above[part] = exact.sum(dim=1) > limits.target_exact.index_select(0, rows[part])
+        above[part] = exact.sum(dim=1) >= limits.target_exact.index_select(0, rows[part])
     return counts.index_add_(0, rows[above], torch.ones_like(rows[above]))
 
 
 def _dense_ranks(queries64: torch.Tensor, gallery: QuantizedGallery, reference: torch.Tensor,
-                 target_exact: torch.Tensor) -> torch.Tensor:
+                 target: torch.Tensor, target_exact: torch.Tensor) -> torch.Tensor:
     """Exact float64 ranks of a few poorly screened rows (say, a gallery of unequal norms)."""
     counts = torch.zeros(queries64.shape[0], dtype=torch.long)
     for start in range(0, gallery.size, DENSE_ITEMS):
@@ -333,7 +339,8 @@ def _dense_ranks(queries64: torch.Tensor, gallery: QuantizedGallery, reference: 
         for row, query in enumerate(queries64):
             # Summed like the target's score (not by a matmul), so exact ties stay ties.
             exact = (part * query).sum(dim=1)
-            if start <= reference[row] < start + len(exact):
-                exact[reference[row] - start] = float("-inf")
-            counts[row] += int((exact > target_exact[row]).sum())
+            for masked in (reference[row], target[row]):
+                if start <= masked < start + len(exact):
+                    exact[masked - start] = float("-inf")
+            counts[row] += int((exact >= target_exact[row]).sum())
     return counts

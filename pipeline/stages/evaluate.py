@@ -5,18 +5,24 @@ metrics.json is {split: {mode: {"R@K": percent, ...}}}. Protocol keys come from 
 `evaluate.hit_rule: caption` scores R@K by Fashion200K's caption equality, and
 `evaluate.submission_split` writes CIRR's rc2 test-server files under submission/<mode>/.
 Per-query data that the input shards do not carry (subset members, image captions) is read
-from the prepare folder.
+from the prepare folder. per_query.parquet holds, per split, query and mode, the target's
+exact rank (other gallery items scoring >= the target, the reference masked; the gallery
+size when the target is missing) and the top-10 gallery image ids in the same tie order:
+higher score first, then the target after the items tied with it, then lower gallery index.
+Ranks and ids come from the same scores (exact float64 ones on CPU, float32 elsewhere), so a
+target with rank r < 10 is top10[r].
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import pyarrow as pa
 import torch
 
 from pipeline.core.params import EvaluateParams, Params
 from pipeline.core.report import StageReport
-from pipeline.core.shards import CAPTIONS, TRIPLETS, read_table
+from pipeline.core.shards import CAPTIONS, TRIPLETS, read_table, write_table
 from trainer import protocols
 from trainer.atomic import write_json
 from trainer.config import QUERY_MODES
@@ -26,6 +32,9 @@ from trainer.loop import load_trained
 from trainer.runtime import resolve_device
 
 IMAGE_CAPTIONS = "image_captions.parquet"  # written by adapters whose protocol needs it
+PER_QUERY_TOP = 10
+PER_QUERY = pa.schema([("split", pa.string()), ("pair_id", pa.string()), ("mode", pa.string()),
+                       ("target_rank", pa.int64()), ("top10", pa.list_(pa.string()))])
 
 
 def run(params: Params, inputs_dir: Path, train_dir: Path, out_dir: Path,
@@ -42,11 +51,13 @@ def run(params: Params, inputs_dir: Path, train_dir: Path, out_dir: Path,
     extra = _ProtocolData(cfg, prepare_dir)
     metrics: dict[str, dict[str, float]] = {}
     curves: dict[str, dict[str, float]] = {}
+    per_query: list[dict] = []
     for mode in QUERY_MODES:
         model = load_trained(
             params.clip, mode, params.train.dropout, Path(train_dir) / mode, device
         )
-        scored = score_split(model, data, cfg, curve_ks, extra, device)
+        scored = score_split(model, data, cfg, curve_ks, extra, device,
+                             per_query=per_query, mode=mode)
         curves[mode] = {k: v for k, v in scored.items() if k.startswith("R@")}
         metrics[mode] = {
             key: round(value, 4) for key, value in scored.items()
@@ -66,6 +77,8 @@ def run(params: Params, inputs_dir: Path, train_dir: Path, out_dir: Path,
         for k in curve_ks
     ]
     write_json(out_dir / "recall_curve.json", rows)
+    write_table(pa.Table.from_pylist(per_query, schema=PER_QUERY), out_dir / "per_query.parquet",
+                PER_QUERY)
     # Every query of the split is scored by every mode (a target outside the gallery is a miss).
     report = StageReport("evaluate")
     report.n_in = report.n_out = len(data.queries)
@@ -107,19 +120,32 @@ class _ProtocolData:
 
 
 def score_split(model: DQUModel, data: EvalSplit, cfg: EvaluateParams, curve_ks: list[int],
-                extra: _ProtocolData, device: torch.device) -> dict[str, float]:
-    """R@K for every curve K under the hit rule, plus the protocol's extra keys."""
+                extra: _ProtocolData, device: torch.device, *,
+                per_query: list[dict] | None = None, mode: str = "") -> dict[str, float]:
+    """R@K for every curve K under the hit rule, plus the protocol's extra keys.
+
+    With `per_query`, appends one PER_QUERY row (exact rank, top-10 ids) per query.
+    """
     queries, gallery = encode_split(model, data, cfg.batch_size, device)
-    # Top ids are only read by the caption hit rule; plain recall needs target ranks alone.
+    # The caption hit rule reads the top max(K) ids; per_query.parquet the top 10.
     top_n = max(curve_ks) if cfg.hit_rule == "caption" else 0
-    result = rank_queries(queries, gallery, data, curve_ks, top_n, cfg.batch_size)
+    if per_query is not None:
+        top_n = max(top_n, PER_QUERY_TOP)
+    result = rank_queries(queries, gallery, data, curve_ks, top_n, cfg.batch_size,
+                          exact_ranks=per_query is not None)
+    if per_query is not None:
+        per_query.extend(
+            {"split": result.split, "pair_id": pair, "mode": mode, "target_rank": rank,
+             "top10": top[:PER_QUERY_TOP]}
+            for pair, rank, top in zip(result.pair_ids, result.target_ranks, result.top_ids,
+                                       strict=True))
     scored = dict(result.metrics)
     if cfg.hit_rule == "caption":
         targets = [extra.captions.get(t) for t in data.queries.target_ids]
         scored = protocols.caption_recall(result.top_ids, targets, extra.captions, curve_ks)
     if cfg.subset_ks:
         rankings = protocols.subset_rankings(queries, gallery, extra.subset_index(data),
-                                             data.reference_index)
+                                             data.reference_index, data.target_index)
         scored |= protocols.recall_subset(rankings, data.target_index.tolist(), cfg.subset_ks)
         if 1 in cfg.subset_ks:
             scored["Avg"] = protocols.cirr_average(scored)

@@ -89,3 +89,18 @@ def test_evaluate_glue_adds_subset_keys_and_caption_rule(monkeypatch, tmp_path):
     cfg = EvaluateParams(ks=[1], hit_rule="caption")
     got = stage.score_split(None, _fake_split(), cfg, [1], extra, torch.device("cpu"))
     assert got == {"R@1": 100.0}
+
+
+def test_subset_ties_rank_the_target_after_the_tied_members():
+    gallery = torch.eye(4)
+    gallery[2] = gallery[1]  # members 1 and 2 are one image: an exact tie
+    queries = torch.tensor([[0.1, 0.5, 0.0, 0.3]])
+    no_reference = torch.tensor([-1])
+    # Without a target, ties keep the subset's order; with one, the target follows its ties.
+    assert protocols.subset_rankings(queries, gallery, [[1, 2, 3]], no_reference) == [[1, 2, 3]]
+    for target, expected in ((1, [2, 1, 3]), (2, [1, 2, 3])):
+        rankings = protocols.subset_rankings(queries, gallery, [[1, 2, 3]], no_reference,
+                                             torch.tensor([target]))
+        assert rankings == [expected]
+        assert protocols.recall_subset(rankings, [target], [1, 2]) == {
+            "Rsubset@1": 0.0, "Rsubset@2": 100.0}

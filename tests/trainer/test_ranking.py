@@ -22,7 +22,7 @@ def _naive_ranks(scores: torch.Tensor, target: torch.Tensor, reference: torch.Te
         if t < 0 or t == r:
             out.append(len(row))
             continue
-        out.append(sum(1 for i, s in enumerate(row) if i != r and s > row[t]))
+        out.append(sum(1 for i, s in enumerate(row) if i not in (r, t) and s >= row[t]))
     return out
 
 
@@ -37,7 +37,7 @@ def test_ranks_match_a_naive_loop_with_masking_and_missing_targets(block_rows) -
     assert torch.equal(ranks, target_ranks(q @ g.T, target, reference))
 
 
-def test_duplicate_gallery_items_tie_with_the_target_and_do_not_count() -> None:
+def test_duplicate_gallery_items_tie_with_the_target_and_count_above_it() -> None:
     q, g, target, reference = _features(10, 12)
     g[5] = g[target[0]]  # an exact duplicate of query 0's target
     reference[0] = -1
@@ -58,3 +58,40 @@ def test_empty_inputs() -> None:
     assert ranks.shape == (0,) and top.shape == (0, 2)
     ranks, top = rank_targets(torch.zeros(2, 4), torch.zeros(0, 4), torch.tensor([-1, -1]))
     assert ranks.tolist() == [0, 0] and top is None
+
+
+# Hand-made ties: gallery 1, 2 and 4 are one image three times (score 0.5 for QUERY).
+TIED_GALLERY = torch.zeros(5, 8)
+TIED_GALLERY[0, 0] = TIED_GALLERY[1, 1] = TIED_GALLERY[2, 1] = TIED_GALLERY[4, 1] = 1.0
+TIED_GALLERY[3, 2] = 1.0
+QUERY = torch.tensor([[0.25, 0.5, 0.75, 0, 0, 0, 0, 0]])  # scores .25 .5 .5 .75 .5
+TIE_CASES = [  # (target, reference, expected rank): other items >= the target count
+    (2, -1, 3), (2, 3, 2), (2, 1, 2), (3, -1, 0), (0, -1, 4), (0, 4, 3), (1, 1, 5), (-1, -1, 5)]
+
+
+@pytest.mark.parametrize("screen", [True, False])
+@pytest.mark.parametrize(("target", "reference", "rank"), TIE_CASES)
+def test_an_exact_tie_ranks_above_the_target_on_every_path(screen, target, reference,
+                                                           rank) -> None:
+    target_t, reference_t = torch.tensor([target]), torch.tensor([reference])
+    ranks, _ = rank_targets(QUERY, TIED_GALLERY, target_t, reference_t, screen=screen)
+    assert ranks.tolist() == [rank]
+    assert target_ranks(QUERY @ TIED_GALLERY.T, target_t, reference_t).tolist() == [rank]
+
+
+@pytest.mark.parametrize(("target", "top_n", "expected"), [
+    (2, 5, [3, 1, 4, 2, 0]), (1, 5, [3, 2, 4, 1, 0]), (4, 5, [3, 1, 2, 4, 0]),
+    (2, 2, [3, 1]), (4, 3, [3, 1, 2]), (-1, 4, [3, 1, 2, 4])])
+def test_top_ids_put_the_target_after_its_ties_and_ties_by_index(target, top_n,
+                                                                 expected) -> None:
+    target_t, none = torch.tensor([target]), torch.tensor([-1])
+    ranks, top = rank_targets(QUERY, TIED_GALLERY, target_t, none, top_n=top_n)
+    assert top.tolist() == [expected]
+    assert topk_ids(QUERY @ TIED_GALLERY.T, top_n, none, target_t).tolist() == [expected]
+    if target >= 0 and int(ranks[0]) < top_n:  # the target sits at its rank in the list
+        assert expected.index(target) == int(ranks[0])
+
+
+def test_top_ids_with_the_reference_masked_among_the_ties() -> None:
+    _, top = rank_targets(QUERY, TIED_GALLERY, torch.tensor([2]), torch.tensor([1]), top_n=5)
+    assert top.tolist() == [[3, 4, 2, 0, 1]]  # the masked reference (-inf) comes last

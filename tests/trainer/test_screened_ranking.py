@@ -12,14 +12,15 @@ pytestmark = pytest.mark.skipif(not screened.screen_applies(torch.ones(1, 8), to
 
 def _exact_ranks(q: torch.Tensor, g: torch.Tensor, target: torch.Tensor,
                  reference: torch.Tensor) -> list[int]:
-    """Float64 ranks by a plain loop: items strictly above the target, reference masked."""
+    """Float64 ranks by a plain loop: other items >= the target, reference masked."""
     scores = (q.double().unsqueeze(1) * g.double().unsqueeze(0)).sum(dim=2)
     out = []
     for i, (t, r) in enumerate(zip(target.tolist(), reference.tolist(), strict=True)):
         if t < 0 or t == r:
             out.append(g.shape[0])
             continue
-        out.append(sum(1 for j in range(g.shape[0]) if j != r and scores[i, j] > scores[i, t]))
+        out.append(sum(1 for j in range(g.shape[0])
+                       if j not in (r, t) and scores[i, j] >= scores[i, t]))
     return out
 
 
@@ -122,3 +123,43 @@ def test_non_finite_features_use_the_float_path() -> None:
     q, g, _, _ = _clustered(4, 10, 8, noise=1.0)
     g[3, 0] = float("nan")
     assert not screened.screen_applies(q, g)
+
+
+@pytest.mark.parametrize("dense", [False, True])
+def test_exact_duplicates_of_the_target_count_above_it_across_tiles(small_tiles, monkeypatch,
+                                                                     dense) -> None:
+    if dense:  # every row with undecided items is scored densely
+        monkeypatch.setattr(screened, "DENSE_FRACTION", 0.0)
+        monkeypatch.setattr(screened, "FEW_CHUNKS", -1)
+    q, g, target, reference = _clustered(30, 700, 16, noise=2.0, seed=7)
+    reference[:] = -1
+    target[:4] = torch.tensor([10, 20, 30, 40])
+    for copy, row in zip((3, 300, 650), range(3), strict=True):
+        g[copy] = g[target[row]]  # a duplicate of row's target, in three different tiles
+    g[[400, 401]] = g[target[3]].clone()  # two duplicates of row 3's target, one its reference
+    reference[3] = 400
+    ranks, _ = rank_targets(q, g, target, reference)
+    exact = _exact_ranks(q, g, target, reference)
+    assert ranks.tolist() == exact
+    float_ranks, _ = rank_targets(q, g, target, reference, screen=False)
+    assert float_ranks.tolist()[:4] == exact[:4]
+
+
+def test_screened_top_k_is_exact_and_puts_the_target_at_its_rank(small_tiles) -> None:
+    q, g, target, reference = _clustered(40, 600, 16, noise=1.0, seed=8)
+    target[:3] = torch.tensor([10, 20, 30])
+    g[[100, 500]] = g[10].clone()  # two exact duplicates of query 0's target, other tiles
+    q[0] = g[10]  # query 0 is its target's image: the target and its copies score highest
+    g[200] = g[20].clone()
+    reference[:3] = torch.tensor([-1, 200, -1])  # query 1's duplicate is its reference
+    ranks, top = rank_targets(q, g, target, reference, top_n=10)
+    exact = (q.double().unsqueeze(1) * g.double().unsqueeze(0)).sum(dim=2)
+    rows = torch.arange(40)[reference >= 0]
+    exact[rows, reference[reference >= 0]] = float("-inf")
+    for i in range(40):
+        # Higher exact score first, then non-target, then lower index.
+        order = sorted(range(600), key=lambda j, i=i: (-float(exact[i, j]), j == target[i], j))
+        assert top[i].tolist() == order[:10]
+        if ranks[i] < 10:
+            assert top[i].tolist().index(int(target[i])) == int(ranks[i])
+    assert top[0].tolist()[:3] == [100, 500, 10] and int(ranks[0]) == 2  # copies first

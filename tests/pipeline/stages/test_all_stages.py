@@ -110,3 +110,13 @@ def test_train_and_evaluate_outputs(run_all):
         assert 0.0 <= values["R@1"] <= values["R@2"] <= values["R@5"] <= 100.0
     curve = json.loads((root / "evaluate" / "recall_curve.json").read_text())
     assert [row["k"] for row in curve][:2] == [1, 2]
+    # One row per query and mode: exact ranks agree with R@1, ids with the gallery size.
+    import pyarrow.parquet as pq
+
+    per_query = pq.read_table(root / "evaluate" / "per_query.parquet").to_pylist()
+    assert {row["mode"] for row in per_query} == {"dqu", "text", "visual"}
+    for mode in ("dqu", "text", "visual"):
+        rows = [row for row in per_query if row["mode"] == mode]
+        hits = sum(row["target_rank"] < 1 for row in rows)
+        assert 100.0 * hits / len(rows) == pytest.approx(metrics[mode]["R@1"], abs=1e-3)
+        assert all(0 < len(row["top10"]) <= 10 for row in rows)
