@@ -11,6 +11,11 @@ on every machine. Text never leaves the image: when the lines overflow, the font
 (down to `min_font_size`), then long phrases wrap at spaces, and only then are phrases dropped:
 phrases are placed in rank order (keyword extractors rank best first) and one that does not fit
 is left out whole, since half a phrase can say the opposite of the whole ("not red" -> "not").
+
+That is the `pillow` engine (render.engine, the default). `opencv` and `opencv-f200k` draw as
+the official code does, with its OpenCV calls (pipeline.core.drawing_opencv): fixed Hershey
+text, no shrinking or wrapping, overflow clipped; font_size, margin and line_spacing do not
+apply there.
 """
 
 from __future__ import annotations
@@ -19,11 +24,13 @@ import functools
 import math
 from dataclasses import dataclass
 
+import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from pipeline.core.params import RenderParams
 
 Color = tuple[int, int, int]
+ENGINES = ("pillow", "opencv", "opencv-f200k")
 
 
 @dataclass(frozen=True)
@@ -40,8 +47,12 @@ class DrawStyle:
     max_keywords: int = 8
     min_font_size: int = 6
     box_padding: int = 2
+    engine: str = "pillow"
 
     def __post_init__(self) -> None:
+        if self.engine not in ENGINES:
+            raise ValueError(f"render.engine: expected one of {list(ENGINES)}, got "
+                             f"{self.engine!r}")
         for name in ("text_color", "box_color"):
             color = getattr(self, name)
             if len(color) != 3 or not all(isinstance(c, int) and 0 <= c <= 255 for c in color):
@@ -68,6 +79,7 @@ class DrawStyle:
             line_spacing=params.line_spacing,
             bgr_text=params.bgr_text,
             max_keywords=params.max_keywords,
+            engine=params.engine,
         )
 
     @property
@@ -112,6 +124,8 @@ def draw_keywords(image: Image.Image, keywords: list[str], style: DrawStyle) -> 
 def render_visual_query(image: Image.Image, keywords: list[str], style: DrawStyle) -> DrawnQuery:
     """Draw the keywords like draw_keywords and also report the layout (drawn / dropped)."""
     canvas = fit_canvas(image, style)
+    if style.engine != "pillow":
+        return _render_opencv(canvas, keywords, style)
     if canvas is image:
         canvas = image.copy()  # never draw on the caller's image
     layout = layout_keywords(keywords, canvas.size, style)
@@ -133,8 +147,35 @@ def fit_canvas(image: Image.Image, style: DrawStyle) -> Image.Image:
     size = style.canvas_size
     if size is None or image.size == (size, size):
         return image
+    if style.engine != "pillow":  # the official cv2.resize itself, for the same pixels
+        from pipeline.core import drawing_opencv
+
+        return Image.fromarray(drawing_opencv.resize(np.asarray(image), size))
     # Bilinear, like the cv2.resize default of the official code (which ignores aspect ratio).
     return image.resize((size, size), Image.Resampling.BILINEAR)
+
+
+def _render_opencv(canvas: Image.Image, keywords: list[str], style: DrawStyle) -> DrawnQuery:
+    """The official OpenCV drawing of the first max_keywords phrases (see drawing_opencv)."""
+    from pipeline.core import drawing_opencv
+
+    pixels = np.array(canvas)  # a writable copy: the caller's image is never drawn on
+    phrases = list(keywords[: style.max_keywords])
+    if style.engine == "opencv-f200k":
+        # The official draws its one keyword; several (not made by our adapter) share a line.
+        text = ", ".join(p for p in phrases if p)
+        pixels, box = drawing_opencv.draw_f200k(pixels, text, style.ink)
+        placed = [([p for p in phrases if p], text, box)] if text else []
+    else:
+        placed = [([text], text, box) for text, box in
+                  drawing_opencv.draw_lines(pixels, phrases, style.ink, style.box_color)]
+    # A line wholly below the image was clipped away: reported as dropped, not drawn.
+    shown = [entry for entry in placed if entry[2][1] < pixels.shape[0]]
+    lines = tuple(TextLine(text=text, box=box) for _, text, box in shown)
+    drawn = tuple(p for pieces, _, _ in shown for p in pieces)
+    dropped = tuple(p for p in phrases if p and p not in drawn)
+    layout = KeywordLayout(font_size=style.font_size, lines=lines, drawn=drawn, dropped=dropped)
+    return DrawnQuery(image=Image.fromarray(pixels), layout=layout)
 
 
 def layout_keywords(keywords: list[str], size: tuple[int, int], style: DrawStyle) -> KeywordLayout:

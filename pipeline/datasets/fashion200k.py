@@ -12,6 +12,12 @@ modifiable training image is drawn once, seeded, from the same caption-parent ru
 the dataset's own (caption.backend: provided), Y is the keyword drawn on the image.
 The dataset has no validation split: `val` is a seeded sample of the test queries, like the
 official code, which picks its epoch on test.
+
+As the official loader (src/datasets.py, Fashion200k): captions are stripped and '.', '?', '&',
+'*' rewritten as "dotmark", "questionmark", "andmark", "starmark"; every test label line is a
+gallery entry, so a file path listed twice is two gallery entries (ids `<path>` and
+`<path>#2`, ...), and a query's reference and target are the path's last line (the official
+file2imgid keeps the last). Training pairs use each path's first line.
 """
 
 from __future__ import annotations
@@ -34,13 +40,15 @@ def build(params: PrepareParams, seed: int, out_dir: Path) -> DatasetTables:
     """Seeded train pairs, the test queries (+ val sample), test gallery and image captions."""
     root = dataset_root(params)
     train = read_labels(root, "train")
-    test = read_labels(root, "test")
+    entries = gallery_entries(read_label_lines(root, "test"))
+    test = {image_id: caption for image_id, _, caption in entries}
+    last_entry = {path: image_id for image_id, path, _ in entries}  # later lines win
     triplets = train_triplets(train, random.Random(seed))
-    test_rows = query_triplets(root, test)
+    test_rows = query_triplets(root, test, last_entry)
     val_rows = random.Random(seed + 1).sample(test_rows, min(VAL_QUERIES, len(test_rows)))
     triplets += test_rows + [{**row, "split": "val"} for row in val_rows]
-    captions = {**train, **test}
-    images = [{"image_id": i, "path": str(root / i)} for i in captions]
+    paths = {**{i: i for i in train}, **{i: path for i, path, _ in entries}}
+    images = [{"image_id": i, "path": str(root / path)} for i, path in paths.items()]
     gallery = [{"split": s, "image_id": i} for s in ("val", "test") for i in test]
     ids = sorted(test)
     write_table(pa.table({"image_id": ids, "caption": [test[i] for i in ids]}, schema=CAPTIONS),
@@ -48,14 +56,28 @@ def build(params: PrepareParams, seed: int, out_dir: Path) -> DatasetTables:
     return DatasetTables.from_rows(triplets, images, gallery)
 
 
+def caption_post_process(caption: str) -> str:
+    """The official caption rewrite: stripped, '.', '?', '&', '*' spelled out as words."""
+    return (caption.strip().replace(".", "dotmark").replace("?", "questionmark")
+            .replace("&", "andmark").replace("*", "starmark"))
+
+
 def read_labels(root: Path, split: str) -> dict[str, str]:
     """file path -> caption over the split's label files (sorted; first occurrence kept)."""
+    captions: dict[str, str] = {}
+    for path, caption in read_label_lines(root, split):
+        captions.setdefault(path, caption)
+    return captions
+
+
+def read_label_lines(root: Path, split: str) -> list[tuple[str, str]]:
+    """(file path, rewritten caption) per line of the split's label files, sorted by file."""
     folder = root / "labels"
     files = sorted(folder.glob(f"*_{split}_detect_all.txt")) if folder.is_dir() else []
     if not files:
         raise AnnotationError(f"{folder}: no *_{split}_detect_all.txt label files; "
                               "check prepare.root")
-    captions: dict[str, str] = {}
+    entries: list[tuple[str, str]] = []
     for path in files:
         bad = []
         for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
@@ -65,10 +87,20 @@ def read_labels(root: Path, split: str) -> dict[str, str]:
             if len(fields) < 3 or not fields[0].strip() or not fields[2].strip():
                 bad.append(f"line {n}")
                 continue
-            captions.setdefault(fields[0].strip(), fields[2].strip())
+            entries.append((fields[0].strip(), caption_post_process(fields[2])))
         fail_listing(path, "lines that are not 'path<TAB>score<TAB>caption'", bad,
                      "Restore the official label file")
-    return captions
+    return entries
+
+
+def gallery_entries(lines: list[tuple[str, str]]) -> list[tuple[str, str, str]]:
+    """(gallery id, file path, caption) per label line: a path's n-th line is `<path>#<n>`."""
+    seen: dict[str, int] = {}
+    entries = []
+    for path, caption in lines:
+        seen[path] = seen.get(path, 0) + 1
+        entries.append((path if seen[path] == 1 else f"{path}#{seen[path]}", path, caption))
+    return entries
 
 
 def different_words(source: str, target: str) -> tuple[str, str]:
@@ -89,17 +121,19 @@ def _triplet(split: str, pair_id: str, ref: str, target: str, captions: dict) ->
     }
 
 
-def query_triplets(root: Path, test: dict[str, str]) -> list[dict]:
-    """One query per line of test_queries.txt, pair id = zero-padded line index."""
+def query_triplets(root: Path, test: dict[str, str], last_entry: dict[str, str]) -> list[dict]:
+    """One query per line of test_queries.txt (pair id = zero-padded line index), between the
+    gallery entries of each file's last label line."""
     path = root / "test_queries.txt"
     lines = read_lines(path, "Fashion200K test queries")
     malformed = [f"line {n}" for n, line in enumerate(lines, 1) if len(line.split()) != 2]
     fail_listing(path, "lines that are not 'source target'", malformed, "Restore the file")
     unknown = [f"line {n} ({f})" for n, line in enumerate(lines, 1) for f in line.split()
-               if f not in test]
+               if f not in last_entry]
     fail_listing(path, "images missing from the test label files", unknown,
                  "Check labels/*_test_detect_all.txt")
-    return [_triplet("test", f"{n:05d}", *line.split(), test) for n, line in enumerate(lines)]
+    return [_triplet("test", f"{n:05d}", *(last_entry[f] for f in line.split()), test)
+            for n, line in enumerate(lines)]
 
 
 def train_triplets(train: dict[str, str], rng: random.Random) -> list[dict]:

@@ -269,7 +269,8 @@ def _rows_where(table: pa.Table, column: str, values: set) -> list[dict]:
 
 
 def shard_fingerprint(task: ShardTask, rows: list[dict]) -> str:
-    """sha256 over what decides a shard's bytes: code, params, Pillow, rows and their images."""
+    """sha256 over what decides a shard's bytes: code, params, Pillow (and OpenCV when it
+    draws), rows and their images."""
     # Only the shard's file name, not its folder: the same inputs must give the same bytes
     # wherever the repository is checked out.
     payload = {
@@ -279,6 +280,10 @@ def shard_fingerprint(task: ShardTask, rows: list[dict]) -> str:
         "shard": Path(task.out_path).name,
         "rows": rows,
     }
+    if task.render.engine != "pillow":  # OpenCV draws those pixels, so its version decides too
+        from pipeline.core.drawing_opencv import opencv_version
+
+        payload["opencv"] = opencv_version()
     text = json.dumps(payload, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 

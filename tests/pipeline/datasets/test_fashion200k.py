@@ -83,3 +83,33 @@ def test_missing_test_image_names_the_query(root, tmp_path):
     (root / "women/dresses/5/e.jpeg").unlink()
     with pytest.raises(BadRecordError, match="e.jpeg"):
         _run(root, tmp_path / "c")
+
+
+def test_captions_are_rewritten_like_the_official_loader():
+    from pipeline.datasets.fashion200k import caption_post_process
+
+    assert caption_post_process("  black & white 3.1 dress?* \n") == (
+        "black andmark white 3dotmark1 dressquestionmarkstarmark")
+
+
+def test_every_test_label_line_is_a_gallery_entry(root, tmp_path):
+    label = root / "labels" / "dress_test_detect_all.txt"
+    # d.jpeg listed again with another caption: a second gallery entry, and queries use it.
+    label.write_text(label.read_text() + "women/dresses/4/d.jpeg\t0.5\tblack v.neck dress\n")
+    out = tmp_path / "prep"
+    _run(root, out)
+    gallery = read_table(out / "gallery.parquet").to_pylist()
+    test_ids = [g["image_id"] for g in gallery if g["split"] == "test"]
+    assert sorted(test_ids) == sorted([*TEST, "women/dresses/4/d.jpeg#2"])
+    captions = {c["image_id"]: c["caption"]
+                for c in read_table(out / "image_captions.parquet", CAPTIONS).to_pylist()}
+    assert captions["women/dresses/4/d.jpeg"] == "black lace dress"
+    assert captions["women/dresses/4/d.jpeg#2"] == "black vdotmarkneck dress"
+    images = {i["image_id"]: i["path"] for i in read_table(out / "images.parquet").to_pylist()}
+    assert images["women/dresses/4/d.jpeg#2"] == images["women/dresses/4/d.jpeg"]
+    rows = read_table(out / "triplets.parquet").to_pylist()
+    first = next(r for r in rows if r["split"] == "test" and r["pair_id"] == "00000")
+    # The official file2imgid keeps a path's last line: its caption and its gallery entry.
+    assert first["reference_id"] == "women/dresses/4/d.jpeg#2"
+    assert (first["caption"], first["modification"]) == ("black vdotmarkneck dress",
+                                                         "replace black with white")

@@ -63,7 +63,12 @@ def test_every_preset_applies_to_params_yaml(preset, tmp_path):
     _apply_module().apply_preset(preset, params, root="/data/somewhere")
     loaded = load_params(params)
     assert loaded.prepare.dataset != "demo" and loaded.prepare.root == "/data/somewhere"
-    assert loaded.clip.model == "ViT-H-14" and loaded.render.bgr_text
+    assert loaded.clip.model == "ViT-H-14"
+    # Fashion200K's official text stays red on a channel-swapped reference; the others draw
+    # RGB red on a BGR image, i.e. blue, with the official cv2 calls.
+    f200k = loaded.prepare.dataset == "fashion200k"
+    assert loaded.render.bgr_text != f200k
+    assert loaded.render.engine == ("opencv-f200k" if f200k else "opencv")
     stretch = loaded.prepare.dataset in ("fashioniq", "shoes")
     assert (loaded.render.canvas_size == 512) == stretch
     glued = loaded.prepare.dataset == "cirr"
