@@ -26,8 +26,12 @@ BENCHMARKS: dict[str, str] = {
 }
 
 
-def run_benchmarks(names: Sequence[str] | None = None, scale: str = "full") -> list[BenchResult]:
-    """Run the named CPU benchmarks (all when None) in one shared work folder; return results."""
+def run_benchmarks(names: Sequence[str] | None = None, scale: str = "full",
+                   augment: str = "none") -> list[BenchResult]:
+    """Run the named CPU benchmarks (all when None) in one shared work folder; return results.
+
+    `augment` is the loader benchmark's train.augment (the others train no crops).
+    """
     names = list(names or BENCHMARKS)
     unknown = [n for n in names if n not in BENCHMARKS]
     if unknown:
@@ -36,5 +40,7 @@ def run_benchmarks(names: Sequence[str] | None = None, scale: str = "full") -> l
     # One folder for the whole run, so benchmarks that need the same demo tables build them once.
     with tempfile.TemporaryDirectory(prefix="dqu-bench-") as workdir:
         for name in names:
-            results.extend(importlib.import_module(BENCHMARKS[name]).run(scale, Path(workdir)))
+            extra = {"augment": augment} if name == "loader" else {}
+            results.extend(
+                importlib.import_module(BENCHMARKS[name]).run(scale, Path(workdir), **extra))
     return results

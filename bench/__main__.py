@@ -1,4 +1,4 @@
-"""`python -m bench [NAME ...] [--tiny]`: run the CPU benchmarks (all when no name is given)."""
+"""`python -m bench [NAME ...] [--tiny] [--augment official]`: run CPU benchmarks (default all)."""
 
 from __future__ import annotations
 
@@ -14,11 +14,13 @@ def main(argv: list[str] | None = None) -> None:
                         help=f"any of {', '.join(BENCHMARKS)} (default: all)")
     parser.add_argument("--tiny", action="store_true",
                         help="tiny sizes: checks that every benchmark runs, in about a minute")
+    parser.add_argument("--augment", choices=("none", "official"), default="none",
+                        help="loader: train.augment of both loaders (official: random crops)")
     args = parser.parse_args(argv)
     unknown = [name for name in args.names if name not in BENCHMARKS]
     if unknown:
         parser.error(f"unknown benchmark {unknown[0]!r}; choose from {', '.join(BENCHMARKS)}")
-    run_benchmarks(args.names or None, "tiny" if args.tiny else "full")
+    run_benchmarks(args.names or None, "tiny" if args.tiny else "full", args.augment)
 
 
 if __name__ == "__main__":

@@ -11,13 +11,18 @@ the batch's strings at each step (`model.extract_text_fea`), so that is timed he
 Two deliberate differences, both so the tensors match ours exactly: the drawing is our
 `pipeline.core.drawing.draw_keywords` (the official uses OpenCV, which this environment lacks), and
 the preprocess is open_clip's eval transform (the official trains with its random-crop
-variant, whose cost is about the same). Both sides run in this process with one torch thread
-and num_workers=0, i.e. what one DataLoader worker does, so the ratio is per core (and does not
-swing with how other processes on the machine preempt a multi-threaded op).
+variant, whose cost is about the same). With `--augment official` both sides crop instead: ours
+crops the stored training canvases per batch (trainer.augment, as the training step does), the
+baseline runs open_clip's train transform (RandomResizedCrop), the official's preprocess_train;
+the equality check then covers the centre-crop pixels validation uses. Both sides run in this
+process with one torch thread and num_workers=0, i.e. what one DataLoader worker does, so the
+ratio is per core (and does not swing with how other processes on the machine preempt a
+multi-threaded op).
 """
 
 from __future__ import annotations
 
+import argparse
 import tempfile
 import time
 from pathlib import Path
@@ -36,7 +41,6 @@ from bench.common import (
     median,
     note,
     quiet_stages,
-    script_main,
     sync_params,
     timed,
     workspace,
@@ -45,7 +49,8 @@ from pipeline.core.drawing import DrawStyle, draw_keywords
 from pipeline.core.images import load_rgb
 from pipeline.core.params import RenderParams
 from pipeline.core.shards import CAPTIONS, IMAGES, KEYWORDS, TRIPLETS, read_table
-from trainer.config import ClipConfig
+from trainer.augment import TARGET_STREAM, VISUAL_STREAM, random_crops
+from trainer.config import AUGMENT_MODES, ClipConfig, TrainConfig
 from trainer.data import (
     EpochBatchSampler,
     ImageStore,
@@ -113,13 +118,15 @@ def official_rows(dirs: dict[str, Path]) -> list[dict]:
     return rows
 
 
-def build_inputs(work: Path, root: Path, scale: str) -> tuple[dict[str, Path], Path]:
+def build_inputs(work: Path, root: Path, scale: str, augment: str = "none"
+                 ) -> tuple[dict[str, Path], Path]:
     """Demo tables, then the real render and inputs stages (our one-off preprocessing)."""
     size = SIZES[scale]
     dirs = demo_tables(work, size["pairs"], size["image_size"])
     params = sync_params(
         render=RenderParams(canvas_size=CANVAS, font_size=FONT_SIZE, shards=2),
         clip=ClipConfig(model=size["model"]),
+        train=TrainConfig(augment=augment),
     )
     seconds, inputs_dir = timed(lambda: demo_inputs(dirs, root, params))
     note(f"loader: one-off render + inputs stages for {size['pairs']} triplets: {seconds:.1f}s")
@@ -134,9 +141,15 @@ def our_epoch(dataset: TripletDataset, sampler: EpochBatchSampler, meta: InputsM
     count = 0
     start = time.perf_counter()
     for batch in loader:
-        tokens = batch["tokens"]
-        to_model_pixels(batch["visual"], meta.mean, meta.std)
-        to_model_pixels(batch["target"], meta.mean, meta.std)
+        tokens, visual, target = batch["tokens"], batch["visual"], batch["target"]
+        if meta.train_size is not None:  # augment: official, as trainer.epoch's batch step
+            rows = batch["index"].tolist()
+            visual = random_crops(visual, rows, sampler.seed, epoch, VISUAL_STREAM,
+                                  meta.image_size)
+            target = random_crops(target, rows, sampler.seed, epoch, TARGET_STREAM,
+                                  meta.image_size)
+        to_model_pixels(visual, meta.mean, meta.std)
+        to_model_pixels(target, meta.mean, meta.std)
         count += len(tokens)
     seconds = time.perf_counter() - start
     return count / seconds
@@ -156,11 +169,17 @@ def official_epoch(dataset: OfficialStyleTriplets, tokenizer, seed: int) -> floa
 
 def check_same_tensors(ours: TripletDataset, meta: InputsMeta, baseline: OfficialStyleTriplets,
                        tokenizer, rows: int = 4) -> None:  # noqa: ANN001
-    """Raise unless both loaders give the same shapes and values for the first rows."""
+    """Raise unless both loaders give the same shapes and values for the first rows.
+
+    The centre-crop pixels are compared (what training sees without augmentation, and what
+    validation sees in any case); `baseline` must use the eval preprocess.
+    """
     index_of = {row["pair_id"]: i for i, row in enumerate(baseline.rows)}
     batch = ours[list(range(rows))]
-    visual = to_model_pixels(batch["visual"], meta.mean, meta.std)
-    target = to_model_pixels(batch["target"], meta.mean, meta.std)
+    visual = torch.from_numpy(ours.queries.visual.take(range(rows)))
+    target = torch.from_numpy(ours.images.pixels.take(ours.target_rows[:rows]))
+    visual = to_model_pixels(visual, meta.mean, meta.std)
+    target = to_model_pixels(target, meta.mean, meta.std)
     for i in range(rows):
         item = baseline[index_of[ours.queries.pair_ids[i]]]
         tokens = tokenizer([item["textual_query"]])[0]
@@ -177,12 +196,13 @@ def check_same_tensors(ours: TripletDataset, meta: InputsMeta, baseline: Officia
          f"target {tuple(target.shape[1:])}, tokens {tuple(batch['tokens'].shape[1:])})")
 
 
-def run(scale: str = "full", workdir: Path | None = None) -> list[BenchResult]:
+def run(scale: str = "full", workdir: Path | None = None, augment: str = "none"
+        ) -> list[BenchResult]:
     """Build the data, check both loaders agree, time them interleaved, print the line."""
     check_scale(scale)
     with workspace(workdir) as work, tempfile.TemporaryDirectory(dir=work) as tmp:
         with quiet_stages():
-            dirs, inputs_dir = build_inputs(work, Path(tmp), scale)
+            dirs, inputs_dir = build_inputs(work, Path(tmp), scale, augment)
         meta = read_meta(inputs_dir)
         queries = load_queries(inputs_dir, "train", meta)
         ours = TripletDataset(queries, ImageStore(inputs_dir, queries.target_ids, meta))
@@ -193,6 +213,9 @@ def run(scale: str = "full", workdir: Path | None = None) -> list[BenchResult]:
         baseline = OfficialStyleTriplets(official_rows(dirs), style, preprocess)
         tokenizer = get_tokenizer(SIZES[scale]["model"])
         check_same_tensors(ours, meta, baseline, tokenizer, rows=min(4, len(ours)))
+        if augment == "official":  # time the official's random-crop train preprocess instead
+            baseline.preprocess = open_clip.image_transform(
+                meta.image_size, is_train=True, mean=meta.mean, std=meta.std)
         epochs = iter(range(1000))
         with torch_threads(1):
             ours_rates, baseline_rates = interleaved(
@@ -201,6 +224,7 @@ def run(scale: str = "full", workdir: Path | None = None) -> list[BenchResult]:
                 SIZES[scale]["rounds"],
             )
         note(f"loader: {len(ours)} samples/epoch, batch {BATCH_SIZE}, {meta.image_size}px, "
+             f"augment {augment}, "
              f"ours {[round(v) for v in ours_rates]} baseline "
              f"{[round(v, 1) for v in baseline_rates]} samples/s per round")
         return [emit(BenchResult("loader", median(ours_rates), median(baseline_rates),
@@ -208,8 +232,13 @@ def run(scale: str = "full", workdir: Path | None = None) -> list[BenchResult]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """`python -m bench.loader [--tiny]`."""
-    script_main(run, __doc__, argv)
+    """`python -m bench.loader [--tiny] [--augment official]`."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tiny", action="store_true", help="toy sizes, to check the script")
+    parser.add_argument("--augment", choices=AUGMENT_MODES, default="none",
+                        help="train.augment of both loaders (official: random crops)")
+    args = parser.parse_args(argv)
+    run("tiny" if args.tiny else "full", augment=args.augment)
 
 
 if __name__ == "__main__":

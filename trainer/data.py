@@ -23,6 +23,9 @@ from torch.utils.data import Dataset, Sampler
 from trainer.shards import ShardError, list_shards
 
 QUERY_COLUMNS = ("split", "pair_id", "reference_id", "target_id", "text_tokens", "visual_pixels")
+# Training canvases (R*R*3 uint8, R = meta.train_size), present when inputs were built for
+# `train.augment: official`; trainer.augment crops them per batch.
+QUERY_CANVAS_COLUMN, IMAGE_CANVAS_COLUMN = "visual_canvas", "canvas"
 
 
 class InputsFormatError(ValueError):
@@ -38,6 +41,8 @@ class InputsMeta:
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
     context_length: int
+    # side of the stored training canvases; None: inputs hold only model-size pixels
+    train_size: int | None = None
 
 
 def read_meta(inputs_dir: str | Path) -> InputsMeta:
@@ -53,6 +58,7 @@ def read_meta(inputs_dir: str | Path) -> InputsMeta:
             mean=tuple(float(v) for v in raw["mean"]),
             std=tuple(float(v) for v in raw["std"]),
             context_length=int(raw["context_length"]),
+            train_size=None if raw.get("train_size") is None else int(raw["train_size"]),
         )
     except (KeyError, TypeError, ValueError) as err:
         raise InputsFormatError(f"{path}: bad or missing field ({err!r}); expected keys "
@@ -289,6 +295,7 @@ class ImageStore:
             raise InputsFormatError(f"image id {dup!r} appears more than once in {inputs_dir}")
         self.pixels = PixelStore(chunks, meta.image_size)
         self.inputs_dir = Path(inputs_dir)
+        self.meta = meta
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -334,13 +341,64 @@ def to_model_pixels(pixels: torch.Tensor, mean: Sequence[float], std: Sequence[f
     return chw.div_(255.0).sub_(mean_t).div_(std_t)
 
 
+def load_canvases(inputs_dir: str | Path, name: str, key: str, keys: Sequence[str],
+                  meta: InputsMeta, split: str | None = None) -> PixelStore | _Reordered:
+    """Training canvases of the `name` shards, rows in the order of `keys` (ids in `key`)."""
+    column = QUERY_CANVAS_COLUMN if name == "queries" else IMAGE_CANVAS_COLUMN
+    side = meta.train_size
+    if side is None:
+        raise InputsFormatError(f"{inputs_dir}/meta.json has no train_size: the inputs hold no "
+                                "training canvases; rebuild them with train.augment: official")
+    wanted = sorted(set(keys))
+    ids, chunks = [], []
+    for path in shard_paths(inputs_dir, name):
+        if column not in pq.read_schema(path).names:
+            raise InputsFormatError(f"{path}: no {column!r} column; rerun the `inputs` stage")
+        filters = [(key, "in", wanted)] + ([("split", "==", split)] if split else [])
+        table = pq.read_table(path, columns=[key, column], filters=filters)
+        ids.extend(table.column(key).to_pylist())
+        chunks.extend(_pixel_chunks(table.column(column), side, table.column(key), path))
+    store = PixelStore(chunks, side)
+    row_of = {k: i for i, k in enumerate(ids)}
+    missing = [k for k in keys if k not in row_of]
+    if missing:
+        raise InputsFormatError(f"{inputs_dir}: no training canvas for {missing[0]!r}")
+    order = np.array([row_of[k] for k in keys], dtype=np.int64)
+    return store if np.array_equal(order, np.arange(len(ids))) else _Reordered(store, order)
+
+
+class _Reordered:
+    """A PixelStore read through a row permutation (only when shard order differs)."""
+
+    def __init__(self, store: PixelStore, order: np.ndarray) -> None:
+        self._store, self._order = store, order
+
+    def __len__(self) -> int:
+        return len(self._order)
+
+    def take(self, rows: np.ndarray | Sequence[int]) -> np.ndarray:
+        """Pixels of the given rows, as PixelStore.take."""
+        return self._store.take(self._order[np.asarray(rows, dtype=np.int64)])
+
+
 class TripletDataset(Dataset):
-    """Training triplets indexed by a list of rows: (tokens, visual pixels, target pixels)."""
+    """Training triplets indexed by a list of rows: (tokens, visual pixels, target pixels).
+
+    When the inputs carry training canvases (meta.train_size), batches hold those canvases
+    instead of the model-size pixels, and the training step crops them (trainer.augment);
+    `queries` and `images` keep the centre-crop pixels that cached features and validation use.
+    """
 
     def __init__(self, queries: QueryTable, images: ImageStore) -> None:
         self.queries = queries
         self.target_rows = images.rows(queries.target_ids, what=f"{queries.split} target_id")
         self.images = images
+        self._visual, self._target = queries.visual, images.pixels
+        if images.meta.train_size is not None:
+            self._visual = load_canvases(images.inputs_dir, "queries", "pair_id",
+                                         queries.pair_ids, images.meta, queries.split)
+            self._target = load_canvases(images.inputs_dir, "images", "image_id", images.ids,
+                                         images.meta)
 
     def __len__(self) -> int:
         return len(self.queries)
@@ -351,8 +409,8 @@ class TripletDataset(Dataset):
         return {
             "index": torch.from_numpy(rows),
             "tokens": torch.from_numpy(self.queries.tokens[rows].astype(np.int64)),
-            "visual": torch.from_numpy(self.queries.visual.take(rows)),
-            "target": torch.from_numpy(self.images.pixels.take(self.target_rows[rows])),
+            "visual": torch.from_numpy(self._visual.take(rows)),
+            "target": torch.from_numpy(self._target.take(self.target_rows[rows])),
         }
 
 

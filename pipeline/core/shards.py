@@ -65,6 +65,10 @@ INPUT_QUERIES = pa.schema(
     ]
 )
 INPUT_IMAGES = pa.schema([("image_id", pa.string()), ("pixels", pa.binary())])
+# With train.augment: official, also the training canvas (R*R*3 uint8 HWC, R = meta.json
+# train_size) that trainer.augment crops per batch; the names are trainer.data's *_CANVAS_COLUMN.
+INPUT_QUERIES_CANVAS = INPUT_QUERIES.append(pa.field("visual_canvas", pa.binary()))
+INPUT_IMAGES_CANVAS = INPUT_IMAGES.append(pa.field("canvas", pa.binary()))
 
 def shard_ranges(n_rows: int, n_shards: int) -> list[tuple[int, int]]:
     """Split range(n_rows) into n_shards contiguous (start, stop) pairs of near-equal size."""

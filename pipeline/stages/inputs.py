@@ -3,6 +3,11 @@
 Training and evaluation read only these shards: no image is decoded, resized or re-drawn per
 epoch. Pixels are stored as uint8 after open_clip's eval resize (shortest side, bicubic) and
 centre crop; normalisation happens on the fly because it is cheap and model-specific.
+With `train.augment: official` every query and image also stores a training canvas: the same
+geometry at side R = trainer.augment.canvas_size(S) (256 for 224 models), which the trainer
+crops afresh each epoch (RandomResizedCrop, see trainer/augment.py for how this approximates the
+official crop of the full image); the model-size pixels, used by validation and evaluation,
+are unchanged.
 
 Resume: like render, every shard carries in its Parquet metadata a fingerprint of what produced
 it (code and library versions, backbone, the bytes of its render shard or of its image files)
@@ -43,7 +48,9 @@ from pipeline.core.shards import (
     GALLERY,
     IMAGES,
     INPUT_IMAGES,
+    INPUT_IMAGES_CANVAS,
     INPUT_QUERIES,
+    INPUT_QUERIES_CANVAS,
     RENDERED,
     TRIPLETS,
     read_table,
@@ -52,6 +59,7 @@ from pipeline.core.shards import (
     write_table,
 )
 from trainer.atomic import write_json
+from trainer.augment import canvas_size
 from trainer.config import ClipConfig
 from trainer.encoders import input_spec, tokenize
 from trainer.shards import list_shards, shard_name
@@ -79,6 +87,7 @@ class QueryShardTask:
     on_bad_record: str = "fail"
     # Images the image shards left out (skip mode); queries aiming at them are dropped.
     unusable_targets: frozenset[str] = frozenset()
+    canvas_size: int | None = None  # also store training canvases of this side
 
 
 @dataclass(frozen=True)
@@ -90,6 +99,7 @@ class ImageShardTask:
     out_path: str
     image_size: int
     params: InputsParams
+    canvas_size: int | None = None  # also store training canvases of this side
 
 
 def build_query_shard(task: QueryShardTask) -> StageReport:
@@ -107,6 +117,7 @@ def build_query_shard(task: QueryShardTask) -> StageReport:
             "spec": dataclasses.asdict(spec),
             "unusable_targets": unusable,
             "on_bad_record": task.on_bad_record,
+            **_canvas_key(task.canvas_size),
         },
     )
     reused = reusable_report(Path(task.out_path), fingerprint, STAGE, task.on_bad_record)
@@ -125,23 +136,24 @@ def build_query_shard(task: QueryShardTask) -> StageReport:
             )
         rendered = rendered.filter(pc.invert(aims_at_unusable))
     tokens = tokenize(task.clip.model, rendered["text_query"].to_pylist())
-    pixels = [
-        to_model_pixels(Image.open(io.BytesIO(png)), spec.image_size)
-        for png in rendered["visual_query"].to_pylist()
-    ]
-    table = pa.table(
-        {
-            "split": rendered["split"],
-            "pair_id": rendered["pair_id"],
-            "reference_id": rendered["reference_id"],
-            "target_id": rendered["target_id"],
-            "text_tokens": pa.array(list(tokens), type=pa.list_(pa.int32())),
-            "visual_pixels": pa.array(pixels, type=pa.binary()),
-        },
-        schema=INPUT_QUERIES,
-    )
+    images = [Image.open(io.BytesIO(png)) for png in rendered["visual_query"].to_pylist()]
+    columns = {
+        "split": rendered["split"],
+        "pair_id": rendered["pair_id"],
+        "reference_id": rendered["reference_id"],
+        "target_id": rendered["target_id"],
+        "text_tokens": pa.array(list(tokens), type=pa.list_(pa.int32())),
+        "visual_pixels": pa.array([to_model_pixels(i, spec.image_size) for i in images],
+                                  type=pa.binary()),
+    }
+    schema = INPUT_QUERIES
+    if task.canvas_size is not None:
+        schema = INPUT_QUERIES_CANVAS
+        columns["visual_canvas"] = pa.array(
+            [to_model_pixels(i, task.canvas_size) for i in images], type=pa.binary())
+    table = pa.table(columns, schema=schema)
     report.n_out = table.num_rows
-    write_table(table, task.out_path, _with_stamp(INPUT_QUERIES, fingerprint, report))
+    write_table(table, task.out_path, _with_stamp(schema, fingerprint, report))
     return report
 
 
@@ -155,24 +167,37 @@ def build_image_shard(task: ImageShardTask) -> StageReport:
             ],
             "image_size": task.image_size,
             "on_bad_record": task.params.on_bad_record,
+            **_canvas_key(task.canvas_size),
         },
     )
     reused = reusable_report(Path(task.out_path), fingerprint, STAGE, task.params.on_bad_record)
     if reused is not None:
         return reused
     report = StageReport(STAGE, task.params.on_bad_record)
-    ids, pixels = [], []
+    ids, pixels, canvases = [], [], []
     for image_id, path in zip(task.image_ids, task.paths, strict=True):
         report.n_in += 1
         try:
-            pixels.append(to_model_pixels(load_rgb(path), task.image_size))
-            ids.append(image_id)
+            image = load_rgb(path)
         except ImageLoadError as err:
             report.bad(f"image {image_id}", str(err), "replace the file or drop the image")
-    table = pa.table({"image_id": ids, "pixels": pixels}, schema=INPUT_IMAGES)
+            continue
+        pixels.append(to_model_pixels(image, task.image_size))
+        if task.canvas_size is not None:
+            canvases.append(to_model_pixels(image, task.canvas_size))
+        ids.append(image_id)
+    columns, schema = {"image_id": ids, "pixels": pixels}, INPUT_IMAGES
+    if task.canvas_size is not None:
+        columns["canvas"], schema = canvases, INPUT_IMAGES_CANVAS
+    table = pa.table(columns, schema=schema)
     report.n_out = len(ids)
-    write_table(table, task.out_path, _with_stamp(INPUT_IMAGES, fingerprint, report))
+    write_table(table, task.out_path, _with_stamp(schema, fingerprint, report))
     return report
+
+
+def _canvas_key(side: int | None) -> dict:
+    """Fingerprint entry of the training canvases; none without them, so older shards stay valid."""
+    return {} if side is None else {"canvas_size": side}
 
 
 def _fingerprint(out_path: str, inputs: dict) -> str:
@@ -200,12 +225,15 @@ def run(params: Params, prepare_dir: Path, render_dir: Path, out_dir: Path) -> S
     check_clip_weights(params.clip.pretrained)
     spec = input_spec(params.clip.model, params.clip.pretrained)
     on_bad_record = params.inputs.on_bad_record
+    # Training canvases only when the trainer will crop them (dvc.yaml: train.augment param).
+    canvas = canvas_size(spec.image_size) if params.train.augment == "official" else None
     render_shards = list_shards(render_dir, "queries")
     n_query = len(render_shards)
     remove_stale(out_dir, "queries", n_query)
     query_tasks = [
         QueryShardTask(
-            str(path), str(out_dir / shard_name("queries", i, n_query)), params.clip, on_bad_record
+            str(path), str(out_dir / shard_name("queries", i, n_query)), params.clip, on_bad_record,
+            canvas_size=canvas,
         )
         for i, path in enumerate(render_shards)
     ]
@@ -227,6 +255,7 @@ def run(params: Params, prepare_dir: Path, render_dir: Path, out_dir: Path) -> S
             str(out_dir / shard_name("images", k, n_image)),
             spec.image_size,
             params.inputs,
+            canvas,
         )
         for k, (a, b) in enumerate(shard_ranges(len(image_ids), n_image))
     ]
@@ -252,6 +281,7 @@ def run(params: Params, prepare_dir: Path, render_dir: Path, out_dir: Path) -> S
             "mean": list(spec.mean),
             "std": list(spec.std),
             "context_length": spec.context_length,
+            **({} if canvas is None else {"train_size": canvas}),
         },
     )
     report.write(out_dir / "report.json")

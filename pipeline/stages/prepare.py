@@ -11,6 +11,7 @@ import pyarrow.compute as pc
 from pipeline.core.params import Params
 from pipeline.core.report import StageReport
 from pipeline.core.shards import GALLERY, IMAGES, TRIPLETS, write_table
+from pipeline.core.stretch import stretch_images
 from pipeline.core.strict import ParamsError
 from pipeline.datasets import build_tables
 from pipeline.datasets.tables import DatasetTables
@@ -99,6 +100,10 @@ def run(params: Params, out_dir: Path) -> StageReport:
         raise ParamsError(f"prepare.root: {root} does not exist; fix the path in params.yaml")
     report = StageReport("prepare", params.prepare.on_bad_record)
     tables = check_tables(build_tables(params.prepare, params.seed, out_dir), report)
+    if params.prepare.resize is not None:
+        images = stretch_images(tables.images, params.prepare.resize, out_dir, params.parallel,
+                                report)
+        tables = DatasetTables(tables.triplets, images, tables.gallery)
     write_table(tables.triplets, out_dir / "triplets.parquet", TRIPLETS)
     write_table(tables.images, out_dir / "images.parquet", IMAGES)
     write_table(tables.gallery, out_dir / "gallery.parquet", GALLERY)
