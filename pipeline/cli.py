@@ -157,11 +157,14 @@ def train(
     inputs_dir: Annotated[Path, typer.Option("--inputs")] = ...,
     out: OutOpt = ...,
     resume: Annotated[bool, typer.Option(help="continue from the last checkpoint")] = True,
+    prepare_dir: Annotated[
+        Path | None, typer.Option("--prepare", help="prepare folder (CIRR subset members)")
+    ] = None,
 ) -> None:
     """Train the fusion model in one query mode."""
     from pipeline.stages import train as stage
 
-    stage.run(load_params(params), mode, inputs_dir, out, resume)
+    stage.run(load_params(params), mode, inputs_dir, out, resume, prepare_dir)
 
 
 @app.command()
@@ -215,6 +218,29 @@ def faults(
     results = run_faults(only, workdir, echo=typer.echo, app=app)
     if not all(result.survived for result in results):
         raise typer.Exit(1)
+
+
+@app.command()
+@_user_errors
+def report(
+    csv_file: Annotated[
+        Path | None, typer.Option("--csv", help="also write the summary as CSV here")
+    ] = None,
+    experiments: Annotated[
+        bool, typer.Option(help="include `dvc exp show` experiments, not just the workspace")
+    ] = True,
+) -> None:
+    """Mean ± std over finished runs (e.g. a train.seed sweep), per query mode and metric."""
+    from pipeline import report_runs
+
+    runs, warning = report_runs.collect_runs(Path.cwd(), experiments)
+    if warning:
+        typer.echo(f"[report] {warning}", err=True)
+    summaries = report_runs.summarise(runs)
+    typer.echo(report_runs.markdown(summaries), nl=False)
+    if csv_file is not None:
+        csv_file.write_text(report_runs.csv_text(summaries), encoding="utf-8")
+        typer.echo(f"[report] {len(runs)} run(s) -> {csv_file}")
 
 
 @app.command("check-params")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -11,7 +12,6 @@ from trainer.checks import (
     between,
     check_fields,
     device,
-    matches,
     one_of,
     satisfies,
 )
@@ -20,8 +20,23 @@ from trainer.clip_models import is_known_model
 QueryMode = Literal["dqu", "text", "visual"]
 QUERY_MODES: tuple[str, ...] = ("dqu", "text", "visual")
 AMP_MODES: tuple[str, ...] = ("auto", "off", "fp16", "bf16")
-# Validation logs R@K for these K plus the one val_metric names (trainer.metrics keys "R@K").
-VAL_METRIC_PATTERN = r"R@[1-9][0-9]*"
+# none: train on the stored centre crop; official: open_clip's train RandomResizedCrop
+# (trainer.augment), drawn afresh each epoch, on the visual query and the target.
+AUGMENT_MODES: tuple[str, ...] = ("none", "official")
+# Metrics validation can compute: R@K (trainer.metrics), and CIRR's Rsubset@K when the run is
+# given each val query's subset members (trainer.selection).
+VAL_METRIC_PATTERN = r"(R|Rsubset)@[1-9][0-9]*"
+
+
+def val_metric_names(val_metric: str | list[str]) -> tuple[str, ...]:
+    """The metric names whose sum selects the best epoch (one name or a list)."""
+    return (val_metric,) if isinstance(val_metric, str) else tuple(val_metric)
+
+
+def _valid_val_metric(val_metric: str | list[str]) -> bool:
+    names = val_metric_names(val_metric)
+    return (len(names) > 0 and len(set(names)) == len(names)
+            and all(isinstance(n, str) and re.fullmatch(VAL_METRIC_PATTERN, n) for n in names))
 
 
 @dataclass(frozen=True)
@@ -49,12 +64,14 @@ class TrainConfig:
     # CLIP encoders; 0 keeps them fixed while still running them (unlike freeze_encoders)
     clip_lr: float = field(default=1e-6, metadata=at_least(0))
     weight_decay: float = field(default=1e-2, metadata=at_least(0))
-    # multiply both lrs by lr_decay_factor once, after this many epochs (0: from the start)
+    # multiply both lrs by lr_decay_factor once: epoch N (1-based) is the first at the lower rate,
+    # as the official `(epoch + 1) % 8 == 0` with 0-based epochs (0 or 1: from the start)
     lr_decay_epoch: int = field(default=8, metadata=at_least(0))
     lr_decay_factor: float = field(default=0.1, metadata=between(0, 1, low_open=True))
-    # stop after this many epochs without val improvement; 0 never stops early
+    # the official tolerance counter: validate while fewer than this many epochs have passed since
+    # the best one, i.e. stop after patience - 1 epochs without improvement; 0 never stops early
     early_stop_patience: int = field(default=5, metadata=at_least(0))
-    # improvement must exceed this (in recall points) to count
+    # improvement must exceed this (in recall points, of the val_metric sum) to count
     early_stop_tolerance: float = field(default=0.0, metadata=at_least(0))
     dropout: float = field(default=0.5, metadata=between(0, 1, high_open=True))
     # a plain multiplier of the cosines (not a log-scale): negative would rank backwards
@@ -64,10 +81,19 @@ class TrainConfig:
     # auto (bf16 autocast on cuda if supported else fp16+GradScaler; off on cpu) | off | fp16 | bf16
     amp: str = field(default="auto", metadata=one_of(*AMP_MODES))
     num_workers: int = field(default=0, metadata=at_least(0))
+    # training-image augmentation (AUGMENT_MODES); official needs inputs built with it
+    augment: str = field(default="none", metadata=one_of(*AUGMENT_MODES))
     deterministic: bool = False
-    # which val recall selects the best epoch / early stopping
-    val_metric: str = field(default="R@10", metadata=matches(
-        VAL_METRIC_PATTERN, "R@K with K >= 1, e.g. R@10"))
+    # val metric, or list of metrics whose sum, that selects the best epoch / early stopping
+    val_metric: str | list[str] = field(default="R@10", metadata=satisfies(
+        _valid_val_metric, "R@K or Rsubset@K (K >= 1), or a list of distinct such names, "
+        "e.g. [R@10, R@50]"))
+    # target: a val hit is the target image; caption: any image with the target's caption
+    # (Fashion200K, as the official validation on its test queries)
+    val_hit_rule: str = field(default="target", metadata=one_of("target", "caption"))
+    # seeds initialisation, shuffling and dropout only (top-level `seed` seeds the data), so a
+    # seed sweep reuses every stage before train
+    seed: int = field(default=0, metadata=at_least(0))
     grad_checkpointing: bool = False
     # torch.compile each transformer block: same maths, faster GPU steps (compiling costs ~20 s
     # on a GPU machine, minutes on a small CPU)

@@ -9,6 +9,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from trainer import distributed
+from trainer.augment import TARGET_STREAM, VISUAL_STREAM, random_crops
 from trainer.data import EpochBatchSampler, InputsMeta, TripletDataset, to_model_pixels
 from trainer.evaluate import EvalSplit, embed_gallery, embed_images, embed_query_parts
 from trainer.fusion import DQUModel
@@ -28,12 +29,28 @@ class FeatureCache:
     val_gallery: torch.Tensor | None = None
 
 
-def _batch_to_device(batch: dict[str, torch.Tensor], meta: InputsMeta, device: torch.device
+def _batch_to_device(batch: dict[str, torch.Tensor], meta: InputsMeta, device: torch.device,
+                     crop_key: tuple[int, int] | None = None
                      ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Tokens and normalised pixels on `device`; canvases are cropped there (trainer.augment)."""
     tokens = batch["tokens"].to(device, non_blocking=True)
-    visual = to_model_pixels(batch["visual"].to(device, non_blocking=True), meta.mean, meta.std)
-    target = to_model_pixels(batch["target"].to(device, non_blocking=True), meta.mean, meta.std)
-    return tokens, visual, target
+    visual = batch["visual"].to(device, non_blocking=True)
+    target = batch["target"].to(device, non_blocking=True)
+    if meta.train_size is not None:  # TripletDataset gives canvases (augment: official)
+        if crop_key is None:
+            raise ValueError("training canvases need the sampler's (seed, epoch) to be cropped")
+        seed, epoch = crop_key
+        rows = batch["index"].tolist()
+        visual = random_crops(visual, rows, seed, epoch, VISUAL_STREAM, meta.image_size)
+        target = random_crops(target, rows, seed, epoch, TARGET_STREAM, meta.image_size)
+    return (tokens, to_model_pixels(visual, meta.mean, meta.std),
+            to_model_pixels(target, meta.mean, meta.std))
+
+
+def _crop_key(loader: DataLoader) -> tuple[int, int] | None:
+    """(seed, epoch) of the loader's EpochBatchSampler: what each epoch's crops derive from."""
+    sampler = loader.sampler
+    return (sampler.seed, sampler.epoch) if isinstance(sampler, EpochBatchSampler) else None
 
 
 def _optimizer_step(loss: torch.Tensor, optimizer: torch.optim.Optimizer,
@@ -58,8 +75,9 @@ def train_epoch_end_to_end(model: DQUModel, loader: DataLoader, meta: InputsMeta
     model.train()
     forward = forward or model
     total, steps = torch.zeros((), device=device), 0
+    crop_key = _crop_key(loader)
     for batch in loader:
-        tokens, visual, target = _batch_to_device(batch, meta, device)
+        tokens, visual, target = _batch_to_device(batch, meta, device, crop_key)
         with autocast(device, precision):
             query_features, target_features = forward(tokens, visual, target)
             loss = info_nce_loss(query_features, target_features, model.logit_scale)
@@ -97,7 +115,9 @@ def build_cache(model: DQUModel, dataset: TripletDataset, meta: InputsMeta,
     cache = FeatureCache(text=text, visual=visual,
                           target=images[torch.from_numpy(dataset.target_rows).to(device)])
     if val_data is not None:
+        # Validation is always fp32 (as the official test code), whatever trains under autocast.
+        fp32 = Precision(None, False)
         cache.val_text, cache.val_visual = embed_query_parts(
-            model, val_data.queries, meta, batch_size, device, precision)
-        cache.val_gallery = embed_gallery(model, val_data, batch_size, device, precision)
+            model, val_data.queries, meta, batch_size, device, fp32)
+        cache.val_gallery = embed_gallery(model, val_data, batch_size, device, fp32)
     return cache

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-import re
 import shutil
 import time
 from dataclasses import asdict, dataclass, field, fields
@@ -18,7 +17,7 @@ from torch.utils.data import DataLoader
 from trainer import distributed
 from trainer.atomic import write_text
 from trainer.checkpoint import load_state, save_model_weights, save_state
-from trainer.config import QUERY_MODES, ClipConfig, TrainConfig
+from trainer.config import QUERY_MODES, ClipConfig, TrainConfig, val_metric_names
 from trainer.data import (
     EpochBatchSampler,
     ImageStore,
@@ -31,13 +30,7 @@ from trainer.data import (
 )
 from trainer.encoders import compile_blocks, load_clip, set_grad_checkpointing
 from trainer.epoch import FeatureCache, build_cache, train_epoch_cached, train_epoch_end_to_end
-from trainer.evaluate import (
-    EvalSplit,
-    evaluate,
-    fuse_queries,
-    load_eval_split,
-    rank_queries,
-)
+from trainer.evaluate import EvalSplit, encode_split, fuse_queries, load_eval_split
 from trainer.fusion import DQUModel
 from trainer.live_log import EpochLogger
 from trainer.runtime import (
@@ -47,6 +40,14 @@ from trainer.runtime import (
     rng_state,
     seed_everything,
     set_rng_state,
+)
+from trainer.selection import (
+    Captions,
+    Subsets,
+    ValScoring,
+    score_val,
+    selection_score,
+    val_scoring,
 )
 
 CHECKPOINT_FILE = Path("checkpoint") / "state.pt"
@@ -101,22 +102,20 @@ def _progress_from(saved: dict) -> _Progress:
     return progress
 
 
-def _metric_k(val_metric: str) -> int:
-    match = re.fullmatch(r"R@(\d+)", val_metric)
-    if match is None or int(match[1]) < 1:
-        raise TrainConfigError(f"val_metric {val_metric!r} must look like 'R@10'")
-    return int(match[1])
-
-
-def _validate(train_cfg: TrainConfig, mode: str) -> tuple[int, ...]:
-    """Check settings early; return the recall cut-offs logged on val."""
+def _validate(train_cfg: TrainConfig, mode: str, val_subsets: Subsets | None,
+              val_captions: Captions | None) -> ValScoring:
+    """Check settings early; return how validation scores (cut-offs, protocol data)."""
     if mode not in QUERY_MODES:
         raise TrainConfigError(f"unknown query mode {mode!r}; use one of {QUERY_MODES}")
     if train_cfg.epochs < 1 or train_cfg.batch_size < 1:
         raise TrainConfigError("train epochs and batch_size must be >= 1")
     if not 0.0 <= train_cfg.dropout < 1.0:
         raise TrainConfigError(f"dropout must be in [0, 1), got {train_cfg.dropout}")
-    return tuple(sorted({*VAL_KS, _metric_k(train_cfg.val_metric)}))
+    try:
+        return val_scoring(val_metric_names(train_cfg.val_metric), VAL_KS,
+                           train_cfg.val_hit_rule, val_subsets, val_captions)
+    except ValueError as err:
+        raise TrainConfigError(str(err)) from None
 
 
 def _check_meta(meta: InputsMeta, clip_cfg: ClipConfig, inputs_dir: Path) -> None:
@@ -140,7 +139,19 @@ def _fingerprint(clip_cfg: ClipConfig, train_cfg: TrainConfig, mode: str, seed: 
 
 
 def _lr_factor(train_cfg: TrainConfig, epoch: int) -> float:
-    return train_cfg.lr_decay_factor if epoch >= train_cfg.lr_decay_epoch else 1.0
+    """LR multiplier of 0-based `epoch`: decayed from the 1-based epoch lr_decay_epoch on."""
+    return train_cfg.lr_decay_factor if epoch + 1 >= train_cfg.lr_decay_epoch else 1.0
+
+
+def make_scaler(precision: Precision, device: torch.device) -> torch.amp.GradScaler:
+    """The loss scaler: active for fp16 autocast (the official GradScaler), else a no-op."""
+    return torch.amp.GradScaler(device.type, enabled=precision.use_scaler)
+
+
+def should_stop(epochs_without_improvement: int, patience: int) -> bool:
+    """Official tolerance counter: stop if the next epoch is the patience-th since the best."""
+    # The official loop would train that epoch without validating it, so it changes nothing.
+    return 0 < patience <= epochs_without_improvement + 1
 
 
 def build_optimizer(model: DQUModel, train_cfg: TrainConfig,
@@ -203,7 +214,7 @@ class _Run:
     inputs_dir: Path
     out_dir: Path
     device: torch.device
-    val_ks: tuple[int, ...]
+    scoring: ValScoring
     precision: Precision
     meta: InputsMeta
     dataset: TripletDataset
@@ -222,7 +233,9 @@ class _Run:
     @property
     def selection(self) -> str:
         """What picks the best epoch: the val metric, or the train loss without val queries."""
-        return f"val {self.train_cfg.val_metric}" if self.val_data is not None else "train loss"
+        if self.val_data is None:
+            return "train loss"
+        return "val " + "+".join(val_metric_names(self.train_cfg.val_metric))
 
     @property
     def eval_batch(self) -> int:
@@ -247,23 +260,28 @@ class _Steps:
 
 
 def train(clip_cfg: ClipConfig, train_cfg: TrainConfig, mode: str, seed: int,
-          inputs_dir: str | Path, out_dir: str | Path, resume: bool = True) -> TrainResult:
+          inputs_dir: str | Path, out_dir: str | Path, resume: bool = True,
+          val_subsets: Subsets | None = None, val_captions: Captions | None = None
+          ) -> TrainResult:
     """Train one DQU model (mode dqu / text / visual) on the input shards; see module doc.
 
+    `seed` seeds initialisation, shuffling and dropout (the pipeline passes train.seed).
+    `val_subsets` (val pair id -> CIRR subset members) lets val_metric name Rsubset@K;
+    `val_captions` (image id -> caption) is what val_hit_rule caption compares.
     Under `torchrun --nproc_per_node=N` each process trains on its slice of every global
     batch (DDP); rank 0 alone logs, evaluates and writes checkpoints and weights.
     """
-    val_ks = _validate(train_cfg, mode)
+    scoring = _validate(train_cfg, mode, val_subsets, val_captions)
     with distributed.session(resolve_device(train_cfg.device)) as device:
         return _train(clip_cfg, train_cfg, mode, seed, Path(inputs_dir), Path(out_dir), resume,
-                      device, val_ks)
+                      device, scoring)
 
 
 def _train(clip_cfg: ClipConfig, train_cfg: TrainConfig, mode: str, seed: int,
            inputs_dir: Path, out_dir: Path, resume: bool, device: torch.device,
-           val_ks: tuple[int, ...]) -> TrainResult:
+           scoring: ValScoring) -> TrainResult:
     """Body of `train` on this rank's device, inside the process group if there is one."""
-    run = _setup(clip_cfg, train_cfg, mode, seed, inputs_dir, out_dir, device, val_ks)
+    run = _setup(clip_cfg, train_cfg, mode, seed, inputs_dir, out_dir, device, scoring)
     if resume:
         _restore(run)
     session_start = time.perf_counter()
@@ -286,8 +304,7 @@ def _train(clip_cfg: ClipConfig, train_cfg: TrainConfig, mode: str, seed: int,
 
 
 def _setup(clip_cfg: ClipConfig, train_cfg: TrainConfig, mode: str, seed: int,
-           inputs_dir: Path, out_dir: Path, device: torch.device,
-           val_ks: tuple[int, ...]) -> _Run:
+           inputs_dir: Path, out_dir: Path, device: torch.device, scoring: ValScoring) -> _Run:
     """Seed, read the shards and build model, optimiser and scaler (nothing resumed yet)."""
     world, main = distributed.world_size(), distributed.is_main_process()
     _local_batch_size(train_cfg.batch_size, world)  # refuse an indivisible batch before any work
@@ -305,10 +322,10 @@ def _setup(clip_cfg: ClipConfig, train_cfg: TrainConfig, mode: str, seed: int,
         compile_blocks(model.clip)
     return _Run(
         clip_cfg=clip_cfg, train_cfg=train_cfg, mode=mode, seed=seed, inputs_dir=inputs_dir,
-        out_dir=out_dir, device=device, val_ks=val_ks, precision=precision, meta=meta,
+        out_dir=out_dir, device=device, scoring=scoring, precision=precision, meta=meta,
         dataset=dataset, val_data=val_data, model=model,
         optimizer=build_optimizer(model, train_cfg, device),
-        scaler=torch.amp.GradScaler(device.type, enabled=precision.use_scaler),
+        scaler=make_scaler(precision, device),
         fingerprint=_fingerprint(clip_cfg, train_cfg, mode, seed, meta, inputs_dir),
         world=world, main=main,
     )
@@ -429,20 +446,25 @@ def _train_one_epoch(run: _Run, steps: _Steps, epoch: int) -> float:
     return loss
 
 
+def _val_metrics(run: _Run, steps: _Steps) -> dict[str, float]:
+    """Val R@K (and Rsubset@K) of the current model, always in fp32 as the official test code."""
+    cache, batch = steps.cache, run.eval_batch
+    if cache is not None:
+        queries = fuse_queries(run.model, cache.val_text, cache.val_visual, batch)
+        gallery = cache.val_gallery
+    else:
+        # amp off: training autocast (fp16 / bf16) must not leak into model selection.
+        queries, gallery = encode_split(run.model, run.val_data, batch, run.device, "off")
+    return score_val(queries, gallery, run.val_data, run.scoring, batch)
+
+
 def _validate_epoch(run: _Run, steps: _Steps, record: dict[str, float]) -> float:
-    """Val recall on rank 0 (added to `record`); every rank gets rank 0's val_metric value."""
+    """Val metrics on rank 0 (added to `record`); every rank gets rank 0's selection score."""
     value = None
     if run.main:
-        cache, batch = steps.cache, run.eval_batch
-        if cache is not None:
-            queries = fuse_queries(run.model, cache.val_text, cache.val_visual, batch)
-            # top_n 0: validation needs recall only, not the top gallery ids.
-            result = rank_queries(queries, cache.val_gallery, run.val_data, run.val_ks, 0, batch)
-        else:
-            result = evaluate(run.model, run.inputs_dir, "val", run.val_ks, batch, run.device,
-                              amp=run.train_cfg.amp, top_n=0, data=run.val_data)
-        record.update({f"val/{k}": v for k, v in result.metrics.items()})
-        value = result.metrics[run.train_cfg.val_metric]
+        metrics = _val_metrics(run, steps)
+        record.update({f"val/{k}": v for k, v in metrics.items()})
+        value = selection_score(metrics, val_metric_names(run.train_cfg.val_metric))
     # Every rank takes the same early-stopping decision from rank 0's number.
     return distributed.broadcast_from_main(value)
 
@@ -460,8 +482,9 @@ def _select_best(run: _Run, steps: _Steps, epoch: int, value: float, higher: boo
             save_model_weights(run.model, run.out_dir / MODEL_FILE)
     else:
         progress.epochs_without_improvement += 1
-    patience = run.train_cfg.early_stop_patience
-    progress.stopped_early = 0 < patience <= progress.epochs_without_improvement
+    more_left = epoch + 1 < run.train_cfg.epochs
+    progress.stopped_early = more_left and should_stop(progress.epochs_without_improvement,
+                                                       run.train_cfg.early_stop_patience)
 
 
 def _save_checkpoint(run: _Run) -> None:

@@ -17,7 +17,7 @@ import yaml
 
 from pipeline.core import param_checks as pc
 from pipeline.core.strict import ParamsError, from_mapping
-from trainer.checks import at_least, between, check_fields, device, k_list, rgb
+from trainer.checks import at_least, between, check_fields, device, k_list, one_of, rgb
 from trainer.config import ClipConfig, TrainConfig
 
 OnBadRecord = Literal["fail", "skip"]
@@ -60,6 +60,9 @@ class PrepareParams:
     # generic adapter: folder whose images form every evaluation split's gallery;
     # None = the union of that split's references and targets.
     gallery: str | None = None
+    # Stretch every image to resize x resize (aspect ignored) into the stage's folder, as
+    # FashionIQ's resize script made DQU-CIR's resized_image/ (256); None uses the files as found.
+    resize: int | None = field(default=None, metadata=at_least(1))
     on_bad_record: OnBadRecord = "fail"
     demo: DemoParams = field(default_factory=DemoParams)
 
@@ -131,6 +134,9 @@ class RenderParams:
     line_spacing: int = field(default=2, metadata=at_least(0))
     bgr_text: bool = False
     max_keywords: int = field(default=8, metadata=at_least(0))  # 0: plain reference images
+    # pillow: our layout (pipeline.core.drawing); opencv: the official cv2 boxes of
+    # FashionIQ/Shoes/CIRR; opencv-f200k: the official Fashion200K line, channels swapped.
+    engine: str = field(default="pillow", metadata=one_of("pillow", "opencv", "opencv-f200k"))
     shards: int = field(default=4, metadata=at_least(1))
     on_bad_record: OnBadRecord = "fail"
 

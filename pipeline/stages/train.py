@@ -1,4 +1,10 @@
-"""Stage `train`: fit the DQU-CIR model in one query mode (dqu, text or visual) on input shards."""
+"""Stage `train`: fit the DQU-CIR model in one query mode (dqu, text or visual) on input shards.
+
+Training is seeded by `train.seed` alone (top-level `seed` seeds the data), so a seed sweep
+reuses every stage before this one. Validation data that the input shards do not carry is
+read from the prepare folder: CIRR's subset members when `train.val_metric` names an
+Rsubset@K, and the image captions when `train.val_hit_rule` is caption (Fashion200K).
+"""
 
 from __future__ import annotations
 
@@ -10,24 +16,60 @@ import pyarrow.parquet as pq
 from pipeline.core.models import check_clip_weights
 from pipeline.core.params import Params
 from pipeline.core.report import StageReport
-from trainer.config import QUERY_MODES
+from pipeline.core.shards import CAPTIONS, TRIPLETS, read_table
+from pipeline.core.train_inputs import check_augment
+from trainer.config import QUERY_MODES, val_metric_names
 from trainer.distributed import env_rank
 from trainer.loop import train
 from trainer.shards import list_shards
 
+IMAGE_CAPTIONS = "image_captions.parquet"  # written by adapters whose protocol needs it
 
-def run(params: Params, mode: str, inputs_dir: Path, out_dir: Path, resume: bool = True) -> None:
+
+def run(params: Params, mode: str, inputs_dir: Path, out_dir: Path, resume: bool = True,
+        prepare_dir: Path | None = None) -> None:
     """Train one query mode; checkpoints, best weights and DVCLive logs go to out_dir."""
     if mode not in QUERY_MODES:
         raise ValueError(f"train: unknown query mode {mode!r}; use one of {list(QUERY_MODES)}")
     check_clip_weights(params.clip.pretrained)
-    train(params.clip, params.train, mode, params.seed, Path(inputs_dir), Path(out_dir), resume)
+    check_augment(params, Path(inputs_dir))
+    subsets, captions = _protocol_data(params, prepare_dir)
+    train(params.clip, params.train, mode, params.train.seed, Path(inputs_dir), Path(out_dir),
+          resume, val_subsets=subsets, val_captions=captions)
     if env_rank() != 0:
         return  # under torchrun, rank 0 alone writes outputs
     # Every train query in the input shards is trained on; the report says how many.
     report = StageReport(f"train {mode}")
     report.n_in = report.n_out = count_queries(Path(inputs_dir), "train")
     report.write(Path(out_dir) / "report.json")
+
+
+def _protocol_data(params: Params, prepare_dir: Path | None
+                   ) -> tuple[dict[str, list[str]] | None, dict[str, str] | None]:
+    """CIRR subset members and image captions, each only when the val settings need it."""
+    cfg = params.train
+    wants_subsets = any(n.startswith("Rsubset@") for n in val_metric_names(cfg.val_metric))
+    wants_captions = cfg.val_hit_rule == "caption"
+    if (wants_subsets or wants_captions) and prepare_dir is None:
+        raise ValueError("train.val_metric Rsubset@K / train.val_hit_rule caption need the "
+                         "prepare folder: run `dqu train MODE --prepare artifacts/prepare ...`")
+    subsets = val_subsets(Path(prepare_dir)) if wants_subsets else None
+    captions = image_captions(Path(prepare_dir)) if wants_captions else None
+    return subsets, captions
+
+
+def image_captions(prepare_dir: Path) -> dict[str, str]:
+    """Image id -> caption, from the prepare folder (adapters with a caption hit rule)."""
+    table = read_table(prepare_dir / IMAGE_CAPTIONS, CAPTIONS)
+    return dict(zip(table["image_id"].to_pylist(), table["caption"].to_pylist(), strict=True))
+
+
+def val_subsets(prepare_dir: Path) -> dict[str, list[str]]:
+    """Val pair id -> CIRR subset members, from prepare/triplets.parquet."""
+    table = read_table(prepare_dir / "triplets.parquet", TRIPLETS)
+    return {pair: subset for split, pair, subset in zip(
+        table["split"].to_pylist(), table["pair_id"].to_pylist(), table["subset"].to_pylist(),
+        strict=True) if split == "val" and subset is not None}
 
 
 def count_queries(inputs_dir: Path, split: str) -> int:

@@ -19,7 +19,7 @@ from trainer.loop import TrainConfigError, load_trained, train
 
 CLIP = ClipConfig(model="dqu-test")
 CFG = TrainConfig(epochs=2, batch_size=8, device="cpu", deterministic=True, lr=1e-3,
-                  clip_lr=1e-4, lr_decay_epoch=1, early_stop_patience=5)
+                  clip_lr=1e-4, lr_decay_epoch=2, early_stop_patience=5)
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +46,7 @@ def test_two_epochs_write_checkpoint_model_summary_and_dvclive(inputs: Path,
     assert len(_metrics_rows(tmp_path, "train/loss.tsv")) == 3  # header + 2 epochs
     assert len(_metrics_rows(tmp_path, "val/R@10.tsv")) == 3
     lrs = [float(r.split("\t")[-1]) for r in _metrics_rows(tmp_path, "lr/head.tsv")[1:]]
-    assert lrs == pytest.approx([1e-3, 1e-4])  # decayed once after lr_decay_epoch=1
+    assert lrs == pytest.approx([1e-3, 1e-4])  # epoch lr_decay_epoch=2 is the first decayed
     assert not list(tmp_path.rglob("*.tmp"))
     assert not (tmp_path / "dvc.yaml").exists()
     model = load_trained(CLIP, "dqu", CFG.dropout, tmp_path, "cpu")

@@ -75,6 +75,11 @@ OUT_OF_RANGE = [
     ("train.val_metric", "R@0"),
     ("train.val_metric", "mAP"),
     ("train.val_metric", "R@010"),
+    ("train.val_metric", []),
+    ("train.val_metric", ["R@10", "R@10"]),
+    ("train.val_metric", ["R@10", "mAP"]),
+    ("train.val_metric", "Rsubset@0"),
+    ("train.seed", -1),
     ("evaluate.ks", [0]),
     ("evaluate.ks", []),
     ("evaluate.ks", [1, 10, 10]),
@@ -143,6 +148,8 @@ def test_dataset_specific_choices_are_checked(tmp_path, data, needle):
         ("train", {"dropout": 0.0, "clip_lr": 0.0, "lr_decay_factor": 1.0, "device": "cuda:1",
                    "early_stop_patience": 0, "lr_decay_epoch": 0, "val_metric": "R@50"}),
         ("evaluate", {"ks": [5], "subset_ks": [], "device": "mps"}),
+        ("train", {"val_metric": ["R@1", "R@5", "R@10", "R@50", "Rsubset@1", "Rsubset@2",
+                                  "Rsubset@3"], "seed": 0}),
     ],
 )
 def test_edge_values_inside_the_range_load(tmp_path, section, values):

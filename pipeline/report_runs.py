@@ -1,0 +1,210 @@
+"""Mean ± std of finished runs (e.g. a `train.seed` sweep), in the paper's table layout.
+
+A run is a plain dict: {"name": str, "params": params.yaml as a mapping, "metrics": the
+evaluate stage's metrics.json, {split: {mode: {"R@K": percent, ...}}}}. Runs come from the
+workspace's metrics file and from `dvc exp show --json` (a list of experiment states, each
+{"rev", "name", "data": {"params": {file: {"data": ...}}, "metrics": {file: {"data": ...}}},
+"experiments": [{"revs": [state, ...]}]}). Not in pipeline/core: that folder is a dependency
+of every stage, and reporting must not invalidate their caches.
+
+Runs are grouped by dataset, FashionIQ category, split and query mode; std is the sample
+standard deviation (n - 1; 0 for one run). FashionIQ's category average pairs runs by
+`train.seed`: each seed's mean over the categories is one value of the average.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import subprocess
+import sys
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+METRICS_FILE = "artifacts/evaluate/metrics.json"
+PARAMS_FILE = "params.yaml"
+CIRR_COLUMNS = ("R@1", "R@5", "R@10", "R@50", "Rsubset@1", "Rsubset@2", "Rsubset@3", "Avg")
+AVERAGE = "Avg"  # the FashionIQ category average / CIRR's (R@5 + Rsubset@1) / 2
+
+
+@dataclass(frozen=True)
+class Summary:
+    """Mean ± std of one metric over the runs of one (dataset, category, split, mode)."""
+
+    dataset: str
+    category: str  # "" when the dataset has none; "Avg" for the FashionIQ average
+    split: str
+    mode: str
+    metric: str
+    n: int
+    mean: float
+    std: float
+
+
+def mean_std(values: Sequence[float]) -> tuple[float, float]:
+    """Mean and sample standard deviation (n - 1; 0.0 for a single value)."""
+    mean = sum(values) / len(values)
+    if len(values) < 2:
+        return mean, 0.0
+    return mean, math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
+
+
+def _data(section: Mapping[str, Any] | None, file: str) -> Mapping[str, Any] | None:
+    entry = (section or {}).get(file) or {}
+    return None if entry.get("error") else entry.get("data")
+
+
+def _run_of(state: Mapping[str, Any]) -> dict | None:
+    data = state.get("data") or {}
+    metrics = _data(data.get("metrics"), METRICS_FILE)
+    if state.get("error") or not metrics:
+        return None  # failed, queued or not evaluated yet
+    rev = str(state.get("rev", ""))
+    name = state.get("name") or (rev if rev == "workspace" else rev[:7])
+    return {"name": name, "params": _data(data.get("params"), PARAMS_FILE) or {},
+            "metrics": metrics}
+
+
+def runs_from_exp_show(states: Iterable[Mapping[str, Any]]) -> list[dict]:
+    """Every finished run in `dvc exp show --json` output: baselines and their experiments."""
+    runs = []
+    for state in states:
+        runs.append(_run_of(state))
+        for exp_range in state.get("experiments") or []:
+            runs.extend(_run_of(exp) for exp in exp_range.get("revs") or [])
+    return [run for run in runs if run is not None]
+
+
+def unique_runs(runs: Iterable[dict]) -> list[dict]:
+    """Runs with distinct metrics: the workspace repeats its baseline or experiment row."""
+    seen, out = set(), []
+    for run in runs:
+        key = json.dumps(run["metrics"], sort_keys=True)
+        if key not in seen:
+            seen.add(key)
+            out.append(run)
+    return out
+
+
+def _group(run: Mapping[str, Any]) -> tuple[str, str, Any]:
+    params = run.get("params") or {}
+    prepare = params.get("prepare") or {}
+    seed = (params.get("train") or {}).get("seed")
+    return str(prepare.get("dataset") or "?"), str(prepare.get("category") or ""), seed
+
+
+def _values(runs: Iterable[dict]) -> dict[tuple[str, str, str, str, str], dict[Any, float]]:
+    """(dataset, category, split, mode, metric) -> {seed or run index: value}."""
+    out: dict[tuple[str, str, str, str, str], dict[Any, float]] = {}
+    for index, run in enumerate(runs):
+        dataset, category, seed = _group(run)
+        for split, modes in run["metrics"].items():
+            for mode, metrics in modes.items():
+                for metric, value in metrics.items():
+                    by_seed = out.setdefault((dataset, category, split, mode, metric), {})
+                    # Same seed twice (runs differing in another param): keep both, unpaired.
+                    tag = seed if seed is not None and seed not in by_seed else f"{seed}#{index}"
+                    by_seed[tag] = value
+    return out
+
+
+def _category_averages(values: Mapping[tuple, dict[Any, float]]) -> list[Summary]:
+    """FashionIQ "Avg" rows: per seed run in every category, the mean over the categories."""
+    grouped: dict[tuple[str, str, str, str], dict[str, dict[Any, float]]] = {}
+    for (dataset, category, split, mode, metric), by_seed in values.items():
+        if dataset == "fashioniq" and category:
+            grouped.setdefault((dataset, split, mode, metric), {})[category] = by_seed
+    out = []
+    for (dataset, split, mode, metric), per_category in grouped.items():
+        if len(per_category) < 2:
+            continue
+        seeds = set.intersection(*(set(v) for v in per_category.values()))
+        averages = [sum(v[s] for v in per_category.values()) / len(per_category)
+                    for s in sorted(seeds, key=str)]
+        if averages:
+            out.append(Summary(dataset, AVERAGE, split, mode, metric, len(averages),
+                               *mean_std(averages)))
+    return out
+
+
+def summarise(runs: Iterable[dict]) -> list[Summary]:
+    """Mean ± std per dataset, category, split, query mode and metric (+ FashionIQ average)."""
+    values = _values(runs)
+    rows = [Summary(*key, len(by_seed), *mean_std(list(by_seed.values())))
+            for key, by_seed in values.items()]
+    return sorted(rows + _category_averages(values),
+                  key=lambda r: (r.dataset, r.split, r.category == AVERAGE, r.category, r.mode))
+
+
+def _columns(dataset: str, rows: Sequence[Summary]) -> list[tuple[str, str]]:
+    """(category, metric) column pairs of one dataset's table, in the paper's order."""
+    metrics = list(dict.fromkeys(r.metric for r in rows))
+    if dataset == "cirr":
+        metrics = [m for m in CIRR_COLUMNS if m in metrics] + \
+            [m for m in metrics if m not in CIRR_COLUMNS]
+    categories = list(dict.fromkeys(r.category for r in rows))
+    return [(c, m) for c in categories for m in metrics
+            if any(r.category == c and r.metric == m for r in rows)]
+
+
+def markdown(summaries: Sequence[Summary]) -> str:
+    """One markdown table per dataset and split: a row per query mode, "mean ± std" cells."""
+    blocks = []
+    for dataset, split in dict.fromkeys((s.dataset, s.split) for s in summaries):
+        rows = [s for s in summaries if s.dataset == dataset and s.split == split]
+        columns = _columns(dataset, rows)
+        cell = {(r.mode, r.category, r.metric): r for r in rows}
+        runs = max(r.n for r in rows)
+        header = ["mode"] + [f"{c} {m}".strip() for c, m in columns]
+        lines = [f"### {dataset} ({split}, {runs} run{'s' if runs != 1 else ''})", "",
+                 "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        for mode in dict.fromkeys(r.mode for r in rows):
+            cells = [mode]
+            for category, metric in columns:
+                found = cell.get((mode, category, metric))
+                cells.append(f"{found.mean:.2f} ± {found.std:.2f}" if found else "-")
+            lines.append("| " + " | ".join(cells) + " |")
+        blocks.append("\n".join(lines))
+    return "\n\n".join(blocks) + "\n" if blocks else "no finished runs\n"
+
+
+def csv_text(summaries: Sequence[Summary]) -> str:
+    """Long-format CSV: dataset, category, split, mode, metric, n, mean, std."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(["dataset", "category", "split", "mode", "metric", "n", "mean", "std"])
+    for s in summaries:
+        writer.writerow([s.dataset, s.category, s.split, s.mode, s.metric, s.n,
+                         f"{s.mean:.4f}", f"{s.std:.4f}"])
+    return out.getvalue()
+
+
+def workspace_run(root: Path) -> dict | None:
+    """The workspace's evaluated run (metrics file + params.yaml), or None before evaluate."""
+    metrics_path = root / METRICS_FILE
+    if not metrics_path.is_file():
+        return None
+    params = yaml.safe_load((root / PARAMS_FILE).read_text(encoding="utf-8")) or {}
+    return {"name": "workspace", "params": params,
+            "metrics": json.loads(metrics_path.read_text(encoding="utf-8"))}
+
+
+def collect_runs(root: Path, experiments: bool = True) -> tuple[list[dict], str | None]:
+    """Workspace run plus `dvc exp show --json` runs, deduplicated; and a warning, if any."""
+    runs, warning = [], None
+    if experiments:
+        # `python -m dvc`: the dvc of this environment, whatever PATH holds.
+        done = subprocess.run([sys.executable, "-m", "dvc", "exp", "show", "--json"], cwd=root,
+                              capture_output=True, text=True, check=False)
+        if done.returncode == 0:
+            runs = runs_from_exp_show(json.loads(done.stdout or "[]"))
+        else:
+            warning = f"dvc exp show failed, workspace only: {done.stderr.strip()[:200]}"
+    workspace = workspace_run(root)
+    return unique_runs(([workspace] if workspace else []) + runs), warning
