@@ -23,6 +23,10 @@ AMP_MODES: tuple[str, ...] = ("auto", "off", "fp16", "bf16")
 # none: train on the stored centre crop; official: open_clip's train RandomResizedCrop
 # (trainer.augment), drawn afresh each epoch, on the visual query and the target.
 AUGMENT_MODES: tuple[str, ...] = ("none", "official")
+# all: every training triplet each epoch; one_per_reference: each epoch one triplet per distinct
+# reference id, drawn from (seed, epoch), as the official Fashion200K loader draws a fresh target
+# per source image every epoch (from the pool prepare.train_pairs_per_image writes).
+EPOCH_SAMPLING: tuple[str, ...] = ("all", "one_per_reference")
 # Metrics validation can compute: R@K (trainer.metrics), and CIRR's Rsubset@K when the run is
 # given each val query's subset members (trainer.selection).
 VAL_METRIC_PATTERN = r"(R|Rsubset)@[1-9][0-9]*"
@@ -83,6 +87,8 @@ class TrainConfig:
     num_workers: int = field(default=0, metadata=at_least(0))
     # training-image augmentation (AUGMENT_MODES); official needs inputs built with it
     augment: str = field(default="none", metadata=one_of(*AUGMENT_MODES))
+    # which training triplets an epoch holds (EPOCH_SAMPLING)
+    epoch_sampling: str = field(default="all", metadata=one_of(*EPOCH_SAMPLING))
     deterministic: bool = False
     # val metric, or list of metrics whose sum, that selects the best epoch / early stopping
     val_metric: str | list[str] = field(default="R@10", metadata=satisfies(

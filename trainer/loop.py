@@ -132,6 +132,9 @@ def _fingerprint(clip_cfg: ClipConfig, train_cfg: TrainConfig, mode: str, seed: 
     """Settings that must match for a checkpoint to be resumed (runtime-only ones excluded)."""
     runtime_only = ("device", "num_workers", "compile")
     train = {k: v for k, v in asdict(train_cfg).items() if k not in runtime_only}
+    if train["epoch_sampling"] == "all":
+        # the default adds no key, so checkpoints made before the field existed still resume
+        del train["epoch_sampling"]
     # The data digest stops a persisted checkpoint from resuming on different inputs.
     return json.dumps({"clip": asdict(clip_cfg), "train": train, "mode": mode, "seed": seed,
                        "inputs": asdict(meta), "data": inputs_digest(inputs_dir)},
@@ -377,10 +380,14 @@ def _build_steps(run: _Run) -> _Steps:
     train_cfg, world = run.train_cfg, run.world
     # Each rank takes a disjoint slice of the same (seed, epoch) permutation, so the N local
     # batches of a step together are exactly the single-process global batch.
+    # one_per_reference: every epoch one of each reference's triplets, the same on every rank
+    # (drawn from (seed, epoch)); the cached path indexes its features by these rows as well.
+    groups = (run.dataset.queries.reference_ids
+              if train_cfg.epoch_sampling == "one_per_reference" else None)
     sampler = EpochBatchSampler(len(run.dataset), _local_batch_size(train_cfg.batch_size, world),
-                                seed=run.seed, shuffle=True,
-                                drop_last=len(run.dataset) > train_cfg.batch_size,
-                                rank=distributed.rank(), world_size=world)
+                                seed=run.seed, shuffle=True, rank=distributed.rank(),
+                                world_size=world, groups=groups)
+    sampler.drop_last = sampler.epoch_size > train_cfg.batch_size
     cache = None
     if train_cfg.freeze_encoders and not run.progress.stopped_early \
             and run.progress.next_epoch < train_cfg.epochs:

@@ -64,6 +64,9 @@ class PrepareParams:
     # FashionIQ's resize script made DQU-CIR's resized_image/ (256); None uses the files as found.
     resize: int | None = field(default=None, metadata=at_least(1))
     on_bad_record: OnBadRecord = "fail"
+    # Fashion200K: distinct training targets drawn per modifiable image, a pool that
+    # train.epoch_sampling one_per_reference draws one pair from per image each epoch.
+    train_pairs_per_image: int = field(default=1, metadata=at_least(1))
     demo: DemoParams = field(default_factory=DemoParams)
 
     def __post_init__(self) -> None:

@@ -7,11 +7,13 @@ Official layout under prepare.root:
 Test queries are "replace X with Y" (X: the first source-caption word missing from the target
 caption, Y: the first target word missing from the source); the gallery is every test image and
 a hit is any image whose caption equals the target caption (the `evaluate` stage reads this
-adapter's image_captions.parquet). TIRG samples training pairs on the fly; here one pair per
-modifiable training image is drawn once, seeded, from the same caption-parent rule. Captions are
+adapter's image_captions.parquet). TIRG samples a fresh training pair per image every epoch;
+here up to prepare.train_pairs_per_image distinct targets per modifiable training image are drawn
+once, seeded, by the same caption-parent rule, and `train.epoch_sampling: one_per_reference`
+picks one of a source's pairs each epoch. Captions are
 the dataset's own (caption.backend: provided), Y is the keyword drawn on the image.
-The dataset has no validation split: `val` is a seeded sample of the test queries, like the
-official code, which picks its epoch on test.
+The dataset has no validation split: `val` repeats every test query, as the official code
+validates on the whole test set to pick its epoch.
 
 As the official loader (src/datasets.py, Fashion200k): captions are stripped and '.', '?', '&',
 '*' rewritten as "dotmark", "questionmark", "andmark", "starmark"; every test label line is a
@@ -32,7 +34,6 @@ from pipeline.core.shards import CAPTIONS, write_table
 from pipeline.datasets.official import AnnotationError, dataset_root, fail_listing, read_lines
 from pipeline.datasets.tables import DatasetTables
 
-VAL_QUERIES = 2000  # test queries mirrored as `val` for epoch selection
 IMAGE_CAPTIONS = "image_captions.parquet"  # per-image captions for the caption-equality hit rule
 
 
@@ -43,10 +44,9 @@ def build(params: PrepareParams, seed: int, out_dir: Path) -> DatasetTables:
     entries = gallery_entries(read_label_lines(root, "test"))
     test = {image_id: caption for image_id, _, caption in entries}
     last_entry = {path: image_id for image_id, path, _ in entries}  # later lines win
-    triplets = train_triplets(train, random.Random(seed))
+    triplets = train_triplets(train, random.Random(seed), params.train_pairs_per_image)
     test_rows = query_triplets(root, test, last_entry)
-    val_rows = random.Random(seed + 1).sample(test_rows, min(VAL_QUERIES, len(test_rows)))
-    triplets += test_rows + [{**row, "split": "val"} for row in val_rows]
+    triplets += test_rows + [{**row, "split": "val"} for row in test_rows]
     paths = {**{i: i for i in train}, **{i: path for i, path, _ in entries}}
     images = [{"image_id": i, "path": str(root / path)} for i, path in paths.items()]
     gallery = [{"split": s, "image_id": i} for s in ("val", "test") for i in test]
@@ -136,8 +136,9 @@ def query_triplets(root: Path, test: dict[str, str], last_entry: dict[str, str])
             for n, line in enumerate(lines)]
 
 
-def train_triplets(train: dict[str, str], rng: random.Random) -> list[dict]:
-    """One (reference, target) per modifiable image: a sibling caption under a shared parent."""
+def train_triplets(train: dict[str, str], rng: random.Random, per_image: int = 1) -> list[dict]:
+    """Up to `per_image` distinct targets per modifiable image, each a sibling caption's image
+    under a shared parent; a source's triplets are consecutive and share its reference_id."""
     images_of: dict[str, list[str]] = {}
     for image, caption in train.items():
         images_of.setdefault(caption, []).append(image)
@@ -159,8 +160,28 @@ def train_triplets(train: dict[str, str], rng: random.Random) -> list[dict]:
     for image, caption in train.items():
         if caption not in parents_of:
             continue
-        parent = rng.choice(parents_of[caption])
-        other = rng.choice([c for c in children[parent] if c != caption])
-        target = rng.choice(images_of[other])
-        rows.append(_triplet("train", f"{len(rows):06d}", image, target, train))
+        for target in _draw_targets(caption, parents_of[caption], children, images_of, rng,
+                                    per_image):
+            rows.append(_triplet("train", f"{len(rows):06d}", image, target, train))
     return rows
+
+
+def _draw_targets(caption: str, parents: list[str], children: dict[str, list[str]],
+                  images_of: dict[str, list[str]], rng: random.Random, count: int) -> list[str]:
+    """Up to `count` distinct targets, each drawn as TIRG does (parent, sibling caption, image)
+    among the ones not drawn yet; the first draw is exactly TIRG's single draw."""
+    drawn: list[str] = []
+
+    def open_caption(other: str) -> bool:  # a sibling with an image not drawn yet
+        return other != caption and any(i not in drawn for i in images_of[other])
+
+    while len(drawn) < count:
+        # Nothing is filtered before the first draw, so with count 1 these are exactly the
+        # rng calls of TIRG's single draw; later draws skip drawn targets instead of retrying,
+        # so they always end. any() stops at the first open sibling: the filters stay cheap.
+        open_parents = [p for p in parents if any(map(open_caption, children[p]))]
+        if not open_parents:
+            break
+        other = rng.choice([c for c in children[rng.choice(open_parents)] if open_caption(c)])
+        drawn.append(rng.choice([i for i in images_of[other] if i not in drawn]))
+    return drawn

@@ -98,3 +98,41 @@ def test_sampler_order_depends_only_on_seed_and_epoch() -> None:
     assert list(first) != list(second)
     everything = EpochBatchSampler(10, 4, seed=3)
     assert sorted(i for batch in everything for i in batch) == list(range(10))
+
+
+def test_sampler_without_groups_keeps_the_seed_epoch_permutation() -> None:
+    sampler = EpochBatchSampler(10, 4, seed=3)
+    sampler.set_epoch(2)
+    order = np.random.default_rng([3, 2]).permutation(10)
+    assert list(sampler) == [order[:4].tolist(), order[4:8].tolist(), order[8:].tolist()]
+
+
+REFS = ["r2", "r0", "r1", "r0", "r2", "r2", "r3", "r1", "r2", "r0", "r4", "r2"]
+
+
+def _epoch(sampler: EpochBatchSampler, epoch: int) -> list[int]:
+    sampler.set_epoch(epoch)
+    return [i for batch in sampler for i in batch]
+
+
+def test_one_row_per_reference_each_epoch_drawn_from_seed_and_epoch() -> None:
+    sampler = EpochBatchSampler(len(REFS), 2, seed=5, groups=REFS)
+    assert sampler.epoch_size == 5 and len(sampler) == 3
+    epochs = [_epoch(sampler, e) for e in range(6)]
+    for rows in epochs:
+        assert sorted(REFS[i] for i in rows) == ["r0", "r1", "r2", "r3", "r4"]
+    assert len({tuple(sorted(rows)) for rows in epochs}) > 1  # other pairs in other epochs
+    again = EpochBatchSampler(len(REFS), 2, seed=5, groups=REFS)
+    assert [_epoch(again, e) for e in (3, 0)] == [epochs[3], epochs[0]]
+    # over many epochs every triplet of a reference gets drawn
+    seen = {i for e in range(60) for i in _epoch(sampler, e)}
+    assert seen == set(range(len(REFS)))
+
+
+def test_ranks_split_the_same_one_per_reference_epoch() -> None:
+    whole = _epoch(EpochBatchSampler(len(REFS), 1, seed=1, groups=REFS), 4)
+    ranks = [EpochBatchSampler(len(REFS), 1, seed=1, rank=r, world_size=2, groups=REFS)
+             for r in range(2)]
+    parts = [_epoch(s, 4) for s in ranks]
+    assert sorted(parts[0] + parts[1]) == sorted(whole[:4])  # 5 rows: 2 per rank
+    assert not set(parts[0]) & set(parts[1])

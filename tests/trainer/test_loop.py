@@ -190,3 +190,30 @@ def test_frozen_best_head_is_written_once_and_survives_a_kill(inputs: Path, tmp_
     resumed_weights = load_file(str(tmp_path / "killed" / "model.safetensors"))
     for name, value in full_weights.items():
         torch.testing.assert_close(resumed_weights[name], value, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("freeze", [False, True])
+def test_one_per_reference_epochs_hold_one_triplet_per_reference(inputs: Path, tmp_path: Path,
+                                                                 monkeypatch, freeze) -> None:
+    from trainer.data import EpochBatchSampler, load_queries
+
+    references = load_queries(inputs, "train").reference_ids
+    drawn: dict[int, list[int]] = {}
+    real_iter = EpochBatchSampler.__iter__
+
+    def recording(sampler):
+        for batch in real_iter(sampler):
+            drawn.setdefault(sampler.epoch, []).extend(batch)
+            yield batch
+
+    monkeypatch.setattr(EpochBatchSampler, "__iter__", recording)
+    # batch 16 >= the distinct references (16 images): one batch, nothing dropped
+    cfg = replace(CFG, epochs=3, batch_size=16, epoch_sampling="one_per_reference",
+                  freeze_encoders=freeze)
+    result = train(CLIP, cfg, "dqu", 0, inputs, tmp_path)
+    assert result.epochs_run == 3 and sorted(drawn) == [0, 1, 2]
+    distinct = sorted(set(references))
+    assert len(distinct) < len(references)  # some references have several triplets to pick
+    for rows in drawn.values():
+        assert sorted(references[i] for i in rows) == distinct
+    assert len({tuple(sorted(rows)) for rows in drawn.values()}) > 1

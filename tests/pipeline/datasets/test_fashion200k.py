@@ -1,5 +1,6 @@
 """Fashion200K adapter (TIRG protocol) on a tiny replica of the official layout."""
 
+import random
 from pathlib import Path
 
 import pytest
@@ -8,7 +9,7 @@ from PIL import Image
 from pipeline.core.params import Params, PrepareParams
 from pipeline.core.report import BadRecordError
 from pipeline.core.shards import CAPTIONS, read_table
-from pipeline.datasets.fashion200k import different_words
+from pipeline.datasets.fashion200k import _triplet, different_words, train_triplets
 from pipeline.datasets.official import AnnotationError
 from pipeline.stages import prepare
 
@@ -62,6 +63,7 @@ def test_queries_gallery_and_captions(root, tmp_path):
                      ("b.jpeg", "a.jpeg", "replace blue with red")]
     val = [r for r in rows if r["split"] == "val"]
     assert sorted(r["pair_id"] for r in val) == ["00000", "00001"]
+    assert [r["pair_id"] for r in val] == [r["pair_id"] for r in test]  # val = the whole test set
     gallery = read_table(out / "gallery.parquet").to_pylist()
     assert sorted(g["image_id"] for g in gallery if g["split"] == "test") == sorted(TEST)
     captions = read_table(out / "image_captions.parquet", CAPTIONS).to_pylist()
@@ -113,3 +115,78 @@ def test_every_test_label_line_is_a_gallery_entry(root, tmp_path):
     assert first["reference_id"] == "women/dresses/4/d.jpeg#2"
     assert (first["caption"], first["modification"]) == ("black vdotmarkneck dress",
                                                          "replace black with white")
+
+
+MORE_TRAIN = {"women/dresses/8/h.jpeg": "red midi dress",
+              "women/dresses/9/i.jpeg": "green midi dress",
+              "women/dresses/10/j.jpeg": "red maxi dress"}
+
+
+def test_a_pool_of_distinct_parent_targets_per_source(root, tmp_path):
+    label = root / "labels" / "dress_train_detect_all.txt"
+    label.write_text(label.read_text() + "".join(f"{p}\t0.9\t{c}\n" for p, c in MORE_TRAIN.items()))
+    for path in MORE_TRAIN:
+        (root / path).parent.mkdir(parents=True, exist_ok=True)
+        Image.new("RGB", (8, 8)).save(root / path)
+    out = tmp_path / "prep"
+    _run(root, out, train_pairs_per_image=3)
+    train = [r for r in read_table(out / "triplets.parquet").to_pylist() if r["split"] == "train"]
+    assert len({r["pair_id"] for r in train}) == len(train)
+    targets: dict[str, list[str]] = {}
+    for r in train:
+        targets.setdefault(r["reference_id"], []).append(r["target_id"][-6:])
+    # a (red midi dress): blue / green midi under "midi dress", red maxi under "red dress";
+    # h has a's own caption, so it is never a's target.
+    assert sorted(targets["women/dresses/1/a.jpeg"]) == ["b.jpeg", "i.jpeg", "j.jpeg"]
+    assert all(len(set(t)) == len(t) <= 3 for t in targets.values())
+    assert sorted(targets["women/dresses/10/j.jpeg"]) == ["a.jpeg", "h.jpeg"]  # "red dress"
+    assert "women/skirts/3/c.jpeg" not in targets  # no sibling caption: not modifiable
+
+
+def _tirg_single_draw(train: dict[str, str], rng: random.Random) -> list[dict]:
+    """The adapter's one-pair draw before train_pairs_per_image, kept to pin K = 1."""
+    images_of: dict[str, list[str]] = {}
+    for image, caption in train.items():
+        images_of.setdefault(caption, []).append(image)
+    children: dict[str, list[str]] = {}
+    for caption in images_of:
+        for word in caption.split():
+            parent = caption.replace(word, "").replace("  ", " ").strip()
+            siblings = children.setdefault(parent, [])
+            if caption not in siblings:
+                siblings.append(caption)
+    parents_of: dict[str, list[str]] = {}
+    for parent, siblings in children.items():
+        if len(siblings) >= 2:
+            for caption in siblings:
+                parents_of.setdefault(caption, []).append(parent)
+    rows = []
+    for image, caption in train.items():
+        if caption not in parents_of:
+            continue
+        parent = rng.choice(parents_of[caption])
+        other = rng.choice([c for c in children[parent] if c != caption])
+        target = rng.choice(images_of[other])
+        rows.append(_triplet("train", f"{len(rows):06d}", image, target, train))
+    return rows
+
+
+def test_one_pair_per_image_is_the_single_tirg_draw():
+    words = random.Random(3)
+    colours, kinds = ["red", "blue", "green", "black", "white"], ["midi", "maxi", "lace", "silk"]
+    train = {f"img{n:04d}.jpeg": " ".join([words.choice(colours), words.choice(kinds), "dress"])
+             for n in range(300)}
+    for seed in (0, 7):
+        expected = _tirg_single_draw(train, random.Random(seed))
+        assert train_triplets(train, random.Random(seed)) == expected
+        assert train_triplets(train, random.Random(seed), 1) == expected
+    pool = train_triplets(train, random.Random(0), 4)
+    assert len(pool) == 4 * len(expected)  # 300 images over 20 captions: always 4 open targets
+    by_source: dict[str, list[str]] = {}
+    for r in pool:
+        by_source.setdefault(r["reference_id"], []).append(r["target_id"])
+    assert all(len(set(t)) == 4 and train[r] not in {train[i] for i in t}
+               for r, t in by_source.items())
+    # a source's triplets are consecutive, pair ids unique
+    assert [r["reference_id"] for r in pool] == [r for r in by_source for _ in range(4)]
+    assert len({r["pair_id"] for r in pool}) == len(pool)
