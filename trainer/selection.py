@@ -85,9 +85,10 @@ def score_val(query_features: torch.Tensor, gallery_features: torch.Tensor, data
         wanted = [captions.get(t) for t in data.queries.target_ids]
         metrics = protocols.caption_recall(result.top_ids, wanted, captions, scoring.ks)
     if scoring.subset_ks:
+        # The target passed in: it ranks after the members tied with it, as in evaluate.
         rankings = protocols.subset_rankings(query_features, gallery_features,
                                              subset_index(data, scoring.subsets),
-                                             data.reference_index)
+                                             data.reference_index, data.target_index)
         metrics |= protocols.recall_subset(rankings, data.target_index.tolist(),
                                            scoring.subset_ks)
     return metrics
