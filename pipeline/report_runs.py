@@ -168,10 +168,17 @@ def markdown(summaries: Sequence[Summary]) -> str:
             cells = [mode]
             for category, metric in columns:
                 found = cell.get((mode, category, metric))
-                cells.append(f"{found.mean:.2f} ± {found.std:.2f}" if found else "-")
+                cells.append(_cell(found))
             lines.append("| " + " | ".join(cells) + " |")
         blocks.append("\n".join(lines))
     return "\n\n".join(blocks) + "\n" if blocks else "no finished runs\n"
+
+
+def _cell(found: Summary | None) -> str:
+    # One run has no spread to show: "± 0.00" would claim a measured std of zero.
+    if found is None:
+        return "-"
+    return f"{found.mean:.2f} ± {found.std:.2f}" if found.n > 1 else f"{found.mean:.2f}"
 
 
 def csv_text(summaries: Sequence[Summary]) -> str:

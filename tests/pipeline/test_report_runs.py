@@ -76,6 +76,11 @@ def test_one_category_has_no_average() -> None:
     assert {s.category for s in summarise(runs)} == {"dress"}
 
 
+def test_a_single_run_shows_no_spread() -> None:
+    table = markdown(summarise([_run("demo", 0, {"R@10": 26.3}, split="test")]))
+    assert "| dqu | 26.30 |" in table and "±" not in table
+
+
 def _state(rev: str, metrics: dict | None, seed: int, name: str | None = None,
            error: dict | None = None) -> dict:
     data = None if error else {
