@@ -15,6 +15,12 @@ from pipeline.datasets.tables import DatasetTables
 
 REPO = Path(__file__).resolve().parents[1]
 
+
+def write_json(path: Path, data: object) -> None:
+    """Write `data` as JSON at `path`, creating its folder (annotation files of replicas)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data))
+
 COLOURS = {"red": (220, 30, 30), "green": (30, 180, 30), "blue": (30, 30, 220)}
 
 

@@ -11,6 +11,7 @@ from pipeline.core.shards import read_table
 from pipeline.datasets import build_tables
 from pipeline.datasets.official import AnnotationError
 from pipeline.stages import prepare
+from tests.factories import write_json
 
 IMAGES = {
     "train": ["train-1-0-img0", "train-1-0-img1"],
@@ -18,11 +19,6 @@ IMAGES = {
     "test1": ["test1-0-0-img0", "test1-0-0-img1", "test1-0-1-img0"],
 }
 FOLDER = {"train": "train/1", "val": "dev", "test1": "test1"}
-
-
-def _write(path: Path, data) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(data))
 
 
 @pytest.fixture
@@ -35,24 +31,25 @@ def root(tmp_path) -> Path:
             (root / "img_raw" / FOLDER[split]).mkdir(parents=True, exist_ok=True)
             Image.new("RGB", (8, 8)).save(root / "img_raw" / rel)
             splits[name] = rel
-        _write(root / "image_splits" / f"split.rc2.{split}.json", splits)
+        write_json(root / "image_splits" / f"split.rc2.{split}.json", splits)
     train, val, test = IMAGES["train"], IMAGES["val"], IMAGES["test1"]
-    _write(root / "captions" / "cap.rc2.train.json", [
+    write_json(root / "captions" / "cap.rc2.train.json", [
         {"pairid": 7, "reference": train[0], "target_hard": train[1], "target_soft": {},
          "caption": "add a dog", "img_set": {"id": 1, "members": train}},
     ])
-    _write(root / "captions" / "cap.rc2.val.json", [
+    write_json(root / "captions" / "cap.rc2.val.json", [
         {"pairid": 12, "reference": val[0], "target_hard": val[1], "target_soft": {val[1]: 1.0},
          "caption": "make it night", "img_set": {"id": 0, "members": val[:3]}},
     ])
-    _write(root / "captions" / "cap.rc2.test1.json", [
+    write_json(root / "captions" / "cap.rc2.test1.json", [
         {"pairid": 3, "reference": test[0], "caption": "zoom out",
          "img_set": {"id": 0, "members": test}},
     ])
-    _write(root / "image_captions_cirr_val.json", {val[0]: "a city street"})
-    _write(root / "keywords_in_mods_cirr_val.json",
-           {f"{val[0]}+{val[1]}": ["make it night", "night, dark sky"]})
-    _write(root / "keywords_in_mods_cirr_test1.json", {f"3+{test[0]}": ["zoom out", "wide view"]})
+    write_json(root / "image_captions_cirr_val.json", {val[0]: "a city street"})
+    write_json(root / "keywords_in_mods_cirr_val.json",
+               {f"{val[0]}+{val[1]}": ["make it night", "night, dark sky"]})
+    write_json(root / "keywords_in_mods_cirr_test1.json",
+               {f"3+{test[0]}": ["zoom out", "wide view"]})
     return root
 
 
@@ -78,7 +75,7 @@ def test_three_splits_with_subsets_and_hidden_test_targets(root, tmp_path):
 def test_subset_member_outside_the_split_is_listed(root, tmp_path):
     data = json.loads((root / "captions" / "cap.rc2.val.json").read_text())
     data[0]["img_set"]["members"].append("dev-9-9-img9")
-    _write(root / "captions" / "cap.rc2.val.json", data)
+    write_json(root / "captions" / "cap.rc2.val.json", data)
     with pytest.raises(AnnotationError, match=r"pairid 12 \(dev-9-9-img9\)"):
         build_tables(PrepareParams(dataset="cirr", root=str(root)), 0, tmp_path)
 
@@ -86,6 +83,6 @@ def test_subset_member_outside_the_split_is_listed(root, tmp_path):
 def test_missing_target_field_is_malformed(root, tmp_path):
     data = json.loads((root / "captions" / "cap.rc2.val.json").read_text())
     del data[0]["target_hard"]
-    _write(root / "captions" / "cap.rc2.val.json", data)
+    write_json(root / "captions" / "cap.rc2.val.json", data)
     with pytest.raises(AnnotationError, match=r"cap\.rc2\.val\.json.*target_hard.*#0"):
         build_tables(PrepareParams(dataset="cirr", root=str(root)), 0, tmp_path)

@@ -13,6 +13,7 @@ from pipeline.datasets import build_tables
 from pipeline.datasets.official import AnnotationError
 from pipeline.datasets.text_norm import join_captions, normalize_caption
 from pipeline.stages import prepare
+from tests.factories import write_json
 
 VAL = [
     {"candidate": "C", "target": "D", "captions": ["Is Red!", "has sleves"]},
@@ -20,22 +21,17 @@ VAL = [
 ]
 
 
-def _write(path: Path, data) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(data))
-
-
 @pytest.fixture
 def root(tmp_path) -> Path:
     root = tmp_path / "fashionIQ"
-    _write(root / "captions" / "cap.dress.train.json",
-           [{"candidate": "A", "target": "B", "captions": ["is blue", "longer"]}])
-    _write(root / "captions" / "cap.dress.val.json", VAL)
-    _write(root / "image_splits" / "split.dress.val.json", ["C", "D", "E", "F", "G"])
-    _write(root / "captions" / "correction_dict_dress.json", {"sleves": "sleeves"})
-    _write(root / "captions" / "image_captions_dress_val.json", {"C": "a white dress"})
-    _write(root / "captions" / "keywords_in_mods_dress.json",
-           {"C_D": ["is red", "has sleeves", "red, long sleeves"]})
+    write_json(root / "captions" / "cap.dress.train.json",
+               [{"candidate": "A", "target": "B", "captions": ["is blue", "longer"]}])
+    write_json(root / "captions" / "cap.dress.val.json", VAL)
+    write_json(root / "image_splits" / "split.dress.val.json", ["C", "D", "E", "F", "G"])
+    write_json(root / "captions" / "correction_dict_dress.json", {"sleves": "sleeves"})
+    write_json(root / "captions" / "image_captions_dress_val.json", {"C": "a white dress"})
+    write_json(root / "captions" / "keywords_in_mods_dress.json",
+               {"C_D": ["is red", "has sleeves", "red, long sleeves"]})
     (root / "images").mkdir()
     for name in "ABCDEFG":
         Image.new("RGB", (8, 8)).save(root / "images" / f"{name}.png")
@@ -93,18 +89,18 @@ def test_missing_image_names_the_triplet(root, tmp_path):
 
 
 def test_target_outside_the_original_split_gallery_fails(root, tmp_path):
-    _write(root / "image_splits" / "split.dress.val.json", ["C", "D"])
+    write_json(root / "image_splits" / "split.dress.val.json", ["C", "D"])
     with pytest.raises(BadRecordError, match=r"val/D_E.*not in the val gallery"):
         prepare.run(_params(root, "original-split"), tmp_path / "out")
 
 
 def test_malformed_captions_list_every_offending_entry(root, tmp_path):
-    _write(root / "captions" / "cap.dress.val.json",
-           [{"candidate": "C", "target": "D", "captions": ["one"]}, VAL[1], {"target": "E"}])
+    write_json(root / "captions" / "cap.dress.val.json",
+               [{"candidate": "C", "target": "D", "captions": ["one"]}, VAL[1], {"target": "E"}])
     with pytest.raises(AnnotationError, match=r"cap\.dress\.val\.json.*#2"):
         build_tables(_params(root).prepare, 0, tmp_path)
-    _write(root / "captions" / "cap.dress.val.json",
-           [{"candidate": "C", "target": "D", "captions": ["one"]}, VAL[1]])
+    write_json(root / "captions" / "cap.dress.val.json",
+               [{"candidate": "C", "target": "D", "captions": ["one"]}, VAL[1]])
     with pytest.raises(AnnotationError, match=r"not two strings: #0 \(C->D\)"):
         build_tables(_params(root).prepare, 0, tmp_path)
 

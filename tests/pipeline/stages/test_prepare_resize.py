@@ -1,6 +1,5 @@
 """prepare.resize on a tiny FashionIQ replica: stretched copies, as DQU-CIR's resized_image/."""
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -11,22 +10,18 @@ from pipeline.core.params import ParallelParams, Params, PrepareParams
 from pipeline.core.report import BadRecordError
 from pipeline.core.shards import IMAGES, read_table
 from pipeline.stages import prepare
+from tests.factories import write_json
 from trainer.checks import RangeError
-
-
-def _write(path: Path, data) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(data))
 
 
 @pytest.fixture
 def root(tmp_path) -> Path:
     root = tmp_path / "fashionIQ"
-    _write(root / "captions" / "cap.dress.train.json",
-           [{"candidate": "A", "target": "B", "captions": ["is blue", "longer"]}])
-    _write(root / "captions" / "cap.dress.val.json",
-           [{"candidate": "C", "target": "D", "captions": ["is red", "has sleeves"]}])
-    _write(root / "image_splits" / "split.dress.val.json", ["C", "D"])
+    write_json(root / "captions" / "cap.dress.train.json",
+               [{"candidate": "A", "target": "B", "captions": ["is blue", "longer"]}])
+    write_json(root / "captions" / "cap.dress.val.json",
+               [{"candidate": "C", "target": "D", "captions": ["is red", "has sleeves"]}])
+    write_json(root / "image_splits" / "split.dress.val.json", ["C", "D"])
     (root / "images").mkdir()
     rng = np.random.default_rng(0)
     for k, name in enumerate("ABCD"):
