@@ -13,11 +13,11 @@ from devkit.tiny import build_tiny_blip2
 from pipeline.captioners.blip2 import (
     Captioner,
     load_captioner,
-    resolve_device,
     resolve_dtype,
     to_rgb,
 )
 from tests.factories import REPO
+from trainer.runtime import resolve_device
 
 
 @pytest.fixture(scope="module")
