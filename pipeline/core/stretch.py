@@ -19,7 +19,7 @@ from pathlib import Path
 import pyarrow as pa
 from PIL import Image
 
-from pipeline.core.images import ImageLoadError, load_rgb
+from pipeline.core.images import ImageLoadError, encode_png, load_rgb
 from pipeline.core.parallel import map_tasks
 from pipeline.core.params import ParallelParams
 from pipeline.core.report import StageReport
@@ -51,13 +51,12 @@ def copy_name(image_id: str, source: str) -> str:
 def stretch_bytes(source: str, side: int) -> bytes:
     """The image at `source` stretched to side x side, encoded like the resize script saves it."""
     image = load_rgb(source).resize((side, side), Image.Resampling.LANCZOS)
-    buffer = io.BytesIO()
     # JPEG sources are saved as JPEG at Pillow's default quality, as `img.save(path, img.format)`
-    # does; anything else as lossless PNG.
-    if _is_jpeg(source):
-        image.save(buffer, format="JPEG")
-    else:
-        image.save(buffer, format="PNG", compress_level=1)
+    # does; anything else as lossless PNG, encoded as every stage encodes PNGs.
+    if not _is_jpeg(source):
+        return encode_png(image)
+    buffer = io.BytesIO()
+    image.save(buffer, format="JPEG")
     return buffer.getvalue()
 
 
