@@ -1,7 +1,7 @@
 """Benchmarks of dqu-cir against the official DQU-CIR data path (docs/performance.md).
 
 `python -m bench [NAME ...] [--tiny]` or `dqu bench [NAME]` runs the CPU benchmarks: `loader`,
-`frozen`, `eval` (also prints `eval-rss`) and `dask`. Each prints one stdout line
+`frozen`, `eval` (also prints `eval-rss`), `dask` and `keywords`. Each prints one stdout line
 `bench <name>: ours=<value> baseline=<value> ratio=<r>x` (ratio > 1: ours is better) on data it
 generates itself; details go to stderr. `bench/gpu.sh` is the separate GPU script.
 """
@@ -23,6 +23,7 @@ BENCHMARKS: dict[str, str] = {
     "frozen": "bench.frozen",
     "eval": "bench.eval",
     "dask": "bench.dask_render",
+    "keywords": "bench.keywords",
 }
 
 

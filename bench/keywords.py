@@ -1,16 +1,22 @@
-"""Benchmark keyword extraction against the LLM reference keywords in ../shared/data.
+"""Keyword extraction: phrase F1 against the LLM reference keywords, texts/s, both CPU paths.
 
-    python bench/keywords.py [--limit N] [--baseline N]
+    python bench/keywords.py [--limit N] [--baseline N] [--train-limit N] [--demo N]
+    python -m bench keywords [--tiny]        # or `dqu bench keywords`
 
-For each dev set present, prints phrase F1 / token F1 (official scorer) and texts per second,
-for the whole set and for each half (rules were tuned on the first half only), the reference's
-agreement with itself on texts that occur more than once (its noise), then the plain KeyBERT
-baseline (1-3 grams, MMR, top 3) on a subset of the same texts.
+Per dev set in ../shared/data (or $DQU_SHARED/data), one `bench keywords-<set>` line with the
+phrase F1 (official scorer) of ours, of the naive split (commas, "and", "with") and of plain
+KeyBERT (1-3 grams, MMR, top 3; first --baseline texts), and texts/s (cold phrase cache,
+start-up excluded). Then the cross-domain figure: a tagger trained on one dev set's domain
+only, scored on the other (FashionIQ shirt -> CIRR 5k; CIRR train minus the 5k -> FashionIQ).
+Then demo coverage: the share of demo texts whose keywords name every changed attribute value.
+Last, the MiniLM linear path the probe chose, the other path forced (DQU_KEYWORDS_LINEARS)
+and how many keyword lists differ between them.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import importlib.util
 import os
 import sys
@@ -19,116 +25,210 @@ from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
 
-from pipeline.keyphrases import default_model_path, extract_keywords, load_keyword_model  # noqa: E402
+from bench.common import BenchResult, check_scale, emit, note  # noqa: E402
+from bench.demo_keywords import demo_cases, names_every_change  # noqa: E402
+from pipeline.keyphrases import (  # noqa: E402
+    KeywordModel,
+    default_model_path,
+    extract_keywords,
+    load_keyword_model,
+    naive_split,
+)
 
-SHARED = REPO.parent / "shared"
+SHARED = Path(os.environ.get("DQU_SHARED", REPO.parent / "shared"))
+DATA = SHARED / "data"
 DEV_SETS = {
-    "fashioniq-shirt": SHARED / "data" / "fashioniq_shirt_keywords.json",
-    "cirr-train5k": SHARED / "data" / "cirr_train_keywords_5k.json",
+    "fashioniq-shirt": DATA / "fashioniq_shirt_keywords.json",
+    "cirr-train5k": DATA / "cirr_train_keywords_5k.json",
 }
+CIRR_ALL = DATA / "cirr_train_keywords.json"
+OTHER = {"int8": "float32", "float32": "int8"}
 
 
-def load_scorer():
+def load_scorer():  # noqa: ANN201 - a module loaded by path
     """The official scorer module, loaded by path."""
-    path = SHARED / "eval" / "keyword_f1.py"
-    spec = importlib.util.spec_from_file_location("keyword_f1", path)
+    spec = importlib.util.spec_from_file_location("keyword_f1", SHARED / "eval" / "keyword_f1.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
 
 
-def mean_scores(scorer, preds: list[list[str]], golds: list[list[str]]) -> tuple[float, float]:
-    """Mean phrase F1 and token F1 over paired predictions and references."""
-    n = max(len(golds), 1)
-    pf = sum(scorer.phrase_f1(p, g) for p, g in zip(preds, golds, strict=True)) / n
-    tf = sum(scorer.token_f1(p, g) for p, g in zip(preds, golds, strict=True)) / n
-    return pf, tf
+def phrase_f1(scorer, preds: list[list[str]], golds: list[list[str]]) -> float:  # noqa: ANN001
+    """Mean phrase F1 over paired predictions and references."""
+    pairs = list(zip(preds, golds, strict=True))
+    return sum(scorer.phrase_f1(p, g) for p, g in pairs) / max(len(pairs), 1)
 
 
-def self_agreement(
-    scorer, texts: list[str], golds: list[list[str]], preds: list[list[str]]
-) -> tuple[float, float, int, int] | None:
-    """On texts that occur more than once: the reference against itself, and us, mean F1.
-
-    The LLM was run once per pair, so a repeated text got several reference lists; one fixed
-    answer cannot match two that differ, so their agreement shows the reference's own noise.
-    """
-    by_text: dict[str, list[int]] = {}
-    for i, text in enumerate(texts):
-        by_text.setdefault(text.strip().lower(), []).append(i)
-    groups = [rows for rows in by_text.values() if len(rows) > 1]
-    pairs = [(a, b) for rows in groups for k, a in enumerate(rows) for b in rows[k + 1 :]]
-    if not pairs:
-        return None
-    # F1 is symmetric in its two lists except for the greedy order: average both directions.
-    ref = sum(scorer.phrase_f1(golds[a], golds[b]) + scorer.phrase_f1(golds[b], golds[a])
-              for a, b in pairs) / (2 * len(pairs))
-    rows = [i for group in groups for i in group]
-    ours = sum(scorer.phrase_f1(preds[i], golds[i]) for i in rows) / len(rows)
-    return ref, ours, len(rows), len(pairs)
-
-
-def plain_keybert(model, texts: list[str]) -> list[list[str]]:
+def plain_keybert(model: KeywordModel, texts: list[str]) -> list[list[str]]:
     """The baseline: KeyBERT n-grams 1-3, MMR, top 3, English stop words."""
     found = model.keybert.extract_keywords(
-        texts, keyphrase_ngram_range=(1, 3), stop_words="english", use_mmr=True, top_n=3
-    )
+        texts, keyphrase_ngram_range=(1, 3), stop_words="english", use_mmr=True, top_n=3)
     if texts and found and isinstance(found[0], tuple):
         found = [found]
     return [[k for k, _ in row] for row in found]
 
 
-def main() -> int:
-    """Run the benchmark; prints one `bench keywords-<set>` line per set and half."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--limit", type=int, default=0, help="use only the first N texts per set")
-    parser.add_argument("--baseline", type=int, default=500, help="texts for plain KeyBERT")
-    parser.add_argument("--model", default=default_model_path())
-    args = parser.parse_args()
+def timed_extract(model: KeywordModel, texts: list[str]) -> tuple[list[list[str]], float]:
+    """Keywords of `texts` from a cold phrase cache, and texts per second."""
+    model.phrase_cache.clear()
+    start = time.perf_counter()
+    preds = extract_keywords(model, texts)
+    return preds, len(texts) / max(time.perf_counter() - start, 1e-9)
 
-    scorer = load_scorer()
-    model = load_keyword_model(args.model)
-    extract_keywords(model, ["warm up the model and is darker"])
+
+def load_with_path(path: str | None, model_dir: str) -> KeywordModel:
+    """The keyword model with its linear path forced (None: the probe decides)."""
+    from pipeline.keyphrases.linear_path import ENV
+
+    old = os.environ.get(ENV)
+    os.environ[ENV] = path or "auto"
+    try:
+        return load_keyword_model(model_dir)
+    finally:
+        if old is None:
+            os.environ.pop(ENV, None)
+        else:
+            os.environ[ENV] = old
+
+
+def dev_sets(scorer, model: KeywordModel, limit: int, baseline: int  # noqa: ANN001
+             ) -> dict[str, tuple[list[str], list[list[str]], list[list[str]]]]:
+    """Score ours, the naive split and plain KeyBERT per dev set; (texts, golds, ours) each."""
+    out = {}
     for name, path in DEV_SETS.items():
         if not path.exists():
             print(f"bench keywords-{name}: skipped ({path} not found)")
             continue
-        items = list(scorer.load_gold(str(path)).items())
-        if args.limit:
-            items = items[: args.limit]
-        texts = [text for _, (text, _) in items]
-        golds = [gold for _, (_, gold) in items]
-        model.phrase_cache.clear()  # time a cold cache, as a fresh stage run would see
-        start, cpu_start = time.perf_counter(), time.process_time()
-        preds = extract_keywords(model, texts)
-        rate = len(texts) / (time.perf_counter() - start)
-        # CPU seconds too: on a shared machine wall-clock rate drops with other tenants' load.
-        cpu_s = time.process_time() - cpu_start
-        pf, tf = mean_scores(scorer, preds, golds)
-        print(f"bench keywords-{name}: phrase_f1={pf:.4f} token_f1={tf:.4f} "
-              f"texts_per_s={rate:.1f} cpu_s={cpu_s:.1f} n={len(texts)} "
-              f"loadavg={os.getloadavg()[0]:.1f}")
-        half = len(texts) // 2
-        halves = (("first-half(tuned)", slice(0, half)), ("second-half", slice(half, None)))
-        for label, sl in halves:
-            pf, tf = mean_scores(scorer, preds[sl], golds[sl])
-            print(f"bench keywords-{name}-{label}: phrase_f1={pf:.4f} token_f1={tf:.4f} "
-                  f"n={len(golds[sl])}")
-        agreement = self_agreement(scorer, texts, golds, preds)
-        if agreement:
-            ref, ours, n_rows, n_pairs = agreement
-            print(f"bench keywords-{name}-repeated-texts: reference_vs_itself={ref:.4f} "
-                  f"ours={ours:.4f} texts={n_rows} pairs={n_pairs}")
-        if args.baseline:
-            sub = slice(0, min(args.baseline, len(texts)))
-            start = time.perf_counter()
-            base = plain_keybert(model, texts[sub])
-            rate = len(base) / (time.perf_counter() - start)
-            pf, tf = mean_scores(scorer, base, golds[sub])
-            print(f"bench keywords-{name}-plain-keybert: phrase_f1={pf:.4f} token_f1={tf:.4f} "
-                  f"texts_per_s={rate:.1f} n={len(base)}")
+        items = list(scorer.load_gold(str(path)).values())[: limit or None]
+        texts, golds = [t for t, _ in items], [g for _, g in items]
+        preds, rate = timed_extract(model, texts)
+        naive = phrase_f1(scorer, [naive_split(t) for t in texts], golds)
+        sub = slice(0, min(baseline, len(texts)))
+        plain = phrase_f1(scorer, plain_keybert(model, texts[sub]), golds[sub]) if baseline else 0
+        print(f"bench keywords-{name}: ours={phrase_f1(scorer, preds, golds):.4f} "
+              f"naive_split={naive:.4f} plain_keybert={plain:.4f}(n={sub.stop}) "
+              f"texts_per_s={rate:.1f} n={len(texts)} path={model.linears} "
+              f"loadavg={os.getloadavg()[0]:.1f}", flush=True)
+        out[name] = (texts, golds, preds)
+    return out
+
+
+def cross_domain(scorer, model: KeywordModel, found: dict, train_limit: int) -> None:  # noqa: ANN001
+    """Train a tagger on one domain only, score it on the other dev set."""
+    from pipeline.keyphrases.train_tagger import (
+        build_examples,
+        keyword_vocabulary,
+        read_references,
+        train,
+    )
+
+    if "cirr-train5k" not in found or "fashioniq-shirt" not in found or not CIRR_ALL.exists():
+        print("bench keywords-cross-domain: skipped (needs both dev sets and the CIRR 28k file)")
+        return
+    dev5k = set(read_references(DEV_SETS["cirr-train5k"]))
+    cirr = [v for k, v in read_references(CIRR_ALL).items() if k not in dev5k]
+    fiq = list(read_references(DEV_SETS["fashioniq-shirt"]).values())
+    runs = (("fashioniq-shirt", fiq, "cirr-train5k"),
+            ("cirr-train-minus-5k", cirr[: train_limit or None], "fashioniq-shirt"))
+    for train_name, items, test_name in runs:
+        examples = build_examples(model.sentence_model, items)
+        tagger = train(examples, seed=0, vocabulary=keyword_vocabulary(items))
+        other = dataclasses.replace(model, tagger=tagger, phrase_cache={})
+        texts, golds, _ = found[test_name]
+        score = phrase_f1(scorer, extract_keywords(other, texts), golds)
+        print(f"bench keywords-cross-domain: trained_on={train_name}({len(examples)} texts) "
+              f"scored_on={test_name} ours={score:.4f} "
+              f"naive_split={phrase_f1(scorer, [naive_split(t) for t in texts], golds):.4f}",
+              flush=True)
+
+
+def demo_coverage(model: KeywordModel, n: int) -> tuple[list[str], list[list[str]]]:
+    """Print the share of demo texts whose keywords name every changed attribute value."""
+    cases = demo_cases(n)
+    texts = [c.text for c in cases]
+    preds = extract_keywords(model, texts)
+    hits = sum(names_every_change(c, p) for c, p in zip(cases, preds, strict=True))
+    print(f"bench keywords-demo-coverage: {hits / max(n, 1):.4f} ({hits} of {n} texts name "
+          f"every changed attribute) naive_split="
+          f"{sum(names_every_change(c, naive_split(c.text)) for c in cases) / max(n, 1):.4f}")
+    return texts, preds
+
+
+def path_check(model: KeywordModel, texts: list[str], preds: list[list[str]],
+               model_dir: str) -> tuple[float, float, int]:
+    """(rate on the chosen path, rate forced onto the other, lists that differ)."""
+    _, rate = timed_extract(model, texts)
+    other = load_with_path(OTHER[model.linears], model_dir)
+    other_preds, other_rate = timed_extract(other, texts)
+    return rate, other_rate, sum(a != b for a, b in zip(preds, other_preds, strict=True))
+
+
+def print_paths(name: str, model: KeywordModel, texts: list[str], preds: list[list[str]],
+                model_dir: str) -> None:
+    """One `bench keywords-paths-<name>` line: both paths' texts/s and differing lists."""
+    rate, other_rate, differ = path_check(model, texts, preds, model_dir)
+    print(f"bench keywords-paths-{name}: chosen={model.linears} texts_per_s={rate:.1f} "
+          f"forced_{OTHER[model.linears]}={other_rate:.1f} differing_lists={differ} "
+          f"of {len(texts)}", flush=True)
+
+
+def run(scale: str = "full", workdir: Path | None = None) -> list[BenchResult]:
+    """`dqu bench keywords`: texts/s on the probed path against the other path forced.
+
+    Texts: at full scale the first 2,000 FashionIQ shirt dev texts where ../shared/data has
+    them (a second line then scores phrase F1 against the naive split), else demo texts;
+    tiny: 40 demo texts.
+    """
+    n = 2000 if check_scale(scale) == "full" else 40
+    model_dir = default_model_path()
+    model = load_with_path(None, model_dir)
+    extract_keywords(model, ["warm up the model and is darker"])
+    scorer = load_scorer() if (SHARED / "eval" / "keyword_f1.py").exists() else None
+    dev = DEV_SETS["fashioniq-shirt"]
+    if scale == "full" and scorer and dev.exists():
+        items = list(scorer.load_gold(str(dev)).values())[:n]
+        texts, golds, source = [t for t, _ in items], [g for _, g in items], "FashionIQ shirt"
+    else:
+        texts, golds, source = [c.text for c in demo_cases(n)], None, "demo"
+    preds, _ = timed_extract(model, texts)
+    rate, other_rate, differ = path_check(model, texts, preds, model_dir)
+    note(f"keywords: {len(texts)} {source} texts; path taken {model.linears} ({rate:.0f} "
+         f"texts/s), forced {OTHER[model.linears]}: {other_rate:.0f} texts/s; "
+         f"{differ} keyword lists differ between the paths")
+    results = [emit(BenchResult("keywords", rate, other_rate, "texts/s (start-up excluded)",
+                                True))]
+    if golds is not None:
+        ours = phrase_f1(scorer, preds, golds)
+        naive = phrase_f1(scorer, [naive_split(t) for t in texts], golds)
+        results.append(emit(BenchResult("keywords-f1", ours, naive,
+                                        "phrase F1 vs the naive split", True)))
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the benchmark; prints one `bench keywords-...` line per measurement."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--limit", type=int, default=0, help="first N texts per dev set")
+    parser.add_argument("--baseline", type=int, default=500, help="texts for plain KeyBERT")
+    parser.add_argument("--train-limit", type=int, default=8000,
+                        help="CIRR pairs the cross-domain tagger trains on (0 = all 23k)")
+    parser.add_argument("--demo", type=int, default=2000, help="demo texts for coverage")
+    parser.add_argument("--no-cross", action="store_true", help="skip the cross-domain runs")
+    parser.add_argument("--model", default=default_model_path())
+    args = parser.parse_args(argv)
+    model = load_with_path(None, args.model)
+    extract_keywords(model, ["warm up the model and is darker"])
+    scorer = load_scorer() if (SHARED / "eval" / "keyword_f1.py").exists() else None
+    found = dev_sets(scorer, model, args.limit, args.baseline) if scorer else {}
+    if not args.no_cross and scorer:
+        cross_domain(scorer, model, found, args.train_limit)
+    texts, preds = demo_coverage(model, args.demo)
+    for name, (dev_texts, _, dev_preds) in found.items():
+        print_paths(name, model, dev_texts, dev_preds, args.model)
+    print_paths("demo", model, texts, preds, args.model)
     return 0
 
 

@@ -20,7 +20,8 @@ from devkit.imports import REPO, closure, is_docstring_only, module_file
 # Stages whose code is the trainer library itself.
 WHOLE_TRAINER = ("train", "evaluate")
 # Data files a module reads, which no import shows.
-DATA_DEPS = {"trainer/encoders.py": ("trainer/model_configs",)}
+DATA_DEPS = {"trainer/encoders.py": ("trainer/model_configs",),
+             "pipeline/keyphrases/tagger.py": ("pipeline/resources/keyword_tagger.npz",)}
 
 
 def cli_start_up() -> set[str]:

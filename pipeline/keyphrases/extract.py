@@ -1,12 +1,14 @@
-"""Batched keyword extraction: rule-made candidates, scored and filtered by KeyBERT embeddings."""
+"""Batched keyword extraction: tagger-made candidates, scored and filtered by KeyBERT."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from pipeline.keyphrases.candidates import SAME, generate_candidates
-from pipeline.keyphrases.clauses import normalise
+from pipeline.keyphrases.encode import Encoded, encode_texts
 from pipeline.keyphrases.model import KeywordModel, Selection
+from pipeline.keyphrases.normalise import normalise
+from pipeline.keyphrases.phrases import SAME, drop_repeats, phrase_of
+from pipeline.keyphrases.tagger import word_features
 
 
 def select_phrases(
@@ -54,16 +56,29 @@ def extract_keywords(
     return results
 
 
+def candidates_of(model: KeywordModel, text: str, item: Encoded) -> list[str]:
+    """Candidate phrases of one normalised text: the tagger's spans, worded as keywords."""
+    if not item.words:
+        return []
+    spans = model.tagger.spans(word_features(item, text))
+    return drop_repeats(
+        [phrase_of(list(item.words[a:b]), model.corrector) for a, b in spans])
+
+
 def _extract_batch(
     model: KeywordModel, texts: list[str], selection: Selection
 ) -> list[list[str]]:
-    """One batch: candidates for every text, then two batched embedding calls."""
-    candidates = [generate_candidates(t, model.corrector) if t.strip() else [] for t in texts]
-    # A lone candidate is kept whatever its score, so only texts with a choice are embedded.
-    live = [i for i, c in enumerate(candidates) if len(c) > 1]
-    doc_vectors = model.embed([normalise(texts[i]) for i in live])
-    phrase_vectors = model.embed_phrases([p for i in live for p in candidates[i]])
-    out: list[list[str]] = [list(c) if len(c) == 1 else [] for c in candidates]
-    for row, i in enumerate(live):
-        out[i] = select_phrases(candidates[i], doc_vectors[row], phrase_vectors, selection)
+    """One batch: one forward pass per text (tagger + document vector), then the phrases."""
+    norm = [normalise(t) for t in texts]
+    live = [i for i, t in enumerate(norm) if t.strip()]
+    encoded = dict(zip(live, encode_texts(model.sentence_model, [norm[i] for i in live]),
+                       strict=True))
+    candidates = {i: candidates_of(model, norm[i], item) for i, item in encoded.items()}
+    # A lone candidate is kept whatever its score, so only texts with a choice are scored.
+    phrase_vectors = model.embed_phrases(
+        [p for c in candidates.values() if len(c) > 1 for p in c])
+    out: list[list[str]] = [[] for _ in texts]
+    for i, cands in candidates.items():
+        out[i] = cands if len(cands) <= 1 else select_phrases(
+            cands, encoded[i].doc_vector, phrase_vectors, selection)
     return out

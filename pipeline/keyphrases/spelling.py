@@ -4,23 +4,41 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from pipeline.keyphrases import lexicon as lx
+# British spellings and their US forms: "grey" and "gray" in one text are one attribute.
+US_SPELLING = {
+    "grey": "gray", "greyish": "grayish", "colour": "color", "colours": "colors",
+    "coloured": "colored", "colourful": "colorful", "multicoloured": "multicolored",
+    "centre": "center", "centred": "centered", "favourite": "favorite", "jewellery": "jewelry",
+    "pyjamas": "pajamas", "woollen": "woolen", "colourless": "colorless", "tyre": "tire",
+    "tyres": "tires", "theatre": "theater", "aeroplane": "airplane", "aluminium": "aluminum",
+}
 
 # Short words and anything with digits are too ambiguous to correct safely.
 _MIN_LEN = 4
 
 
 class TypoCorrector:
-    """Correct a misspelt word to a known one at edit distance 1, preferring domain words."""
+    """Correct a misspelt word to a known one at edit distance 1, preferring domain words.
 
-    def __init__(self, extra_known: frozenset[str] = frozenset()) -> None:
+    Domain words are the words of the reference keyword lists the tagger learned from (stored
+    with it), unless `domain_words` is given.
+    """
+
+    def __init__(self, extra_known: frozenset[str] = frozenset(),
+                 domain_words: frozenset[str] | None = None) -> None:
         from spellchecker import SpellChecker
+
+        if domain_words is None:
+            from pipeline.keyphrases.tagger import default_tagger_path, load_tagger
+
+            domain_words = load_tagger(default_tagger_path()).vocabulary
+        self.domain_words = domain_words
 
         # Distance 1 only: distance 2 costs ~0.4 s per unknown word (names, brands) and
         # mostly "corrects" those into unrelated frequent words.
         self._spell = SpellChecker(distance=1)
         # British spellings are spellings, not typos ("pyjamas", "colour").
-        self._known_extra = extra_known | lx.DOMAIN_WORDS | frozenset(lx.US_SPELLING)
+        self._known_extra = extra_known | domain_words | frozenset(US_SPELLING)
         self.correct = lru_cache(maxsize=65536)(self._correct)
 
     def __call__(self, word: str) -> str:
@@ -37,9 +55,9 @@ class TypoCorrector:
         options = self._spell.candidates(word) or set()
         options = {w for w in options if w != word}
         if not options:
-            return _nearest_domain_word(word)
+            return _nearest_domain_word(word, self.domain_words)
         options = {w for w in options if _plausible_typo(word, w)}
-        domain = sorted(w for w in options if w in lx.DOMAIN_WORDS)
+        domain = sorted(w for w in options if w in self.domain_words)
         if domain:
             return domain[0]
         # Several equally near words ("jimi": "jim", "mimi") mark a name or a rare word more
@@ -59,9 +77,9 @@ def _plausible_typo(word: str, fix: str) -> bool:
     return fix != word + "s" and word != fix + "s"
 
 
-def _nearest_domain_word(word: str) -> str:
+def _nearest_domain_word(word: str, domain_words: frozenset[str]) -> str:
     """A domain word at edit distance 2 with the same first letter, else `word` unchanged."""
-    best = [w for w in sorted(lx.DOMAIN_WORDS)
+    best = [w for w in sorted(domain_words)
             if w[0] == word[0] and abs(len(w) - len(word)) <= 2 and _within_two(word, w)]
     return best[0] if len(best) == 1 else word
 

@@ -1,4 +1,4 @@
-"""Stage `keywords`: target keywords per modification text (KeyBERT over our candidates)."""
+"""Stage `keywords`: target keywords per modification text (KeyBERT over tagger candidates)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Keyword extraction: candidate rules on hand-written texts, the real packaged MiniLM, file I/O."""
+"""Keyword extraction with the packaged tagger and MiniLM: phrases, selection, file I/O, paths."""
 
 from __future__ import annotations
 
@@ -12,123 +12,9 @@ from pipeline.keyphrases import (
     default_model_path,
     extract_file,
     extract_keywords,
-    generate_candidates,
     load_keyword_model,
 )
 from pipeline.keyphrases.spelling import TypoCorrector
-
-
-@pytest.mark.parametrize(
-    ("text", "expected"),
-    [
-        ("has long sleeves and floral patterns", ["long sleeves", "floral patterns"]),
-        ("is black and has no sleeves", ["black", "no sleeves"]),
-        ("is not shiny and is darker", ["not shiny", "darker"]),
-        ("is black without a collar", ["black", "no collar"]),
-        ("is longer and is lighter in color", ["longer", "lighter"]),
-        ("is blue and is blue", ["blue"]),
-        # said again with less, the fuller wording stands; more/less and no/not are new requests
-        ("is solid black and is black", ["solid black"]),
-        # "than X" names the reference; "more than one" is a count
-        ("is more grey than blue and is longer", ["more grey", "longer"]),
-        ("has more than one dog", ["more than one dog"]),
-        ("has no graphic print and has no graphic", ["no graphic print"]),
-        ("has red lettering and is more red", ["red lettering", "more red"]),
-        ("is the same and is identical", ["same"]),
-        ("is similar and is darker", ["same", "darker"]),
-        # no-change requests in other words; an annotator's "none" is no request at all
-        ("is identical and looks like a perfect match", ["same"]),
-        ("its exactly what i want and is the same product", ["same"]),
-        ("none and is grey", ["grey"]),
-        ("none and no difference", ["same"]),
-        # 'X looking' is an adjective; 'looking right' is what the subject does
-        ("is more sporty looking", ["more sporty"]),
-        ("has less busy looking graphics", ["less busy graphics"]),
-        ("Show a dog looking right.", ["dog", "looking right"]),
-        # a place that is the item itself says nothing; "on a white shirt" says it is white
-        ("has a logo on the shirt", ["logo"]),
-        ("has red sleeves on a white shirt", ["red sleeves", "white"]),
-        # a text asking for several changes does not ask for the same item
-        ("is similar but blue and more fitted", ["blue", "more fitted"]),
-        ("is a short sleeved shirt and is red", ["short sleeves", "red"]),
-        ("is black and white striped", ["black and white striped"]),
-        ("Add a red ball next to the dog.", ["red ball", "next to the dog"]),
-        ("Remove the cat and make the sky darker.", ["sky darker"]),
-        # a removal alone is the whole request
-        ("Remove the laptop on the right.", ["no laptop on right"]),
-        ("Remove all animals but one and remove one of the hands.", ["one animal", "no hands"]),
-        ("Remove all people but one person and add a dog.", ["one person", "dog"]),
-        # how the photo is taken is said by what follows; nothing is removed
-        ("Take the photo from afar.", ["from afar"]),
-        ("Picture taken closer.", ["closer"]),
-        ("a brown dog on the grass instead of a cat on a sofa", ["brown dog", "on the grass"]),
-        ("instead of rabbits dog is sitting in grass", ["dog sitting", "grass"]),
-        ("There was a red car - now a blue truck", ["blue truck"]),
-        ("white pugs were sleeping on a pillow - now they sit on a rug", ["sit", "on a rug"]),
-        ("Unlike two dogs performing tricks, I want a black llama.", ["black llama"]),
-        ("Replace the glass cup with a glass vase.", ["glass vase"]),
-        ("A live dog is replaced by a dead wild boar.", ["dead wild boar"]),
-        ("no lamps and the couch replaced with a bed", ["no lamps", "bed"]),
-        ("Swap the blue jeans for black ones.", ["black jeans"]),
-        # a part said to have a quality is one attribute; "the color is X" is X
-        ("the sleeves are longer and the logo is slightly darker",
-         ["longer sleeves", "darker logo"]),
-        ("has a logo that is smaller and text is in white", ["smaller logo", "white text"]),
-        ("the background color is beige and the color is darker", ["beige background", "darker"]),
-        ("the dog is black", ["dog", "black"]),
-        # a modal only makes the request
-        ("the heel should be thinner and it needs to have a strap", ["thinner heel", "strap"]),
-        ("the stripes should be vertical and the shirt needs buttons",
-         ["vertical stripes", "buttons"]),
-        ("same shoe but in brown leather", ["same", "brown leather"]),
-        # wishes are requests: "i'd like", "prefer X over Y", "don't want X"
-        ("I'd like it in blue", ["blue"]),
-        ("ok so should be purple", ["purple"]),
-        ("prefer leather over suede", ["leather"]),
-        ("wants a longer skirt and don't want stripes", ["longer skirt", "no stripes"]),
-        ("the pattern is floral", ["floral pattern"]),
-        # "one" counts before a noun; "a red one", "the one with stripes" only point
-        ("Add one more dog.", ["one more dog"]),
-        # a bare action stays with its subject; after "and" it stands alone
-        ("The dog is sitting on a bed and playing.", ["dog sitting", "on a bed", "playing"]),
-        ("has a profane saying", ["profane saying"]),
-        ("get a red one and the one with stripes", ["red", "stripes"]),
-        # the item's size and its colour are two requests; a sleeve length stays with sleeves
-        ("is a large black t shirt", ["large", "black"]),
-        ("has long black sleeves", ["long black sleeves"]),
-        ("Goes from three puppies to a single puppy.", ["single puppy"]),
-        ("Goes from a dog next to a tree to a cat.", ["cat"]),
-        ("Put a lamp in the background.", ["lamp"]),
-        ("Add a white bench on a grassy background.", ["white bench", "on a grassy background"]),
-        ("is a navy v neck", ["navy", "v neck"]),
-        ("has a yellow smiley face", ["yellow smiley face"]),
-        ("has a big logo on front", ["big logo on front"]),
-        ("is collarless and has no collar", ["collarless"]),
-        # the text's own number: "short sleeve" stays singular; said both ways, the plural wins
-        ("is a short sleeve shirt", ["short sleeve"]),
-        ("is long sleeve and has long sleeves", ["long sleeves"]),
-        # the sleeves named twice, once in the plural: both are listed in the plural
-        ("is a short sleeve tee and has shorter sleeves", ["short sleeves", "shorter sleeves"]),
-        ("Add a bird, place birds on the branch", ["bird", "on the branch"]),
-        # one colour in two spellings is one attribute, in US spelling
-        ("is grey and is gray with a logo", ["gray", "logo"]),
-        ("is grey", ["grey"]),
-        # an apostrophe typed as a space
-        ("doesn t have a collar and is red", ["no collar", "red"]),
-        # a lightness word is its own request; three colours are a list; two hues one scheme
-        ("is darker and black", ["darker", "black"]),
-        ("is a lighter shade of blue", ["lighter shade of blue"]),
-        ("is red and white and blue", ["red", "white", "blue"]),
-        ("is red white and blue", ["red", "white", "blue"]),
-        ("is navy blue and white", ["navy blue and white"]),
-        ("is black and white", ["black and white"]),
-        # a negation covers each item of an 'or' list, unless a place phrase binds them
-        ("is white without a collar or buttons", ["white", "no collar", "no buttons"]),
-        ("does not have green on the sleeves or collar", ["no green on sleeves or collar"]),
-    ],
-)
-def test_candidates_follow_the_rules(text: str, expected: list[str]) -> None:
-    assert generate_candidates(text) == expected
 
 
 def test_typo_is_corrected_and_names_are_kept() -> None:
@@ -136,8 +22,6 @@ def test_typo_is_corrected_and_names_are_kept() -> None:
     assert correct("strpes") == "stripes"
     assert correct("sleves") == "sleeves"
     assert correct("lebowski") == "lebowski"
-    assert generate_candidates("has black strpes", correct) == ["black stripes"]
-    assert generate_candidates("is multi colored", correct) == ["multi colored"]
 
 
 def test_typo_correction_leaves_names_inflections_and_british_spellings() -> None:
@@ -149,11 +33,6 @@ def test_typo_correction_leaves_names_inflections_and_british_spellings() -> Non
     assert correct("bedsheet") == "bedsheet"  # a plural "s" is not a typo
     assert correct("ramones") == "ramones"  # nor is a possessive
     assert correct("pyjamas") == "pyjamas"  # British spelling
-
-
-def test_empty_text_gives_no_candidates() -> None:
-    assert generate_candidates("   ") == []
-    assert generate_candidates("and is") == []
 
 
 @pytest.fixture(scope="module")
@@ -284,3 +163,54 @@ def test_text_vector_does_not_depend_on_its_batch(minilm) -> None:
     alone = minilm.embed(["a red ball next to the dog"])
     mixed = minilm.embed(["is darker", "a red ball next to the dog", "has a much longer text here"])
     assert (alone[0] == mixed[1]).all()
+
+
+def test_word_vectors_do_not_depend_on_their_batch(minilm) -> None:
+    from pipeline.keyphrases.encode import encode_texts
+
+    st = minilm.sentence_model
+    alone = encode_texts(st, ["is grey without a collar"])[0]
+    mixed = encode_texts(st, ["is darker", "is grey without a collar", "a much longer text"])[1]
+    assert alone.words == ("is", "grey", "without", "a", "collar")
+    assert (alone.word_vectors == mixed.word_vectors).all()
+    assert (alone.doc_vector == mixed.doc_vector).all()
+
+
+@pytest.mark.parametrize(
+    ("text", "changes"),
+    [
+        # the issue's two lost positions, and the demo's other phrasings
+        ("move it to the center", (("position", "center"),)),
+        ("shift it to the bottom left", (("position", "bottom left"),)),
+        ("is blue instead of red and place it in the top right",
+         (("colour", "blue"), ("position", "top right"))),
+        ("not a circle but a star, make it much bigger", (("shape", "star"), ("size", "large"))),
+        ("remove the stripes", (("pattern", "plain"),)),
+        ("has a dotted pattern and also change the color to pink",
+         (("pattern", "dotted"), ("colour", "pink"))),
+    ],
+)
+def test_demo_keywords_name_every_changed_attribute(minilm, text, changes) -> None:
+    from bench.demo_keywords import DemoCase, names_every_change
+
+    keywords = extract_keywords(minilm, [text])[0]
+    assert names_every_change(DemoCase(text, changes), keywords), keywords
+    # a kept-whole request ("move it to the center") is not a keyword
+    assert not any(k.startswith(("move", "shift", "place", "make", "remove")) for k in keywords)
+
+
+def test_both_linear_paths_pick_the_same_keywords(monkeypatch) -> None:
+    from pipeline.keyphrases.linear_path import ENV
+    from trainer.runtime import int8_matmul_available
+
+    if not int8_matmul_available():
+        pytest.skip("this torch build has no torch._int_mm")
+    texts = ["is darker and has long sleeves", "Add a red ball next to the dog.",
+             "shift it to the bottom left and make it striped", "is grey without a collar"]
+    found = {}
+    for path in ("int8", "float32"):
+        monkeypatch.setenv(ENV, path)
+        model = load_keyword_model(default_model_path())
+        assert model.linears == path
+        found[path] = extract_keywords(model, texts)
+    assert found["int8"] == found["float32"]

@@ -1,0 +1,81 @@
+"""The tagger's parts without the trained weights: alignment, decoding, phrase wording, paths."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from pipeline.keyphrases import naive_split
+from pipeline.keyphrases.align import B, I, O, align
+from pipeline.keyphrases.encode import split_words
+from pipeline.keyphrases.normalise import normalise
+from pipeline.keyphrases.phrases import drop_repeats, phrase_of
+from pipeline.keyphrases.tagger import Tagger, decode_spans, load_tagger, viterbi
+
+
+def _labels(text: str, phrases: list[str]) -> tuple[list[int], int]:
+    return align(split_words(normalise(text))[0], phrases)
+
+
+def test_reference_phrases_align_to_their_spans() -> None:
+    # words compared singular, in US spelling, "without" as "no"; articles left out at the edges
+    assert _labels("is grey without a collar", ["gray", "no collar"]) == ([O, B, B, I, I], 2)
+    assert _labels("Pomeranian is tilting its head to the right.",
+                   ["Pomeranian", "tilting head to the right"]) == (
+        [B, O, B, I, I, I, I, I], 2)
+    # a phrase the text does not say finds no span (the text is left out of training)
+    assert _labels("is white and is white", ["same"]) == ([O, O, O, O, O], 0)
+    # two mentions: each phrase takes its own span, left to right
+    assert _labels("is black and is black", ["black", "black"])[1] == 2
+
+
+def test_viterbi_never_starts_a_span_with_inside() -> None:
+    log = np.log(np.array([[0.1, 0.2, 0.7], [0.1, 0.1, 0.8], [0.9, 0.05, 0.05]]))
+    tags = viterbi(log)
+    assert tags[0] != I and tags == [B, I, O]
+    assert decode_spans([B, I, O, B, B, I]) == [(0, 2), (3, 4), (4, 6)]
+    assert viterbi(np.zeros((0, 3))) == []
+
+
+def test_phrase_wording_rules() -> None:
+    assert phrase_of(["without", "a", "collar"]) == "no collar"
+    assert phrase_of(["exactly", "the", "same"]) == "same"
+    assert phrase_of(["is", "identical"]) == "same"
+    assert phrase_of(["black", "strpes"], lambda w: "stripes" if w == "strpes" else w) == (
+        "black stripes")
+    assert drop_repeats(["grey", "long sleeves", "gray", "long sleeve"]) == [
+        "grey", "long sleeves"]
+
+
+def test_naive_split_is_the_issue_baseline() -> None:
+    assert naive_split("Is black, with a collar and longer") == ["is black", "a collar", "longer"]
+    assert naive_split("  and ") == []
+
+
+def test_tagger_round_trips_through_npz(tmp_path) -> None:
+    rng = np.random.default_rng(0)
+    tagger = Tagger(rng.normal(size=(4, 5)).astype(np.float32), np.zeros(5, np.float32),
+                    rng.normal(size=(5, 3)).astype(np.float32), np.zeros(3, np.float32),
+                    vocabulary=frozenset({"sleeves", "collar"}))
+    path = tmp_path / "t.npz"
+    tagger.save(path)
+    back = load_tagger(path)
+    features = rng.normal(size=(6, 4)).astype(np.float32)
+    assert back.spans(features) == tagger.spans(features)
+    assert back.vocabulary == tagger.vocabulary
+    with pytest.raises(FileNotFoundError, match="train_tagger"):
+        load_tagger(tmp_path / "missing.npz")
+
+
+def test_linear_path_is_forced_by_the_environment(monkeypatch) -> None:
+    from pipeline.keyphrases import linear_path
+
+    monkeypatch.setenv(linear_path.ENV, "float32")
+    assert linear_path.forced_path() == "float32"
+    monkeypatch.setenv(linear_path.ENV, "auto")
+    assert linear_path.forced_path() is None
+    monkeypatch.setenv(linear_path.ENV, "fast")
+    with pytest.raises(ValueError, match="int8, float32 or auto"):
+        linear_path.forced_path()
+    # the probe answers once per process, with a bool, whatever the CPU
+    assert linear_path.probe_int8_faster() in (True, False)
