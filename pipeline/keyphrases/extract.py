@@ -42,17 +42,24 @@ def extract_keywords(
     texts: list[str],
     batch_size: int = 256,
     selection: Selection | None = None,
+    progress: str | None = None,
 ) -> list[list[str]]:
     """Target keyword phrases for each text, in rendering (text) order; deterministic.
 
     An empty or whitespace-only text gives an empty list. `selection` defaults to Selection().
+    `progress` names a progress bar / log line (trainer.progress) for long runs.
     """
+    from trainer.progress import Progress
+
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     selection = selection or Selection()
     results: list[list[str]] = []
-    for start in range(0, len(texts), batch_size):
-        results.extend(_extract_batch(model, texts[start : start + batch_size], selection))
+    with Progress(progress or "keywords", len(texts), "texts", enabled=bool(progress)) as bar:
+        for start in range(0, len(texts), batch_size):
+            batch = texts[start : start + batch_size]
+            results.extend(_extract_batch(model, batch, selection))
+            bar.update(len(batch))
     return results
 
 

@@ -82,7 +82,8 @@ def extract_file(
     """
     records, skipped = read_text_records(Path(texts_jsonl), skip_bad=skip_bad)
     texts = [r["text"] for r in records]
-    keywords = extract_keywords(model, texts, batch_size=batch_size, selection=selection)
+    keywords = extract_keywords(model, texts, batch_size=batch_size, selection=selection,
+                                progress="keywords")
     with atomic_path(out_jsonl) as tmp, open(tmp, "w", encoding="utf-8") as f:
         for record, phrases in zip(records, keywords, strict=True):
             f.write(json.dumps({"id": record["id"], "keywords": phrases}, ensure_ascii=False))

@@ -57,8 +57,17 @@ class Tagger:
         return logits - np.log(np.exp(logits).sum(axis=1, keepdims=True))
 
     def spans(self, features: np.ndarray) -> list[tuple[int, int]]:
-        """Word spans [a, b) tagged as keywords, in text order."""
-        return decode_spans(viterbi(self.scores(features)))
+        """Word spans [a, b) tagged as keywords, in text order; never none for a text with
+        words (a text asks for something: its likeliest phrase start then stands alone)."""
+        scores = self.scores(features)
+        found = decode_spans(viterbi(scores))
+        if found or not len(scores):
+            return found
+        start = int(np.argmax(scores[:, 1]))
+        end = start + 1
+        while end < len(scores) and scores[end, 2] > scores[end, 0]:
+            end += 1
+        return [(start, end)]
 
     def save(self, path: Path) -> None:
         """Write the weights as a compressed .npz (float32)."""

@@ -49,7 +49,8 @@ def extract_chunk(task: KeywordTask) -> list[list[str]]:
 
     model = _keyword_model(task.params.model)
     return extract_keywords(model, list(task.texts), batch_size=task.params.batch_size,
-                            selection=keyword_selection(task.params))
+                            selection=keyword_selection(task.params),
+                            progress=f"keywords ({len(task.texts)} texts)")
 
 
 def run(params: Params, prepare_dir: Path, out_dir: Path) -> StageReport:
