@@ -127,6 +127,13 @@ def load_keyword_model(
     from pipeline.keyphrases.linear_path import choose_linears
 
     st = load_sentence_model(model, device)
+    weights = load_tagger(tagger or default_tagger_path())
+    width = st.get_sentence_embedding_dimension()
+    if weights.w1.shape[0] != 3 * width + 2:
+        raise ValueError(
+            f"keyword tagger {tagger or default_tagger_path()} reads {weights.w1.shape[0]} "
+            f"features, model {model!r} gives {3 * width + 2}; train a tagger on this model "
+            "(python -m pipeline.keyphrases.train_tagger --model ...)")
     linears = choose_linears(st) if str(device) == "cpu" else "float32"
     return KeywordModel(keybert=KeyBERT(model=st), corrector=TypoCorrector(),
-                        tagger=load_tagger(tagger or default_tagger_path()), linears=linears)
+                        tagger=weights, linears=linears)
