@@ -128,7 +128,8 @@ def load_keyword_model(
 
     st = load_sentence_model(model, device)
     weights = load_tagger(tagger or default_tagger_path())
-    width = st.get_sentence_embedding_dimension()
+    width = int((getattr(st, "get_embedding_dimension", None)
+                 or st.get_sentence_embedding_dimension)())
     if weights.w1.shape[0] != 3 * width + 2:
         raise ValueError(
             f"keyword tagger {tagger or default_tagger_path()} reads {weights.w1.shape[0]} "
