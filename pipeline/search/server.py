@@ -4,6 +4,7 @@ POST /search (multipart: `reference` image file or `reference_id` of a gallery i
 optional `caption`, `k`) returns the `dqu search --json` fields plus `visual_query`, the drawn
 query as a PNG data URL. Bad input gets a 4xx whose `detail` says what is wrong; the server
 keeps serving.
+FastAPI is the `serve` extra (pip install '.[serve]'); only `dqu serve` imports this module.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ import threading
 from pathlib import Path
 from typing import Annotated
 
+from fastapi import FastAPI, File, Form, HTTPException, UploadFile
+from fastapi.responses import HTMLResponse, Response
 from PIL import Image
 
 from pipeline.core.images import ImageLoadError, encode_png, load_rgb
@@ -37,11 +40,8 @@ def _thumbnail_png(path: str) -> bytes:
     return encode_png(image)
 
 
-def create_app(searcher: Searcher):  # noqa: ANN201 - fastapi.FastAPI
+def create_app(searcher: Searcher) -> FastAPI:
     """The FastAPI app: GET / (page), GET /gallery, GET /image/{id}, POST /search."""
-    from fastapi import FastAPI, File, Form, HTTPException, UploadFile
-    from fastapi.responses import HTMLResponse, Response
-
     app = FastAPI(title="dqu-cir search")
     lock = threading.Lock()  # one query at a time through the model
 
@@ -87,8 +87,6 @@ def create_app(searcher: Searcher):  # noqa: ANN201 - fastapi.FastAPI
 def _query(searcher: Searcher, text: str, caption: str | None, k: int,
            reference: object, reference_id: str | None) -> Query:
     """The Query of a POST /search form, or the 4xx that says what is wrong with it."""
-    from fastapi import HTTPException
-
     if not text or not text.strip():
         raise HTTPException(422, "the modification text is empty; say what to change")
     if not 1 <= k <= MAX_K:
