@@ -129,7 +129,7 @@ def run(scale: str = "full", workdir: object = None) -> list[BenchResult]:
     torch.manual_seed(0)
     results = _latency(gallery_n, singles, rng)
     results.append(_batch(gallery_n, batch, rng))
-    results.append(_build(2_048 if scale == "full" else 128, rng))
+    results.append(_build(2_048 if scale == "full" else 16, rng))
     return results
 
 

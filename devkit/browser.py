@@ -64,7 +64,7 @@ def chromium(paths: tuple[str, str]) -> Iterator[object]:
     options = webdriver.ChromeOptions()
     options.binary_location = paths[0]
     for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                 "--window-size=1100,1000"):
+                 "--window-size=1100,1180"):
         options.add_argument(flag)
     browser = webdriver.Chrome(service=webdriver.ChromeService(paths[1]), options=options)
     try:

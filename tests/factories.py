@@ -115,8 +115,14 @@ def tiny_search_pipeline(root: Path) -> dict:
     import torch
 
     from pipeline.core.params import (
-        CaptionParams, EvaluateParams, IndexParams, KeywordsParams, ParallelParams, Params,
-        PrepareParams, RenderParams,
+        CaptionParams,
+        EvaluateParams,
+        IndexParams,
+        KeywordsParams,
+        ParallelParams,
+        Params,
+        PrepareParams,
+        RenderParams,
     )
     from pipeline.datasets import ADAPTERS
     from pipeline.stages import caption, evaluate, index, inputs, keywords, prepare, render, train

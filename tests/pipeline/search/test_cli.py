@@ -149,3 +149,13 @@ def test_an_unknown_index_folder_says_so(tmp_path):
     result = RUNNER.invoke(app, ["search", "--index", str(tmp_path), "--reference", "x.png",
                                  "--text", "x"])
     assert result.exit_code == 2 and "not an index folder" in result.output
+
+
+def test_the_index_stage_gives_equal_bytes_on_a_rerun(tiny_search, tmp_path):
+    from pipeline.stages import index
+
+    params = tiny_search["params"]
+    index.run(params, tiny_search["inputs"], tiny_search["prepare"], tiny_search["model"],
+              tmp_path)
+    for name in ("gallery.parquet", "index.faiss", "index.json", "report.json"):
+        assert (tmp_path / name).read_bytes() == (tiny_search["index"] / name).read_bytes()
