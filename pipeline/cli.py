@@ -255,7 +255,7 @@ def checkload_params(params: ParamsOpt = Path("params.yaml")) -> None:
 @_user_errors
 def bench(
     name: Annotated[
-        str | None, typer.Argument(help="loader, frozen, eval or dask; omit to run all")
+        str | None, typer.Argument(help="loader, frozen, eval, dask or search; omit to run all")
     ] = None,
     tiny: Annotated[bool, typer.Option(help="tiny sizes, to check that they run")] = False,
 ) -> None:
