@@ -81,6 +81,7 @@ def test_bad_input_gets_a_4xx_that_says_why(client, data, form, status, says):
     assert _post(client, _png(), text="make it blue").status_code == 200
 
 
+@pytest.mark.filterwarnings("ignore::PIL.Image.DecompressionBombWarning")
 def test_huge_images_are_refused(client, monkeypatch):
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 32 * 32 - 1)
     response = _post(client, _png((32, 32)), text="make it green")
