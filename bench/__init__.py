@@ -23,6 +23,7 @@ BENCHMARKS: dict[str, str] = {
     "frozen": "bench.frozen",
     "eval": "bench.eval",
     "dask": "bench.dask_render",
+    "search": "bench.search",
 }
 
 

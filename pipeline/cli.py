@@ -255,7 +255,7 @@ def checkload_params(params: ParamsOpt = Path("params.yaml")) -> None:
 @_user_errors
 def bench(
     name: Annotated[
-        str | None, typer.Argument(help="loader, frozen, eval or dask; omit to run all")
+        str | None, typer.Argument(help="loader, frozen, eval, dask or search; omit to run all")
     ] = None,
     tiny: Annotated[bool, typer.Option(help="tiny sizes, to check that they run")] = False,
 ) -> None:
@@ -267,6 +267,65 @@ def bench(
     from bench import run_benchmarks
 
     run_benchmarks([name] if name else None, "tiny" if tiny else "full")
+
+
+@app.command()
+@_user_errors
+def index(
+    params: ParamsOpt = Path("params.yaml"),
+    model: Annotated[Path, typer.Option("--model", help="trained dqu model folder")] = ...,
+    out: OutOpt = ...,
+    inputs_dir: Annotated[Path | None, typer.Option(
+        "--inputs", help="stage mode: embed this inputs folder's index.split gallery")] = None,
+    prepare_dir: Annotated[Path | None, typer.Option(
+        "--prepare", help="stage mode: prepare folder (image paths)")] = None,
+    images: Annotated[Path | None, typer.Option(
+        "--images", help="folder mode: index every image under this folder")] = None,
+    kind: Annotated[str | None, typer.Option(help="overrides index.kind (flat|ivf|hnsw)")] = None,
+) -> None:
+    """Embed a gallery with the trained model into a search index (Parquet + FAISS)."""
+    from pipeline.search import commands
+
+    commands.index(load_params(params), model, out, inputs_dir, prepare_dir, images, kind)
+
+
+@app.command()
+@_user_errors
+def search(
+    index_dir: Annotated[Path, typer.Option("--index", help="index folder (dqu index)")] = ...,
+    reference: Annotated[Path | None, typer.Option(help="reference image file")] = None,
+    text: Annotated[str | None, typer.Option(help="the modification, e.g. 'with long sleeves'")
+                    ] = None,
+    caption: Annotated[str | None, typer.Option(help="the reference's caption (else the "
+                                                 "caption backend's)")] = None,
+    k: Annotated[int, typer.Option("-k", help="results per query")] = 10,
+    as_json: Annotated[bool, typer.Option("--json", help="print the result as JSON")] = False,
+    queries: Annotated[Path | None, typer.Option(
+        help="batch: JSONL with id, reference, text[, caption]")] = None,
+    out: Annotated[Path | None, typer.Option("--out", help="batch: results JSONL")] = None,
+    figure: Annotated[Path | None, typer.Option(help="also draw the case-study PNG")] = None,
+    model: Annotated[Path | None, typer.Option(
+        "--model", help="model folder (default: the one the index was built with)")] = None,
+) -> None:
+    """Top-k gallery images for (reference image, modification text) queries."""
+    from pipeline.search import commands
+
+    commands.search(index_dir, model, reference, text, caption, k, as_json, queries, out, figure)
+
+
+@app.command()
+@_user_errors
+def serve(
+    index_dir: Annotated[Path, typer.Option("--index", help="index folder (dqu index)")] = ...,
+    host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="port")] = 8000,
+    model: Annotated[Path | None, typer.Option(
+        "--model", help="model folder (default: the one the index was built with)")] = None,
+) -> None:
+    """A web page and a JSON endpoint (POST /search) over an index."""
+    from pipeline.search import server
+
+    server.serve(index_dir, model, host, port)
 
 
 def main() -> None:

@@ -107,3 +107,57 @@ def write_inputs(root: Path, *, n_train: int = 24, n_val: int = 8, n_images: int
     return {"queries": queries, "images": images, "image_ids": image_ids, "meta": meta}
 
 
+
+
+def tiny_search_pipeline(root: Path) -> dict:
+    """The tiny dataset through prepare..train dqu, evaluate's per_query rows and the index
+    stage (KeyBERT on the packaged MiniLM), as dvc.yaml chains them; returns the folders."""
+    import torch
+
+    from pipeline.core.params import (
+        CaptionParams,
+        EvaluateParams,
+        IndexParams,
+        KeywordsParams,
+        ParallelParams,
+        Params,
+        PrepareParams,
+        RenderParams,
+    )
+    from pipeline.datasets import ADAPTERS
+    from pipeline.stages import caption, evaluate, index, inputs, keywords, prepare, render, train
+    from trainer.config import ClipConfig, TrainConfig
+    from trainer.evaluate import load_eval_split
+    from trainer.loop import load_trained
+
+    ADAPTERS["tiny"] = tiny_dataset
+    params = Params(
+        parallel=ParallelParams(scheduler="sync"), prepare=PrepareParams(dataset="tiny"),
+        caption=CaptionParams(backend="provided"), keywords=KeywordsParams(shards=1),
+        render=RenderParams(shards=1, font_size=8), clip=ClipConfig(model="dqu-test"),
+        train=TrainConfig(epochs=1, batch_size=4), evaluate=EvaluateParams(batch_size=8),
+        index=IndexParams(device="cpu"),
+    )
+    dirs = {n: root / n for n in ("prepare", "caption", "keywords", "render", "inputs",
+                                  "evaluate", "index")}
+    dirs["model"] = root / "train" / "dqu"
+    try:
+        prepare.run(params, dirs["prepare"])
+    finally:
+        del ADAPTERS["tiny"]
+    caption.run(params, dirs["prepare"], dirs["caption"])
+    keywords.run(params, dirs["prepare"], dirs["keywords"])
+    render.run(params, dirs["prepare"], dirs["caption"], dirs["keywords"], dirs["render"])
+    inputs.run(params, dirs["prepare"], dirs["render"], dirs["inputs"])
+    train.run(params, "dqu", dirs["inputs"], dirs["model"])
+    # evaluate's own scoring of the dqu model, one mode (the stage scores all three).
+    model = load_trained(params.clip, "dqu", params.train.dropout, dirs["model"], "cpu")
+    rows: list[dict] = []
+    data = load_eval_split(dirs["inputs"], "test")
+    evaluate.score_split(model, data, params.evaluate, [1, 10], evaluate._ProtocolData(
+        params.evaluate, None), torch.device("cpu"), per_query=rows, mode="dqu")
+    dirs["evaluate"].mkdir(parents=True)
+    pq.write_table(pa.Table.from_pylist(rows, schema=evaluate.PER_QUERY),
+                   dirs["evaluate"] / "per_query.parquet")
+    index.run(params, dirs["inputs"], dirs["prepare"], dirs["model"], dirs["index"])
+    return {"params": params, **dirs}

@@ -174,6 +174,22 @@ class EvaluateParams:
 
 
 @dataclass(frozen=True)
+class IndexParams:
+    split: str = "test"  # whose gallery (from the inputs stage) is embedded
+    # flat: exact inner product; ivf / hnsw: approximate FAISS indexes for millions of images
+    kind: str = field(default="flat", metadata=one_of("flat", "ivf", "hnsw"))
+    nlist: int = field(default=0, metadata=at_least(0))  # ivf lists; 0 = about 4 * sqrt(N)
+    nprobe: int = field(default=16, metadata=at_least(1))  # ivf lists visited per query
+    hnsw_m: int = field(default=32, metadata=at_least(2))  # hnsw neighbours per node
+    ef_search: int = field(default=128, metadata=at_least(1))  # hnsw query candidate list
+    batch_size: int = field(default=256, metadata=at_least(1))
+    device: str = field(default="auto", metadata=device())
+
+    def __post_init__(self) -> None:
+        check_fields(self, "index")
+
+
+@dataclass(frozen=True)
 class Params:
     seed: int = field(default=0, metadata=at_least(0))
     parallel: ParallelParams = field(default_factory=ParallelParams)
@@ -185,6 +201,7 @@ class Params:
     clip: ClipConfig = field(default_factory=ClipConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     evaluate: EvaluateParams = field(default_factory=EvaluateParams)
+    index: IndexParams = field(default_factory=IndexParams)
 
     def __post_init__(self) -> None:
         check_fields(self, "")

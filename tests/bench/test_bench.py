@@ -25,7 +25,9 @@ def test_every_cpu_benchmark_prints_one_line_each(capsys):
     lines = [line for line in capsys.readouterr().out.splitlines() if line.strip()]
     matches = [LINE.match(line) for line in lines]
     assert all(matches), lines
-    assert [m["name"] for m in matches] == ["loader", "frozen", "eval", "eval-rss", "dask"]
+    assert [m["name"] for m in matches] == ["loader", "frozen", "eval", "eval-rss", "dask",
+                                           "search-latency", "search-approx", "search-batch",
+                                           "search-build"]
     assert [r.name for r in results] == [m["name"] for m in matches]
     for match, result in zip(matches, results, strict=True):
         assert float(match["ratio"]) == pytest.approx(result.ratio, abs=0.051)
