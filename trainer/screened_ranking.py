@@ -30,7 +30,8 @@ from dataclasses import dataclass
 
 import torch
 
-from trainer.runtime import int8_matmul_available, run_single_threaded
+from trainer.kernels import use_int8
+from trainer.runtime import run_single_threaded
 
 # Int32 ranges: scores are at most 127^2 * d <= 2^27 in size; thresholds are clamped to
 # +-LIMIT (which changes no decision, every score lying inside); masked items (reference,
@@ -79,10 +80,11 @@ class QuantizedGallery:
 
 
 def screen_applies(queries: torch.Tensor, gallery: torch.Tensor) -> bool:
-    """True when the int8 screen can rank these features: CPU, finite values, a usable int8 op."""
+    """True when the int8 screen should rank these features: CPU, finite values, and an int8
+    matmul that trainer.kernels measured faster than float32 here (or DQU_INT8=on)."""
     return (gallery.device.type == "cpu" and queries.device.type == "cpu"
             and gallery.shape[0] > 0 and 0 < gallery.shape[1] <= MAX_DIM
-            and int8_matmul_available() and _all_finite(gallery) and _all_finite(queries))
+            and use_int8() and _all_finite(gallery) and _all_finite(queries))
 
 
 def _all_finite(values: torch.Tensor) -> bool:
