@@ -3,6 +3,7 @@
 import pytest
 import torch
 
+import trainer.kernels as kernels
 import trainer.screened_ranking as screened
 from trainer.ranking import rank_targets
 from trainer.runtime import int8_matmul_available
@@ -11,10 +12,11 @@ pytestmark = pytest.mark.skipif(not int8_matmul_available(),
                                 reason="this torch build has no int8 CPU matmul")
 
 
-@pytest.fixture(autouse=True)
-def _force_int8(monkeypatch):
-    """The screen is tested whatever the kernel probe would choose on this CPU."""
+@pytest.fixture(autouse=True, params=kernels.exact_ops())
+def _force_int8(monkeypatch, request):
+    """The screen is tested with each exact int8 op, whatever the probe would choose here."""
     monkeypatch.setenv("DQU_INT8", "on")
+    monkeypatch.setenv("DQU_INT8_OP", request.param)
 
 
 def _exact_ranks(q: torch.Tensor, g: torch.Tensor, target: torch.Tensor,
