@@ -6,10 +6,9 @@ import torch
 import trainer.kernels as kernels
 import trainer.screened_ranking as screened
 from trainer.ranking import rank_targets
-from trainer.runtime import int8_matmul_available
 
-pytestmark = pytest.mark.skipif(not int8_matmul_available(),
-                                reason="this torch build has no int8 CPU matmul")
+pytestmark = pytest.mark.skipif(not kernels.exact_ops(),
+                                reason="this torch build has no exact int8 CPU matmul")
 
 
 @pytest.fixture(autouse=True, params=kernels.exact_ops())
