@@ -6,8 +6,9 @@ embedding costs the same encoder FLOPs on both sides and is not timed). Ours is
 `trainer.evaluate.rank_queries` with `top_n=0`, as evaluation and validation call it when only
 recall is read: `trainer.ranking.rank_targets` with rank_cap = max(K). Which kernel ranks is
 trainer.kernels' measured choice (printed as `path=`; DQU_INT8=off|on forces the other, whose
-time a note line prints too). On the int8 path its ranks come from `trainer.screened_ranking`: every query-gallery score in int8 (an int8 x int8 -> int32
-matmul, about five times faster than float32 here), per-query integer thresholds from a proven
+time a note line prints too). On the int8 path its ranks come from `trainer.screened_ranking`:
+every query-gallery score in int8 (an exact int8 matmul, about five times faster than float32
+here), per-query integer thresholds from a proven
 bound on the int8 error, and exact float64 rescoring of only the items too close to the target
 to call; each round times five calls of ours and takes their median (one call is 50x shorter
 than the baseline's, so scheduler noise would otherwise dominate it). The baseline is the

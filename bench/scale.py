@@ -6,11 +6,12 @@ solid-colour images, provided captions and keywords) into a scratch project, mer
 dataset's preset into the repository's params.yaml with the demo's small backbone (`dqu-tiny`
 from scratch, one epoch, CPU; render.engine pillow since OpenCV is optional) and runs each
 stage's `dqu` command (the dvc.yaml ones) in its own process, as `dvc repro` would. Per stage
-it reports wall seconds and peak RSS (the child's ru_maxrss from wait4, which on Linux is at
-least the driver's own small RSS at fork), then per stage the growth of 2x data over 1x
-(goal: cost linear in the data, 2x <= 2.2x time). Placeholder images make decoding cheap, so
-what grows is the pipeline's own per-record and per-pair work. Stage logs go to the scratch
-folder; the table goes to stdout.
+it reports wall seconds, CPU seconds (user + system, the stage's worker processes included:
+far less sensitive than wall time to other jobs on a shared machine) and peak RSS (the
+child's ru_maxrss from wait4, on Linux at least the driver's own small RSS at fork), then the
+growth of 2x data over 1x (goal: cost linear in the data, 2x <= 2.2x time). Placeholder
+images make decoding cheap, so what grows is the pipeline's own per-record and per-pair work.
+Stage logs go to the scratch folder; the table goes to stdout.
 """
 
 from __future__ import annotations
@@ -54,6 +55,7 @@ class StageRun:
     stage: str
     seconds: float
     peak_mib: float
+    cpu_seconds: float = 0.0  # user + system of the child and its workers (less load-bound)
 
 
 def project_params(dataset: str, root: Path) -> dict:
@@ -106,7 +108,8 @@ def run_stage(label: str, args: list[str], project: Path) -> StageRun:
     if proc.returncode != 0:
         tail = log.read_text(encoding="utf-8")[-3000:]
         raise RuntimeError(f"scale: {label} failed (exit {proc.returncode}); {log}:\n{tail}")
-    return StageRun(label, seconds, usage.ru_maxrss / 1024)  # ru_maxrss: kB on Linux
+    # ru_maxrss: kB on Linux. CPU seconds include the stage's waited-for worker processes.
+    return StageRun(label, seconds, usage.ru_maxrss / 1024, usage.ru_utime + usage.ru_stime)
 
 
 def run_one(dataset: str, scale: float, modes: tuple[str, ...], workdir: Path
@@ -121,7 +124,8 @@ def run_one(dataset: str, scale: float, modes: tuple[str, ...], workdir: Path
     for label, args in stage_commands(modes):
         runs.append(run_stage(label, args, project))
         print(f"  [{time.strftime('%H:%M:%S')}] {dataset} {scale:g}x {label}: "
-              f"{runs[-1].seconds:.1f} s, {runs[-1].peak_mib:.0f} MiB", file=sys.stderr,
+              f"{runs[-1].seconds:.1f} s, {runs[-1].cpu_seconds:.1f} cpu s, "
+              f"{runs[-1].peak_mib:.0f} MiB", file=sys.stderr,
               flush=True)
     return counts, runs
 
@@ -131,24 +135,30 @@ def table(results: dict[tuple[str, float], tuple[dict[str, int], list[StageRun]]
     lines = []
     for dataset in dict.fromkeys(d for d, _ in results):
         scales = sorted(s for d, s in results if d == dataset)
-        head = " | ".join(f"{s:g}x s | {s:g}x MiB" for s in scales)
+        head = " | ".join(f"{s:g}x s | {s:g}x cpu s | {s:g}x MiB" for s in scales)
         counts = "; ".join(f"{s:g}x: {results[dataset, s][0]['triplets']:,} triplets, "
                            f"{results[dataset, s][0]['images']:,} images" for s in scales)
-        lines += [f"{dataset} ({counts})", "", f"| stage | {head} | time growth |",
-                  "|---" * (2 * len(scales) + 2) + "|"]
+        lines += [f"{dataset} ({counts})", "", f"| stage | {head} | time growth | cpu growth |",
+                  "|---" * (3 * len(scales) + 3) + "|"]
         stages = [r.stage for r in results[dataset, scales[0]][1]] + ["total"]
         for stage in stages:
-            cells, seconds = [], []
+            cells, seconds, cpu = [], [], []
             for s in scales:
                 runs = results[dataset, s][1]
                 picked = runs if stage == "total" else [r for r in runs if r.stage == stage]
                 seconds.append(sum(r.seconds for r in picked))
-                cells.append(f"{seconds[-1]:.1f} | {max(r.peak_mib for r in picked):.0f}")
-            growth = (f"{seconds[-1] / seconds[0]:.2f}x" if len(scales) > 1 and seconds[0] > 0
-                      else "")
-            lines.append(f"| {stage} | {' | '.join(cells)} | {growth} |")
+                cpu.append(sum(r.cpu_seconds for r in picked))
+                cells.append(f"{seconds[-1]:.1f} | {cpu[-1]:.1f} | "
+                             f"{max(r.peak_mib for r in picked):.0f}")
+            lines.append(f"| {stage} | {' | '.join(cells)} | {_growth(seconds)} | "
+                         f"{_growth(cpu)} |")
         lines.append("")
     return "\n".join(lines)
+
+
+def _growth(values: list[float]) -> str:
+    """Last over first (2x over 1x), or blank."""
+    return f"{values[-1] / values[0]:.2f}x" if len(values) > 1 and values[0] > 0 else ""
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -182,7 +192,8 @@ def _dump(results: dict, path: Path) -> None:
     path.write_text(json.dumps([
         {"dataset": d, "scale": s, **counts,
          "stages": [{"stage": r.stage, "seconds": round(r.seconds, 2),
-                     "peak_mib": round(r.peak_mib)} for r in runs]}
+                     "cpu_seconds": round(r.cpu_seconds, 2), "peak_mib": round(r.peak_mib)}
+                    for r in runs]}
         for (d, s), (counts, runs) in results.items()], indent=1), encoding="utf-8")
 
 
