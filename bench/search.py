@@ -66,7 +66,8 @@ def _latency(gallery_n: int, singles: int, rng: np.random.Generator) -> list[Ben
         base = _latencies(lambda q, g=gallery: _baseline(g, q), queries)
         note(f"one query, {gallery_n} x {dim}: ours p50 {median(ours):.3f} ms p95 "
              f"{_p95(ours):.3f} ms; baseline p50 {median(base):.3f} ms p95 {_p95(base):.3f} ms")
-    out.append(emit(BenchResult("search-latency", median(ours), median(base), "ms", False)))
+    out.append(emit(BenchResult("search-latency", median(ours), median(base), "ms", False,
+                                path="float32")))
     return out + _approx(gallery, queries, exact, median(ours))
 
 
@@ -82,7 +83,8 @@ def _approx(gallery: np.ndarray, queries: np.ndarray, exact: GalleryIndex, exact
         note(f"{spec.kind}: build {seconds:.2f} s, one query p50 {median(times):.3f} ms p95 "
              f"{_p95(times):.3f} ms, recall@10 vs exact {recall:.3f}")
         results[spec.kind] = median(times)
-    return [emit(BenchResult("search-approx", results["hnsw"], exact_p50, "ms", False))]
+    return [emit(BenchResult("search-approx", results["hnsw"], exact_p50, "ms", False,
+                             path="float32"))]
 
 
 def _batch(gallery_n: int, batch: int, rng: np.random.Generator) -> BenchResult:
@@ -91,7 +93,8 @@ def _batch(gallery_n: int, batch: int, rng: np.random.Generator) -> BenchResult:
     ours = min(timed(lambda: exact.search(queries, K))[0] for _ in range(3))
     base = min(timed(lambda: _baseline(gallery, queries))[0] for _ in range(3))
     note(f"batch of {batch}: ours {ours:.3f} s, baseline {base:.3f} s")
-    return emit(BenchResult("search-batch", batch / ours, batch / base, "queries/s", True))
+    return emit(BenchResult("search-batch", batch / ours, batch / base, "queries/s", True,
+                            path="float32"))
 
 
 def _build(images: int, rng: np.random.Generator) -> BenchResult:
@@ -119,7 +122,7 @@ def _build(images: int, rng: np.random.Generator) -> BenchResult:
     ours, base = build(256, images), build(1, min(images, 128))
     note(f"index build, {images} images at {side} px (dqu-tiny): batches of 256 "
          f"{ours:.0f} images/s, of 1 {base:.0f} images/s")
-    return emit(BenchResult("search-build", ours, base, "images/s", True))
+    return emit(BenchResult("search-build", ours, base, "images/s", True, path="float32"))
 
 
 def run(scale: str = "full", workdir: object = None) -> list[BenchResult]:

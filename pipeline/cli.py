@@ -258,8 +258,15 @@ def bench(
         str | None, typer.Argument(help="loader, frozen, eval, dask or search; omit to run all")
     ] = None,
     tiny: Annotated[bool, typer.Option(help="tiny sizes, to check that they run")] = False,
+    int8: Annotated[str | None, typer.Option(
+        help="auto | on | off: force the kernel path (DQU_INT8); default the measured probe")
+    ] = None,
 ) -> None:
     """Benchmarks against the official DQU-CIR data path; one `bench NAME:` line each."""
+    if int8 is not None:
+        if int8 not in ("auto", "on", "off"):
+            raise typer.BadParameter("use auto, on or off", param_hint="--int8")
+        os.environ["DQU_INT8"] = int8
     # bench/ sits in the source tree beside pipeline/, not in the installed packages.
     source_root = str(Path(__file__).resolve().parents[1])
     if source_root not in sys.path:

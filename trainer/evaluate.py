@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from trainer import distributed
 from trainer.data import (
     InputsFormatError,
     InputsMeta,
@@ -20,6 +21,7 @@ from trainer.data import (
 )
 from trainer.fusion import DQUModel
 from trainer.metrics import recall_from_ranks
+from trainer.progress import Progress
 from trainer.ranking import rank_targets
 from trainer.runtime import Precision, autocast, eval_mode, resolve_device, resolve_precision
 from trainer.streaming import StreamedPixels, streamed_gallery, streamed_queries
@@ -84,16 +86,22 @@ def _scatter(parts: list[tuple[np.ndarray, torch.Tensor]], size: int) -> torch.T
     return out
 
 
+def _progress(unit: str, total: int) -> Progress:
+    """Progress of one embedding pass, reported by the main process only (torchrun rank 0)."""
+    return Progress(f"embed {unit}", total, unit, enabled=distributed.is_main_process())
+
+
 @torch.inference_mode()
 def embed_images(model: DQUModel, images: PixelSource, meta: InputsMeta, batch_size: int,
                  device: torch.device, precision: Precision) -> torch.Tensor:
     """Normalised target-side features (N, d) of every row of `images`, on `device`."""
     feats = []
-    with eval_mode(model), autocast(device, precision):
+    with eval_mode(model), autocast(device, precision), _progress("images", len(images)) as bar:
         for rows, pixels in images.batches(batch_size):
             pixels = torch.from_numpy(pixels).to(device)
             feats.append((rows, model.encode_image(to_model_pixels(pixels, meta.mean,
                                                                    meta.std)).float()))
+            bar.update(len(rows))
     return _scatter(feats, len(images)) if feats else torch.zeros(0, 0, device=device)
 
 
@@ -116,7 +124,8 @@ def embed_query_parts(model: DQUModel, queries: QueryTable, meta: InputsMeta, ba
                       ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
     """Normalised f_t and f_v (each (Q, d) or None when the mode skips it), on `device`."""
     text, visual = [], []
-    with eval_mode(model), autocast(device, precision):
+    with eval_mode(model), autocast(device, precision), _progress("queries",
+                                                                  len(queries)) as bar:
         for rows, pixels in queries.visual.batches(batch_size):
             tokens = torch.from_numpy(queries.tokens[rows].astype(np.int64)).to(device)
             pixels = torch.from_numpy(pixels).to(device)
@@ -124,6 +133,7 @@ def embed_query_parts(model: DQUModel, queries: QueryTable, meta: InputsMeta, ba
                                                                         meta.std))
             text.append((rows, f_t))
             visual.append((rows, f_v))
+            bar.update(len(rows))
     return _join(text, len(queries)), _join(visual, len(queries))
 
 

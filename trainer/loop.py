@@ -33,6 +33,7 @@ from trainer.epoch import FeatureCache, build_cache, train_epoch_cached, train_e
 from trainer.evaluate import EvalSplit, encode_split, fuse_queries, load_eval_split
 from trainer.fusion import DQUModel
 from trainer.live_log import EpochLogger
+from trainer.progress import Progress
 from trainer.runtime import (
     Precision,
     resolve_device,
@@ -440,12 +441,17 @@ def _train_one_epoch(run: _Run, steps: _Steps, epoch: int) -> float:
     steps.sampler.set_epoch(epoch)
     if run.world > 1:
         distributed.seed_for_rank(run.seed, epoch)
-    if steps.cache is not None:
-        loss = train_epoch_cached(run.model, steps.cache, steps.sampler, run.optimizer,
-                                   run.scaler, run.device, steps.sync_grads)
-    else:
-        loss = train_epoch_end_to_end(run.model, steps.loader, run.meta, run.optimizer,
-                                       run.scaler, run.device, run.precision, steps.forward)
+    # Rank 0 alone reports, like _say.
+    with Progress(f"train {run.mode} epoch {epoch + 1}", len(steps.sampler), "batches",
+                  enabled=run.main) as bar:
+        if steps.cache is not None:
+            loss = train_epoch_cached(run.model, steps.cache, steps.sampler, run.optimizer,
+                                       run.scaler, run.device, steps.sync_grads,
+                                       on_step=bar.update)
+        else:
+            loss = train_epoch_end_to_end(run.model, steps.loader, run.meta, run.optimizer,
+                                           run.scaler, run.device, run.precision, steps.forward,
+                                           on_step=bar.update)
     loss = distributed.mean_over_ranks(loss, run.device)
     if not math.isfinite(loss):
         raise FloatingPointError(f"train loss became {loss} in epoch {epoch + 1}; "
