@@ -151,6 +151,20 @@ def inputs(
 
 @app.command()
 @_user_errors
+def pretrain(
+    params: ParamsOpt = Path("params.yaml"),
+    prepare_dir: Annotated[Path, typer.Option("--prepare")] = ...,
+    keywords_dir: Annotated[Path, typer.Option("--keywords")] = ...,
+    out: OutOpt = ...,
+) -> None:
+    """Contrastive image-text pretraining of the CLIP that train fine-tunes (the demo's)."""
+    from pipeline.stages import pretrain as stage
+
+    stage.run(load_params(params), prepare_dir, keywords_dir, out)
+
+
+@app.command()
+@_user_errors
 def train(
     mode: Annotated[str, typer.Argument(help="query mode: dqu, text or visual")],
     params: ParamsOpt = Path("params.yaml"),
@@ -160,11 +174,14 @@ def train(
     prepare_dir: Annotated[
         Path | None, typer.Option("--prepare", help="prepare folder (CIRR subset members)")
     ] = None,
+    pretrain_dir: Annotated[
+        Path | None, typer.Option("--pretrain", help="pretrain folder: start from its CLIP")
+    ] = None,
 ) -> None:
     """Train the fusion model in one query mode."""
     from pipeline.stages import train as stage
 
-    stage.run(load_params(params), mode, inputs_dir, out, resume, prepare_dir)
+    stage.run(load_params(params), mode, inputs_dir, out, resume, prepare_dir, pretrain_dir)
 
 
 @app.command()
@@ -177,11 +194,29 @@ def evaluate(
     prepare_dir: Annotated[
         Path | None, typer.Option("--prepare", help="prepare folder (protocol data)")
     ] = None,
+    pretrain_dir: Annotated[
+        Path | None, typer.Option("--pretrain", help="pretrain folder: training-free scores")
+    ] = None,
 ) -> None:
     """Recall@K of every query mode; writes metrics and plots for DVC."""
     from pipeline.stages import evaluate as stage
 
-    stage.run(load_params(params), inputs_dir, train_dir, out, prepare_dir)
+    stage.run(load_params(params), inputs_dir, train_dir, out, prepare_dir, pretrain_dir)
+
+
+@app.command()
+@_user_errors
+def casestudy(
+    params: ParamsOpt = Path("params.yaml"),
+    prepare_dir: Annotated[Path, typer.Option("--prepare")] = ...,
+    render_dir: Annotated[Path, typer.Option("--render")] = ...,
+    evaluate_dir: Annotated[Path, typer.Option("--evaluate")] = ...,
+    out: OutOpt = ...,
+) -> None:
+    """Case-study figures: chosen dqu queries, their unified queries, lambda and top-k."""
+    from pipeline.stages import casestudy as stage
+
+    stage.run(load_params(params), prepare_dir, render_dir, evaluate_dir, out)
 
 
 @app.command()

@@ -11,6 +11,7 @@ import pyarrow.parquet as pq
 from PIL import Image
 
 from pipeline.core.params import PrepareParams
+from pipeline.core.shards import CAPTIONS, write_table
 from pipeline.datasets.tables import DatasetTables
 
 REPO = Path(__file__).resolve().parents[1]
@@ -26,7 +27,7 @@ COLOURS = {"red": (220, 30, 30), "green": (30, 180, 30), "blue": (30, 30, 220)}
 
 def tiny_dataset(params: PrepareParams, seed: int, out_dir: Path) -> DatasetTables:
     """Three colours x two sizes per split; queries ask for another colour."""
-    images, gallery, triplets = [], [], []
+    images, gallery, triplets, descriptions = [], [], [], {}
     for split, n_pairs in (("train", 8), ("val", 4), ("test", 4)):
         for colour, rgb in COLOURS.items():
             for size in (8, 14):
@@ -38,6 +39,7 @@ def tiny_dataset(params: PrepareParams, seed: int, out_dir: Path) -> DatasetTabl
                 img.save(path)
                 images.append({"image_id": iid, "path": str(path)})
                 gallery.append({"split": split, "image_id": iid})
+                descriptions[iid] = f"a {'small' if size == 8 else 'large'} {colour} square"
         names = list(COLOURS)
         for k in range(n_pairs):
             old, new, size = names[k % 3], names[(k + 1) % 3], (8, 14)[k % 2]
@@ -53,6 +55,10 @@ def tiny_dataset(params: PrepareParams, seed: int, out_dir: Path) -> DatasetTabl
                     "subset": None,
                 }
             )
+    # Full descriptions, like the demo's, for the pretrain stage.
+    ids = sorted(descriptions)
+    write_table(pa.table({"image_id": ids, "caption": [descriptions[i] for i in ids]},
+                         schema=CAPTIONS), out_dir / "image_captions.parquet", CAPTIONS)
     return DatasetTables.from_rows(triplets, images, gallery)
 
 

@@ -141,14 +141,24 @@ def embed_query_parts(model: DQUModel, queries: QueryTable, meta: InputsMeta, ba
 def fuse_queries(model: DQUModel, text: torch.Tensor | None, visual: torch.Tensor | None,
                  batch_size: int) -> torch.Tensor:
     """f_q from precomputed f_t / f_v in eval mode (dropout off)."""
+    return fuse_with_weights(model, text, visual, batch_size)[0]
+
+
+@torch.inference_mode()
+def fuse_with_weights(model: DQUModel, text: torch.Tensor | None, visual: torch.Tensor | None,
+                      batch_size: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """f_q and each query's text weight lambda (Q,) (None unless dqu), in eval mode."""
     size = (text if text is not None else visual).shape[0]
-    out = []
+    out, weights = [], []
     with eval_mode(model):
         for start in range(0, size, batch_size):
             part = slice(start, start + batch_size)
-            out.append(model.fuse(None if text is None else text[part],
-                                  None if visual is None else visual[part])[0])
-    return torch.cat(out)
+            fused, weight = model.fuse(None if text is None else text[part],
+                                       None if visual is None else visual[part])
+            out.append(fused)
+            weights.append(weight)
+    lam = torch.cat(weights).reshape(-1) if weights and weights[0] is not None else None
+    return torch.cat(out), lam
 
 
 @torch.inference_mode()
@@ -182,13 +192,35 @@ def rank_queries(query_features: torch.Tensor, gallery_features: torch.Tensor, d
 def encode_split(model: DQUModel, data: EvalSplit, batch_size: int, device: torch.device,
                  amp: str = "off") -> tuple[torch.Tensor, torch.Tensor]:
     """Normalised fused query features (Q, d) and gallery features (G, d) of one split."""
+    queries, _, gallery = encode_split_weighted(model, data, batch_size, device, amp)
+    return queries, gallery
+
+
+@torch.inference_mode()
+def encode_split_weighted(model: DQUModel, data: EvalSplit, batch_size: int,
+                          device: torch.device, amp: str = "off"
+                          ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
+    """Like encode_split, plus each query's lambda (None unless the model is dqu)."""
+    text, visual, gallery = encode_split_parts(model, data, batch_size, device, amp)
+    if text is None and visual is None:
+        return torch.zeros(0, gallery.shape[1], device=device), None, gallery
+    queries, lam = fuse_with_weights(model, text, visual, batch_size)
+    return queries, lam, gallery
+
+
+@torch.inference_mode()
+def encode_split_parts(model: DQUModel, data: EvalSplit, batch_size: int, device: torch.device,
+                       amp: str = "off"
+                       ) -> tuple[torch.Tensor | None, torch.Tensor | None, torch.Tensor]:
+    """f_t and f_v of the split's queries (None: skipped by the mode or no queries) and the
+    gallery features."""
     precision = resolve_precision(amp, device)
     gallery = embed_gallery(model, data, batch_size, device, precision)
     if len(data.queries) == 0:
-        return torch.zeros(0, gallery.shape[1], device=device), gallery
+        return None, None, gallery
     text, visual = embed_query_parts(model, data.queries, data.meta, batch_size, device,
                                      precision)
-    return fuse_queries(model, text, visual, batch_size), gallery
+    return text, visual, gallery
 
 
 def evaluate(model: DQUModel, inputs_dir: str | Path, split: str, ks: Sequence[int],

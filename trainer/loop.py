@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import shutil
@@ -136,10 +137,19 @@ def _fingerprint(clip_cfg: ClipConfig, train_cfg: TrainConfig, mode: str, seed: 
     if train["epoch_sampling"] == "all":
         # the default adds no key, so checkpoints made before the field existed still resume
         del train["epoch_sampling"]
-    # The data digest stops a persisted checkpoint from resuming on different inputs.
+    # The data digest stops a persisted checkpoint from resuming on different inputs, the
+    # weights digest from resuming after the start checkpoint (e.g. the pretrain stage's) changed.
     return json.dumps({"clip": asdict(clip_cfg), "train": train, "mode": mode, "seed": seed,
-                       "inputs": asdict(meta), "data": inputs_digest(inputs_dir)},
-                      sort_keys=True)
+                       "inputs": asdict(meta), "data": inputs_digest(inputs_dir),
+                       **_weights_digest(clip_cfg)}, sort_keys=True)
+
+
+def _weights_digest(clip_cfg: ClipConfig) -> dict[str, str]:
+    """{"weights": sha256} of a local start checkpoint; nothing for a tag or random init."""
+    path = Path(clip_cfg.pretrained) if clip_cfg.pretrained else None
+    if path is None or not path.is_file():
+        return {}
+    return {"weights": hashlib.sha256(path.read_bytes()).hexdigest()}
 
 
 def _lr_factor(train_cfg: TrainConfig, epoch: int) -> float:

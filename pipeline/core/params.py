@@ -18,7 +18,7 @@ import yaml
 from pipeline.core import param_checks as pc
 from pipeline.core.strict import ParamsError, from_mapping
 from trainer.checks import at_least, between, check_fields, device, k_list, one_of, rgb
-from trainer.config import ClipConfig, TrainConfig
+from trainer.config import ClipConfig, PretrainConfig, TrainConfig
 
 OnBadRecord = Literal["fail", "skip"]
 
@@ -157,6 +157,17 @@ class InputsParams:
 
 
 @dataclass(frozen=True)
+class PretrainParams(PretrainConfig):
+    """pretrain: the optimisation (trainer.pretrain) plus how many drawn-word images to make."""
+
+    # train images with keyword phrases drawn on them, paired with the phrases
+    word_images: int = field(default=2880, metadata=at_least(0))
+
+    def __post_init__(self) -> None:
+        check_fields(self, "pretrain")
+
+
+@dataclass(frozen=True)
 class EvaluateParams:
     split: str = "test"
     ks: list[int] = field(default_factory=lambda: [1, 10, 50], metadata=k_list())
@@ -190,6 +201,15 @@ class IndexParams:
 
 
 @dataclass(frozen=True)
+class CasestudyParams:
+    queries: int = field(default=6, metadata=at_least(1))  # figures, at evenly spaced lambdas
+    top_k: int = field(default=5, metadata=between(1, 10))  # retrieved images shown per query
+
+    def __post_init__(self) -> None:
+        check_fields(self, "casestudy")
+
+
+@dataclass(frozen=True)
 class Params:
     seed: int = field(default=0, metadata=at_least(0))
     parallel: ParallelParams = field(default_factory=ParallelParams)
@@ -199,9 +219,11 @@ class Params:
     render: RenderParams = field(default_factory=RenderParams)
     inputs: InputsParams = field(default_factory=InputsParams)
     clip: ClipConfig = field(default_factory=ClipConfig)
+    pretrain: PretrainParams = field(default_factory=PretrainParams)
     train: TrainConfig = field(default_factory=TrainConfig)
     evaluate: EvaluateParams = field(default_factory=EvaluateParams)
     index: IndexParams = field(default_factory=IndexParams)
+    casestudy: CasestudyParams = field(default_factory=CasestudyParams)
 
     def __post_init__(self) -> None:
         check_fields(self, "")
