@@ -12,13 +12,13 @@ queries leaning on the text.
 from __future__ import annotations
 
 import io
-import textwrap
 from pathlib import Path
 
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image
 
+from pipeline.core.case_figure import draw_case
 from pipeline.core.images import encode_png, load_rgb
 from pipeline.core.params import Params
 from pipeline.core.report import StageReport
@@ -26,11 +26,6 @@ from pipeline.core.shards import IMAGES, RENDERED, read_shards, read_table
 from trainer.atomic import write_bytes, write_json
 
 FIGURES = "figures"  # the PNG folder, a DVC image plot
-THUMB = 112  # side of every image in the figure, pixels
-PAD = 8
-TEXT = 13  # font size, pixels
-FRAME = (20, 160, 40)  # the target's frame
-WRAP = 110  # characters per text line
 
 
 def pick_rows(pair_ids: list[str], lambdas: list[float], count: int) -> list[int]:
@@ -83,45 +78,3 @@ def run(params: Params, prepare_dir: Path, render_dir: Path, evaluate_dir: Path,
     report.n_in = report.n_out = len(cases)
     report.write(out_dir / "report.json")
     return cases
-
-
-def _font(size: int) -> ImageFont.FreeTypeFont:
-    return ImageFont.load_default(size=size)
-
-
-def draw_case(case: dict, reference: Image.Image, visual: Image.Image,
-              top: list[Image.Image]) -> Image.Image:
-    """One figure: text lines on top, then reference | visual query || top-k (target framed)."""
-    font = _font(TEXT)
-    lam = case["lambda"]
-    lines = [f"pair {case['pair_id']}   lambda (text) = {lam:.2f}   "
-             f"1 - lambda (visual) = {1 - lam:.2f}   target rank = {case['target_rank'] + 1}"]
-    lines += textwrap.wrap(f"modification: {case['modification']}", WRAP)
-    lines += textwrap.wrap(f"unified textual query: {case['text_query']}", WRAP)
-    lines += textwrap.wrap(f"drawn keywords: {', '.join(case['keywords'])}", WRAP)
-    line_h = TEXT + 4
-    header = PAD + line_h * len(lines)
-    labels = line_h
-    tiles = 2 + len(top)
-    width = PAD + tiles * (THUMB + PAD) + 2 * PAD
-    height = header + PAD + labels + THUMB + 2 * PAD
-    canvas = Image.new("RGB", (width, height), (255, 255, 255))
-    draw = ImageDraw.Draw(canvas)
-    for i, line in enumerate(lines):
-        draw.text((PAD, PAD + i * line_h), line, fill=(0, 0, 0), font=font)
-    top_y = header + PAD + labels
-    x = PAD
-    tiles_info = [("reference", reference, False), ("visual query", visual, False)]
-    tiles_info += [(f"top {k + 1}", img, case["top"][k] == case["target_id"])
-                   for k, img in enumerate(top)]
-    for index, (label, image, is_target) in enumerate(tiles_info):
-        if index == 2:
-            x += 2 * PAD  # a gap between the query and the results
-        draw.text((x, header + PAD), label + (" (target)" if is_target else ""),
-                  fill=FRAME if is_target else (0, 0, 0), font=font)
-        canvas.paste(image.resize((THUMB, THUMB), Image.Resampling.BICUBIC), (x, top_y))
-        if is_target:
-            draw.rectangle((x - 3, top_y - 3, x + THUMB + 2, top_y + THUMB + 2), outline=FRAME,
-                           width=4)
-        x += THUMB + PAD
-    return canvas

@@ -2,7 +2,8 @@
 
 from PIL import Image
 
-from pipeline.stages.casestudy import THUMB, draw_case, pick_rows
+from pipeline.core.case_figure import THUMB, draw_case
+from pipeline.stages.casestudy import pick_rows
 
 
 def test_pick_rows_takes_evenly_spaced_quantiles_of_lambda() -> None:
