@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from pipeline.core import case_figure
 from pipeline.core.params import (
     CaptionParams,
     EvaluateParams,
@@ -165,5 +166,5 @@ def test_casestudy_figures_span_lambda(run_all):
     for case in cases:
         assert case["top"] == dqu[case["pair_id"]]["top10"][:5]
         with Image.open(root / "casestudy" / "figures" / case["figure"]) as image:
-            assert image.width > 7 * casestudy.THUMB
+            assert image.width > 7 * case_figure.THUMB
     assert all(r["lambda"] is None for r in rows if r["mode"] != "dqu")
