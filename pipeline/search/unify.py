@@ -8,9 +8,7 @@ encoder inputs (the inputs stage's resize + centre crop, the backbone's tokenize
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image
@@ -20,9 +18,6 @@ from pipeline.core.param_checks import check_template
 from pipeline.core.params import Params
 from pipeline.stages.inputs import to_model_pixels
 from trainer.encoders import tokenize
-
-if TYPE_CHECKING:
-    from pipeline.keyphrases import KeywordModel
 
 
 class QueryError(ValueError):
@@ -40,14 +35,6 @@ class UnifiedQuery:
     visual_query: Image.Image
     tokens: np.ndarray  # (L,) int32
     pixels: np.ndarray  # (S, S, 3) uint8, the inputs stage's geometry
-
-
-@functools.lru_cache(maxsize=2)
-def _keyword_model(spec: str) -> KeywordModel:
-    from pipeline.core.models import resolve_model
-    from pipeline.keyphrases import load_keyword_model
-
-    return load_keyword_model(resolve_model(spec))
 
 
 class QueryUnifier:
@@ -96,9 +83,9 @@ class QueryUnifier:
             raise QueryError("this index reads keywords.backend 'provided' (the dataset's "
                              "keyword files): give the query's 'keywords' list")
         from pipeline.keyphrases import extract_keywords
-        from pipeline.stages.keywords import keyword_selection
+        from pipeline.stages.keywords import keyword_model, keyword_selection
 
-        found = extract_keywords(_keyword_model(cfg.model), [texts[i] for i in todo],
+        found = extract_keywords(keyword_model(cfg.model), [texts[i] for i in todo],
                                  batch_size=cfg.batch_size, selection=keyword_selection(cfg))
         for i, words in zip(todo, found, strict=True):
             out[i] = words

@@ -33,8 +33,8 @@ class KeywordTask:
 
 
 @functools.lru_cache(maxsize=1)
-def _keyword_model(model: str):  # noqa: ANN202 - returns pipeline.keyphrases.KeywordModel
-    # Loaded once per worker process and reused by all of its tasks.
+def keyword_model(model: str):  # noqa: ANN202 - returns pipeline.keyphrases.KeywordModel
+    """The keywords.model spec loaded once per process (stage workers, dqu search, dqu serve)."""
     from pipeline.keyphrases import load_keyword_model
 
     return load_keyword_model(resolve_model(model))
@@ -52,7 +52,7 @@ def extract_chunk(task: KeywordTask) -> list[list[str]]:
     """Keywords for each text of the chunk, in order."""
     from pipeline.keyphrases import extract_keywords
 
-    model = _keyword_model(task.params.model)
+    model = keyword_model(task.params.model)
     return extract_keywords(model, list(task.texts), batch_size=task.params.batch_size,
                             selection=keyword_selection(task.params))
 
