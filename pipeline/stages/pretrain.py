@@ -28,7 +28,7 @@ from trainer.atomic import write_json
 from trainer.checkpoint import save_model_weights
 from trainer.encoders import input_spec, load_clip, tokenize
 from trainer.pretrain import CHECKPOINT, PairSet, pair_recall, pretrain
-from trainer.runtime import resolve_device
+from trainer.runtime import resolve_device, seed_everything
 
 IMAGE_CAPTIONS = "image_captions.parquet"  # written by adapters with per-image captions
 VAL_PAIRS = 512  # val images (and as many drawn-word images) scored in the summary
@@ -48,6 +48,9 @@ def run(params: Params, prepare_dir: Path, keywords_dir: Path, out_dir: Path) ->
                    cfg.word_images, None, report)
     val = _pairs(params, Path(prepare_dir), Path(keywords_dir), "val", style, VAL_PAIRS,
                  VAL_PAIRS, None)
+    # Seeded before the model is built: its random initial weights are part of the output, and
+    # an unseeded start made two runs of one commit write different checkpoints.
+    seed_everything(cfg.seed, deterministic=False)
     bundle = load_clip(params.clip, "cpu")
     losses = pretrain(bundle.model, train, cfg)
     device = resolve_device(cfg.device)

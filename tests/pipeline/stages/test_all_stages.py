@@ -5,6 +5,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+import torch
 
 from pipeline.core import case_figure
 from pipeline.core.params import (
@@ -150,6 +151,16 @@ def test_pretrain_writes_the_checkpoint_train_starts_from(run_all):
     # 6 train images with their descriptions + 8 with drawn keywords
     assert summary["pairs"] == _report(root / "pretrain")["n_out"] == 14
     assert (root / "pretrain" / "clip.safetensors").is_file()
+
+
+def test_pretrain_writes_the_same_checkpoint_twice(run_all, tmp_path):
+    # A second run of one commit must give the same bytes (dvc.lock names them): the random
+    # initial weights come from pretrain.seed, whatever the process's RNG state was before.
+    root, params, _ = run_all
+    torch.manual_seed(12345)
+    pretrain.run(params, root / "prepare", root / "keywords", tmp_path / "again")
+    assert ((tmp_path / "again" / "clip.safetensors").read_bytes()
+            == (root / "pretrain" / "clip.safetensors").read_bytes())
 
 
 def test_casestudy_figures_span_lambda(run_all):
