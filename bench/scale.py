@@ -3,7 +3,7 @@
 `python -m bench.scale [--datasets shoes cirr] [--scales 1 2] [--tiny]` writes dataset-shaped
 replicas (devkit/replicas.py: the official Shoes / CIRR layouts at their real counts, tiny
 solid-colour images, provided captions and keywords) into a scratch project, merges the
-dataset's preset into the repository's params.yaml with the demo's small backbone (`dqu-tiny`
+dataset's preset into the repository's params.yaml with a small ViT backbone (`dqu-tiny`
 from scratch, one epoch, CPU; render.engine pillow since OpenCV is optional) and runs each
 stage's `dqu` command (the dvc.yaml ones) in its own process, as `dvc repro` would. Per stage
 it reports wall seconds, CPU seconds (user + system, the stage's worker processes included:
