@@ -1,9 +1,13 @@
 """Benchmarks of dqu-cir against the official DQU-CIR data path (docs/performance.md).
 
 `python -m bench [NAME ...] [--tiny]` or `dqu bench [NAME]` runs the CPU benchmarks: `loader`,
-`frozen`, `eval` (also prints `eval-rss`), `dask` and `keywords`. Each prints one stdout line
-`bench <name>: ours=<value> baseline=<value> ratio=<r>x` (ratio > 1: ours is better) on data it
-generates itself; details go to stderr. `bench/gpu.sh` is the separate GPU script.
+`frozen`, `eval` (also prints `eval-rss`), `dask`, `search` and `keywords`. Each prints one
+stdout line `bench <name>: ours=<value> baseline=<value> ratio=<r>x path=<kernel path>` (ratio > 1:
+ours is better) on data it generates itself, after a `bench cpu:` line (CPU capability and the
+int8-or-float32 choice of trainer.kernels, with its probe figures) and before a `bench goals:`
+line (each issue goal, met or not); details go to stderr. `--int8 off|on` (or DQU_INT8) forces
+the other path, as a CPU of the other kind would take it. `bench/gpu.sh` is the separate GPU
+script; `python -m bench.scale` the real-size stage sweep.
 """
 
 from __future__ import annotations
@@ -17,12 +21,24 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from bench.common import BenchResult
 
+# The issue goals, checked on every full run: result name -> (what is compared, minimum or
+# maximum). "ratio" compares ours/baseline's ratio; "ours" ours' own value.
+GOALS: dict[str, tuple[str, str, float]] = {
+    "loader": ("ratio", ">=", 10.0),
+    "frozen": ("ratio", ">=", 50.0),
+    "eval": ("ratio", ">=", 50.0),
+    "eval-rss": ("ours", "<", 2048.0),
+    "dask": ("ratio", ">=", 1.7),
+    "keywords": ("ours", ">=", 300.0),
+}
+
 # Benchmark name -> module with run(scale, workdir); imported only when that benchmark runs.
 BENCHMARKS: dict[str, str] = {
     "loader": "bench.loader",
     "frozen": "bench.frozen",
     "eval": "bench.eval",
     "dask": "bench.dask_render",
+    "search": "bench.search",
     "keywords": "bench.keywords",
 }
 
@@ -37,6 +53,10 @@ def run_benchmarks(names: Sequence[str] | None = None, scale: str = "full",
     unknown = [n for n in names if n not in BENCHMARKS]
     if unknown:
         raise ValueError(f"unknown benchmark {unknown[0]!r}; choose from {', '.join(BENCHMARKS)}")
+    from trainer.kernels import choice
+
+    # First, what decides the paths: the CPU kind and the measured int8-or-float32 choice.
+    print(f"bench cpu: {choice().summary()}", flush=True)
     results = []
     # One folder for the whole run, so benchmarks that need the same demo tables build them once.
     with tempfile.TemporaryDirectory(prefix="dqu-bench-") as workdir:
@@ -44,4 +64,22 @@ def run_benchmarks(names: Sequence[str] | None = None, scale: str = "full",
             extra = {"augment": augment} if name == "loader" else {}
             results.extend(
                 importlib.import_module(BENCHMARKS[name]).run(scale, Path(workdir), **extra))
+    print(goals_line(results, scale), flush=True)
     return results
+
+
+def goals_line(results: Sequence[BenchResult], scale: str) -> str:
+    """`bench goals: loader 19.6x >= 10x met; ...`: each result with a goal, met or not."""
+    parts = []
+    for result in results:
+        if result.name not in GOALS:
+            continue
+        what, sign, bound = GOALS[result.name]
+        value = result.ratio if what == "ratio" else result.ours
+        met = value >= bound if sign == ">=" else value < bound
+        unit = "x" if what == "ratio" else f" {result.unit.split()[0]}"
+        parts.append(f"{result.name} {value:.1f}{unit} {sign} {bound:g}{unit} "
+                     f"{'met' if met else 'NOT MET'}")
+    verdict = ("toy sizes: goals apply to full runs" if scale == "tiny"
+               else "all met" if all(p.endswith(" met") for p in parts) else "some NOT MET")
+    return f"bench goals: {'; '.join(parts)} ({verdict})"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import statistics
 import sys
 import tempfile
@@ -45,6 +46,9 @@ class BenchResult:
     baseline: float
     unit: str
     higher_is_better: bool
+    # Which kernel path ours took (trainer.kernels: "int8 (int_mm)", "float32", ...); the CPU
+    # benchmarks whose code has no int8 choice say "float32"; None (GPU scripts) prints none.
+    path: str | None = None
 
     @property
     def ratio(self) -> float:
@@ -55,8 +59,9 @@ class BenchResult:
 
     def line(self) -> str:
         """The one stdout line of this measurement."""
+        path = f" path={self.path.replace(' ', '')}" if self.path else ""
         return (f"bench {self.name}: ours={_number(self.ours)} "
-                f"baseline={_number(self.baseline)} ratio={self.ratio:.1f}x")
+                f"baseline={_number(self.baseline)} ratio={self.ratio:.1f}x{path}")
 
 
 def _number(value: float) -> str:
@@ -77,6 +82,39 @@ def quiet_stages() -> Iterator[None]:
     """Send the pipeline stages' progress prints to stderr while benchmark data is built."""
     with contextlib.redirect_stdout(sys.stderr):
         yield
+
+
+def kernel_path() -> str:
+    """The path trainer.kernels chose for this process's int8 fast paths, e.g. 'int8 (int_mm)'."""
+    from trainer.kernels import choice
+
+    picked = choice()
+    return f"int8 ({picked.op})" if picked.int8 else "float32"
+
+
+@contextlib.contextmanager
+def forced_int8(mode: str) -> Iterator[None]:
+    """Run the block with DQU_INT8=`mode` (on / off / auto), then restore the caller's value."""
+    from trainer.kernels import ENV
+
+    previous = os.environ.get(ENV)
+    os.environ[ENV] = mode
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop(ENV, None)
+        else:
+            os.environ[ENV] = previous
+
+
+def other_int8_mode() -> str | None:
+    """The DQU_INT8 value that forces the path not chosen here (None: there is no other)."""
+    from trainer.kernels import choice, exact_ops
+
+    if choice().int8:
+        return "off"
+    return "on" if exact_ops() else None
 
 
 def note(message: str) -> None:

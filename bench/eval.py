@@ -4,9 +4,11 @@
 float32 features (both sides start where the official `test.py` has its two feature arrays;
 embedding costs the same encoder FLOPs on both sides and is not timed). Ours is
 `trainer.evaluate.rank_queries` with `top_n=0`, as evaluation and validation call it when only
-recall is read: `trainer.ranking.rank_targets` with rank_cap = max(K). On CPU its ranks come
-from `trainer.screened_ranking`: every query-gallery score in int8 (an int8 x int8 -> int32
-matmul, about five times faster than float32 here), per-query integer thresholds from a proven
+recall is read: `trainer.ranking.rank_targets` with rank_cap = max(K). Which kernel ranks is
+trainer.kernels' measured choice (printed as `path=`; DQU_INT8=off|on forces the other, whose
+time a note line prints too). On the int8 path its ranks come from `trainer.screened_ranking`:
+every query-gallery score in int8 (an exact int8 matmul, about five times faster than float32
+here), per-query integer thresholds from a proven
 bound on the int8 error, and exact float64 rescoring of only the items too close to the target
 to call; each round times five calls of ours and takes their median (one call is 50x shorter
 than the baseline's, so scheduler noise would otherwise dominate it). The baseline is the
@@ -47,9 +49,12 @@ from bench.common import (
     BenchResult,
     check_scale,
     emit,
+    forced_int8,
     interleaved,
+    kernel_path,
     median,
     note,
+    other_int8_mode,
     script_main,
     timed,
     workspace,
@@ -57,6 +62,7 @@ from bench.common import (
 from pipeline.core.shards import GALLERY, INPUT_IMAGES, INPUT_QUERIES, write_table
 from trainer.data import InputsMeta, PixelStore, QueryTable
 from trainer.evaluate import EvalSplit, rank_queries
+from trainer.kernels import choice
 from trainer.metrics import recall_from_ranks
 from trainer.ranking import rank_targets
 from trainer.shards import shard_name
@@ -154,6 +160,23 @@ def float32_recall(query_t: torch.Tensor, gallery_t: torch.Tensor, data: EvalSpl
     return recall_from_ranks(ranks, KS)
 
 
+def other_path(query_t: torch.Tensor, gallery_t: torch.Tensor, data: EvalSplit, calls: int
+               ) -> tuple[str, float, dict[str, float]] | None:
+    """(path, median seconds, metrics) of ours forced onto the path the probe did not choose.
+
+    What a CPU of the other kind would take: DQU_INT8=off is an AVX2-only CPU's float32
+    ranking, DQU_INT8=on a VNNI CPU's int8 screen. None when this build has no other path.
+    """
+    mode = other_int8_mode()
+    if mode is None:
+        return None
+    with forced_int8(mode):
+        path = kernel_path()
+        runs = [timed(lambda: rank_queries(query_t, gallery_t, data, KS, 0, BATCH_SIZE))
+                for _ in range(calls)]
+    return path, median([seconds for seconds, _ in runs]), runs[-1][1].metrics
+
+
 def bench_recall(scale: str) -> BenchResult:
     """Time ours and the official ranking interleaved; check they agree; print the line."""
     size = SIZES[scale]
@@ -190,7 +213,9 @@ def bench_recall(scale: str) -> BenchResult:
     with_top, top = timed(lambda: rank_queries(query_t, gallery_t, data, KS, max(KS),
                                                BATCH_SIZE))
     float_path, in_float = timed(lambda: float32_recall(query_t, gallery_t, data))
-    if top.metrics != results["ours"].metrics or in_float != results["ours"].metrics:
+    other = other_path(query_t, gallery_t, data, size["ours_calls"])
+    if (top.metrics != results["ours"].metrics or in_float != results["ours"].metrics
+            or (other is not None and other[2] != results["ours"].metrics)):
         raise AssertionError("eval: recall differs between our ranking paths")
     mine, theirs = results["ours"].metrics, results["baseline"]
     # Two BLAS libraries may order near-equal scores differently: allow a couple of queries.
@@ -205,8 +230,14 @@ def bench_recall(scale: str) -> BenchResult:
          f"{matmul:.2f}s; ours on its float32 path {float_path:.2f}s; ours with "
          f"top-{max(KS)} ids too {with_top:.2f}s; "
          f"torch threads {torch.get_num_threads()}, load average {os.getloadavg()[0]:.1f}")
+    path = kernel_path()
+    note(f"eval: path {path}: {choice().summary()}")
+    if other is not None:
+        note(f"eval: other path {other[0]} (forced, DQU_INT8={other_int8_mode()}): "
+             f"{other[1]:.3f}s = {median(baseline_times) / other[1]:.1f}x the baseline "
+             "(same recall)")
     return emit(BenchResult("eval", median(ours_times), median(baseline_times),
-                            "seconds for recall@1/10/50", higher_is_better=False))
+                            "seconds for recall@1/10/50", higher_is_better=False, path=path))
 
 
 # ------------------------------------------------------------------------- peak RSS of evaluate
@@ -298,7 +329,7 @@ def bench_rss(scale: str, workdir: Path | None) -> BenchResult:
          f"{seconds:.1f}s; baseline = float32 tensors the official CIRR val code holds "
          "(3 per query + 1 per gallery image), computed, not run")
     return emit(BenchResult("eval-rss", child["peak_rss_mb"], held, "MiB peak RSS",
-                            higher_is_better=False))
+                            higher_is_better=False, path=kernel_path()))
 
 
 def run(scale: str = "full", workdir: Path | None = None) -> list[BenchResult]:

@@ -9,18 +9,20 @@ KeyBERT (1-3 grams, MMR, top 3; first --baseline texts), and texts/s (cold phras
 start-up excluded). Then the cross-domain figure: a tagger trained on one dev set's domain
 only, scored on the other (FashionIQ shirt -> CIRR 5k; CIRR train minus the 5k -> FashionIQ).
 Then demo coverage: the share of demo texts whose keywords name every changed attribute value.
-Last, the MiniLM linear path the probe chose, the other path forced (DQU_KEYWORDS_LINEARS)
-and how many keyword lists differ between them.
+Last, the kernel the MiniLM's integer-code linears were summed on (trainer.kernels' probe),
+the other kernel forced (DQU_INT8) and how many keyword lists differ between them (goal 0).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import importlib.util
 import os
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -45,7 +47,7 @@ DEV_SETS = {
     "cirr-train5k": DATA / "cirr_train_keywords_5k.json",
 }
 CIRR_ALL = DATA / "cirr_train_keywords.json"
-OTHER = {"int8": "float32", "float32": "int8"}
+KERNEL_ENV = "DQU_INT8"  # trainer.kernels reads it at every product
 
 
 def load_scorer():  # noqa: ANN201 - a module loaded by path
@@ -79,19 +81,23 @@ def timed_extract(model: KeywordModel, texts: list[str]) -> tuple[list[list[str]
     return preds, len(texts) / max(time.perf_counter() - start, 1e-9)
 
 
-def load_with_path(path: str | None, model_dir: str) -> KeywordModel:
-    """The keyword model with its linear path forced (None: the probe decides)."""
-    from pipeline.keyphrases.linear_path import ENV
-
-    old = os.environ.get(ENV)
-    os.environ[ENV] = path or "auto"
+@contextlib.contextmanager
+def kernel_forced(mode: str) -> Iterator[None]:
+    """DQU_INT8=`mode` ('on', 'off' or 'auto') inside the block (read at every product)."""
+    old = os.environ.get(KERNEL_ENV)
+    os.environ[KERNEL_ENV] = mode
     try:
-        return load_keyword_model(model_dir)
+        yield
     finally:
         if old is None:
-            os.environ.pop(ENV, None)
+            os.environ.pop(KERNEL_ENV, None)
         else:
-            os.environ[ENV] = old
+            os.environ[KERNEL_ENV] = old
+
+
+def other_mode(model: KeywordModel) -> str:
+    """The DQU_INT8 value that takes the kernel the process did not choose."""
+    return "off" if model.kernel.startswith("int8") else "on"
 
 
 def dev_sets(scorer, model: KeywordModel, limit: int, baseline: int  # noqa: ANN001
@@ -110,7 +116,7 @@ def dev_sets(scorer, model: KeywordModel, limit: int, baseline: int  # noqa: ANN
         plain = phrase_f1(scorer, plain_keybert(model, texts[sub]), golds[sub]) if baseline else 0
         print(f"bench keywords-{name}: ours={phrase_f1(scorer, preds, golds):.4f} "
               f"naive_split={naive:.4f} plain_keybert={plain:.4f}(n={sub.stop}) "
-              f"texts_per_s={rate:.1f} n={len(texts)} path={model.linears} "
+              f"texts_per_s={rate:.1f} n={len(texts)} kernel={model.kernel.replace(' ', '')} "
               f"loadavg={os.getloadavg()[0]:.1f}", flush=True)
         out[name] = (texts, golds, preds)
     return out
@@ -157,26 +163,27 @@ def demo_coverage(model: KeywordModel, n: int) -> tuple[list[str], list[list[str
     return texts, preds
 
 
-def path_check(model: KeywordModel, texts: list[str], preds: list[list[str]],
-               model_dir: str) -> tuple[float, float, int]:
-    """(rate on the chosen path, rate forced onto the other, lists that differ)."""
+def path_check(model: KeywordModel, texts: list[str], preds: list[list[str]]
+               ) -> tuple[float, str, float, int]:
+    """(rate on the chosen kernel, the other kernel, its rate, lists that differ)."""
     _, rate = timed_extract(model, texts)
-    other = load_with_path(OTHER[model.linears], model_dir)
-    other_preds, other_rate = timed_extract(other, texts)
-    return rate, other_rate, sum(a != b for a, b in zip(preds, other_preds, strict=True))
+    with kernel_forced(other_mode(model)):
+        other = model.kernel
+        other_preds, other_rate = timed_extract(model, texts)
+    return rate, other, other_rate, sum(a != b for a, b in zip(preds, other_preds, strict=True))
 
 
-def print_paths(name: str, model: KeywordModel, texts: list[str], preds: list[list[str]],
-                model_dir: str) -> None:
-    """One `bench keywords-paths-<name>` line: both paths' texts/s and differing lists."""
-    rate, other_rate, differ = path_check(model, texts, preds, model_dir)
-    print(f"bench keywords-paths-{name}: chosen={model.linears} texts_per_s={rate:.1f} "
-          f"forced_{OTHER[model.linears]}={other_rate:.1f} differing_lists={differ} "
-          f"of {len(texts)}", flush=True)
+def print_paths(name: str, model: KeywordModel, texts: list[str], preds: list[list[str]]
+                ) -> None:
+    """One `bench keywords-paths-<name>` line: both kernels' texts/s and differing lists."""
+    rate, other, other_rate, differ = path_check(model, texts, preds)
+    print(f"bench keywords-paths-{name}: chosen={model.kernel.replace(' ', '')} "
+          f"texts_per_s={rate:.1f} forced={other.replace(' ', '')} texts_per_s={other_rate:.1f} "
+          f"differing_lists={differ} of {len(texts)}", flush=True)
 
 
 def run(scale: str = "full", workdir: Path | None = None) -> list[BenchResult]:
-    """`dqu bench keywords`: texts/s on the probed path against the other path forced.
+    """`dqu bench keywords`: texts/s on the kernel the probe chose against the other forced.
 
     Texts: at full scale the first 2,000 FashionIQ shirt dev texts where ../shared/data has
     them (a second line then scores phrase F1 against the naive split), else demo texts;
@@ -184,7 +191,7 @@ def run(scale: str = "full", workdir: Path | None = None) -> list[BenchResult]:
     """
     n = 2000 if check_scale(scale) == "full" else 40
     model_dir = default_model_path()
-    model = load_with_path(None, model_dir)
+    model = load_keyword_model(model_dir)
     extract_keywords(model, ["warm up the model and is darker"])
     scorer = load_scorer() if (SHARED / "eval" / "keyword_f1.py").exists() else None
     dev = DEV_SETS["fashioniq-shirt"]
@@ -194,17 +201,19 @@ def run(scale: str = "full", workdir: Path | None = None) -> list[BenchResult]:
     else:
         texts, golds, source = [c.text for c in demo_cases(n)], None, "demo"
     preds, _ = timed_extract(model, texts)
-    rate, other_rate, differ = path_check(model, texts, preds, model_dir)
-    note(f"keywords: {len(texts)} {source} texts; path taken {model.linears} ({rate:.0f} "
-         f"texts/s), forced {OTHER[model.linears]}: {other_rate:.0f} texts/s; "
-         f"{differ} keyword lists differ between the paths")
-    results = [emit(BenchResult("keywords", rate, other_rate, "texts/s (start-up excluded)",
-                                True))]
+    rate, other, other_rate, differ = path_check(model, texts, preds)
+    note(f"keywords: {len(texts)} {source} texts; kernel taken {model.kernel} ({rate:.0f} "
+         f"texts/s), forced {other}: {other_rate:.0f} texts/s; "
+         f"{differ} keyword lists differ between the two")
+    results = [emit(BenchResult("keywords", rate, other_rate,
+                                f"texts/s (start-up excluded; baseline: {other} forced)", True,
+                                path=model.kernel))]
     if golds is not None:
         ours = phrase_f1(scorer, preds, golds)
         naive = phrase_f1(scorer, [naive_split(t) for t in texts], golds)
         results.append(emit(BenchResult("keywords-f1", ours, naive,
-                                        "phrase F1 vs the naive split", True)))
+                                        "phrase F1 vs the naive split", True,
+                                        path=model.kernel)))
     return results
 
 
@@ -219,7 +228,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-cross", action="store_true", help="skip the cross-domain runs")
     parser.add_argument("--model", default=default_model_path())
     args = parser.parse_args(argv)
-    model = load_with_path(None, args.model)
+    model = load_keyword_model(args.model)
     extract_keywords(model, ["warm up the model and is darker"])
     scorer = load_scorer() if (SHARED / "eval" / "keyword_f1.py").exists() else None
     found = dev_sets(scorer, model, args.limit, args.baseline) if scorer else {}
@@ -227,8 +236,8 @@ def main(argv: list[str] | None = None) -> int:
         cross_domain(scorer, model, found, args.train_limit)
     texts, preds = demo_coverage(model, args.demo)
     for name, (dev_texts, _, dev_preds) in found.items():
-        print_paths(name, model, dev_texts, dev_preds, args.model)
-    print_paths("demo", model, texts, preds, args.model)
+        print_paths(name, model, dev_texts, dev_preds)
+    print_paths("demo", model, texts, preds)
     return 0
 
 

@@ -238,3 +238,16 @@ def _bert_word_tokenizer() -> object:
         sep_token="[SEP]",
         mask_token="[MASK]",
     )
+
+
+def build_tiny_tagger(path: Path, width: int, hidden: int = 8, seed: int = 0) -> Path:
+    """A keyword tagger with random weights for a sentence model of `width`, saved as .npz."""
+    import numpy as np
+
+    from pipeline.keyphrases.tagger import N_FLAGS, Tagger, build_network
+
+    torch.manual_seed(seed)
+    net = build_network(width + N_FLAGS, hidden)
+    Tagger({k: v.detach().numpy().astype(np.float32) for k, v in net.state_dict().items()},
+           vocabulary=frozenset({"sleeves", "collar"})).save(path)
+    return path

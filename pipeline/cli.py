@@ -151,6 +151,20 @@ def inputs(
 
 @app.command()
 @_user_errors
+def pretrain(
+    params: ParamsOpt = Path("params.yaml"),
+    prepare_dir: Annotated[Path, typer.Option("--prepare")] = ...,
+    keywords_dir: Annotated[Path, typer.Option("--keywords")] = ...,
+    out: OutOpt = ...,
+) -> None:
+    """Contrastive image-text pretraining of the CLIP that train fine-tunes (the demo's)."""
+    from pipeline.stages import pretrain as stage
+
+    stage.run(load_params(params), prepare_dir, keywords_dir, out)
+
+
+@app.command()
+@_user_errors
 def train(
     mode: Annotated[str, typer.Argument(help="query mode: dqu, text or visual")],
     params: ParamsOpt = Path("params.yaml"),
@@ -160,11 +174,14 @@ def train(
     prepare_dir: Annotated[
         Path | None, typer.Option("--prepare", help="prepare folder (CIRR subset members)")
     ] = None,
+    pretrain_dir: Annotated[
+        Path | None, typer.Option("--pretrain", help="pretrain folder: start from its CLIP")
+    ] = None,
 ) -> None:
     """Train the fusion model in one query mode."""
     from pipeline.stages import train as stage
 
-    stage.run(load_params(params), mode, inputs_dir, out, resume, prepare_dir)
+    stage.run(load_params(params), mode, inputs_dir, out, resume, prepare_dir, pretrain_dir)
 
 
 @app.command()
@@ -177,11 +194,29 @@ def evaluate(
     prepare_dir: Annotated[
         Path | None, typer.Option("--prepare", help="prepare folder (protocol data)")
     ] = None,
+    pretrain_dir: Annotated[
+        Path | None, typer.Option("--pretrain", help="pretrain folder: training-free scores")
+    ] = None,
 ) -> None:
     """Recall@K of every query mode; writes metrics and plots for DVC."""
     from pipeline.stages import evaluate as stage
 
-    stage.run(load_params(params), inputs_dir, train_dir, out, prepare_dir)
+    stage.run(load_params(params), inputs_dir, train_dir, out, prepare_dir, pretrain_dir)
+
+
+@app.command()
+@_user_errors
+def casestudy(
+    params: ParamsOpt = Path("params.yaml"),
+    prepare_dir: Annotated[Path, typer.Option("--prepare")] = ...,
+    render_dir: Annotated[Path, typer.Option("--render")] = ...,
+    evaluate_dir: Annotated[Path, typer.Option("--evaluate")] = ...,
+    out: OutOpt = ...,
+) -> None:
+    """Case-study figures: chosen dqu queries, their unified queries, lambda and top-k."""
+    from pipeline.stages import casestudy as stage
+
+    stage.run(load_params(params), prepare_dir, render_dir, evaluate_dir, out)
 
 
 @app.command()
@@ -255,11 +290,18 @@ def checkload_params(params: ParamsOpt = Path("params.yaml")) -> None:
 @_user_errors
 def bench(
     name: Annotated[
-        str | None, typer.Argument(help="loader, frozen, eval or dask; omit to run all")
+        str | None, typer.Argument(help="loader, frozen, eval, dask or search; omit to run all")
     ] = None,
     tiny: Annotated[bool, typer.Option(help="tiny sizes, to check that they run")] = False,
+    int8: Annotated[str | None, typer.Option(
+        help="auto | on | off: force the kernel path (DQU_INT8); default the measured probe")
+    ] = None,
 ) -> None:
     """Benchmarks against the official DQU-CIR data path; one `bench NAME:` line each."""
+    if int8 is not None:
+        if int8 not in ("auto", "on", "off"):
+            raise typer.BadParameter("use auto, on or off", param_hint="--int8")
+        os.environ["DQU_INT8"] = int8
     # bench/ sits in the source tree beside pipeline/, not in the installed packages.
     source_root = str(Path(__file__).resolve().parents[1])
     if source_root not in sys.path:
@@ -267,6 +309,65 @@ def bench(
     from bench import run_benchmarks
 
     run_benchmarks([name] if name else None, "tiny" if tiny else "full")
+
+
+@app.command()
+@_user_errors
+def index(
+    params: ParamsOpt = Path("params.yaml"),
+    model: Annotated[Path, typer.Option("--model", help="trained dqu model folder")] = ...,
+    out: OutOpt = ...,
+    inputs_dir: Annotated[Path | None, typer.Option(
+        "--inputs", help="stage mode: embed this inputs folder's index.split gallery")] = None,
+    prepare_dir: Annotated[Path | None, typer.Option(
+        "--prepare", help="stage mode: prepare folder (image paths)")] = None,
+    images: Annotated[Path | None, typer.Option(
+        "--images", help="folder mode: index every image under this folder")] = None,
+    kind: Annotated[str | None, typer.Option(help="overrides index.kind (flat|ivf|hnsw)")] = None,
+) -> None:
+    """Embed a gallery with the trained model into a search index (Parquet + FAISS)."""
+    from pipeline.search import commands
+
+    commands.index(load_params(params), model, out, inputs_dir, prepare_dir, images, kind)
+
+
+@app.command()
+@_user_errors
+def search(
+    index_dir: Annotated[Path, typer.Option("--index", help="index folder (dqu index)")] = ...,
+    reference: Annotated[Path | None, typer.Option(help="reference image file")] = None,
+    text: Annotated[str | None, typer.Option(help="the modification, e.g. 'with long sleeves'")
+                    ] = None,
+    caption: Annotated[str | None, typer.Option(help="the reference's caption (else the "
+                                                 "caption backend's)")] = None,
+    k: Annotated[int, typer.Option("-k", help="results per query")] = 10,
+    as_json: Annotated[bool, typer.Option("--json", help="print the result as JSON")] = False,
+    queries: Annotated[Path | None, typer.Option(
+        help="batch: JSONL with id, reference, text[, caption]")] = None,
+    out: Annotated[Path | None, typer.Option("--out", help="batch: results JSONL")] = None,
+    figure: Annotated[Path | None, typer.Option(help="also draw the case-study PNG")] = None,
+    model: Annotated[Path | None, typer.Option(
+        "--model", help="model folder (default: the one the index was built with)")] = None,
+) -> None:
+    """Top-k gallery images for (reference image, modification text) queries."""
+    from pipeline.search import commands
+
+    commands.search(index_dir, model, reference, text, caption, k, as_json, queries, out, figure)
+
+
+@app.command()
+@_user_errors
+def serve(
+    index_dir: Annotated[Path, typer.Option("--index", help="index folder (dqu index)")] = ...,
+    host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="port")] = 8000,
+    model: Annotated[Path | None, typer.Option(
+        "--model", help="model folder (default: the one the index was built with)")] = None,
+) -> None:
+    """A web page and a JSON endpoint (POST /search) over an index."""
+    from pipeline.search import server
+
+    server.serve(index_dir, model, host, port)
 
 
 def main() -> None:

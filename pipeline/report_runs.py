@@ -105,12 +105,24 @@ def _values(runs: Iterable[dict]) -> dict[tuple[str, str, str, str, str], dict[A
     for index, run in enumerate(runs):
         dataset, category, seed = _group(run)
         for split, modes in run["metrics"].items():
-            for mode, metrics in modes.items():
+            for mode, metrics in _flat_modes(modes):
                 for metric, value in metrics.items():
                     by_seed = out.setdefault((dataset, category, split, mode, metric), {})
                     # Same seed twice (runs differing in another param): keep both, unpaired.
                     tag = seed if seed is not None and seed not in by_seed else f"{seed}#{index}"
                     by_seed[tag] = value
+    return out
+
+
+def _flat_modes(modes: Mapping[str, Any]) -> list[tuple[str, Mapping[str, float]]]:
+    """(mode, metrics) pairs; a nested group such as training_free gives "training_free.dqu"."""
+    out = []
+    for mode, metrics in modes.items():
+        nested = {k: v for k, v in metrics.items() if isinstance(v, Mapping)}
+        if nested:
+            out.extend((f"{mode}.{sub}", values) for sub, values in nested.items())
+        else:
+            out.append((mode, metrics))
     return out
 
 

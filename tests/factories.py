@@ -11,6 +11,7 @@ import pyarrow.parquet as pq
 from PIL import Image
 
 from pipeline.core.params import PrepareParams
+from pipeline.core.shards import CAPTIONS, write_table
 from pipeline.datasets.tables import DatasetTables
 
 REPO = Path(__file__).resolve().parents[1]
@@ -26,7 +27,7 @@ COLOURS = {"red": (220, 30, 30), "green": (30, 180, 30), "blue": (30, 30, 220)}
 
 def tiny_dataset(params: PrepareParams, seed: int, out_dir: Path) -> DatasetTables:
     """Three colours x two sizes per split; queries ask for another colour."""
-    images, gallery, triplets = [], [], []
+    images, gallery, triplets, descriptions = [], [], [], {}
     for split, n_pairs in (("train", 8), ("val", 4), ("test", 4)):
         for colour, rgb in COLOURS.items():
             for size in (8, 14):
@@ -38,6 +39,7 @@ def tiny_dataset(params: PrepareParams, seed: int, out_dir: Path) -> DatasetTabl
                 img.save(path)
                 images.append({"image_id": iid, "path": str(path)})
                 gallery.append({"split": split, "image_id": iid})
+                descriptions[iid] = f"a {'small' if size == 8 else 'large'} {colour} square"
         names = list(COLOURS)
         for k in range(n_pairs):
             old, new, size = names[k % 3], names[(k + 1) % 3], (8, 14)[k % 2]
@@ -53,6 +55,10 @@ def tiny_dataset(params: PrepareParams, seed: int, out_dir: Path) -> DatasetTabl
                     "subset": None,
                 }
             )
+    # Full descriptions, like the demo's, for the pretrain stage.
+    ids = sorted(descriptions)
+    write_table(pa.table({"image_id": ids, "caption": [descriptions[i] for i in ids]},
+                         schema=CAPTIONS), out_dir / "image_captions.parquet", CAPTIONS)
     return DatasetTables.from_rows(triplets, images, gallery)
 
 
@@ -107,3 +113,57 @@ def write_inputs(root: Path, *, n_train: int = 24, n_val: int = 8, n_images: int
     return {"queries": queries, "images": images, "image_ids": image_ids, "meta": meta}
 
 
+
+
+def tiny_search_pipeline(root: Path) -> dict:
+    """The tiny dataset through prepare..train dqu, evaluate's per_query rows and the index
+    stage (KeyBERT on the packaged MiniLM), as dvc.yaml chains them; returns the folders."""
+    import torch
+
+    from pipeline.core.params import (
+        CaptionParams,
+        EvaluateParams,
+        IndexParams,
+        KeywordsParams,
+        ParallelParams,
+        Params,
+        PrepareParams,
+        RenderParams,
+    )
+    from pipeline.datasets import ADAPTERS
+    from pipeline.stages import caption, evaluate, index, inputs, keywords, prepare, render, train
+    from trainer.config import ClipConfig, TrainConfig
+    from trainer.evaluate import load_eval_split
+    from trainer.loop import load_trained
+
+    ADAPTERS["tiny"] = tiny_dataset
+    params = Params(
+        parallel=ParallelParams(scheduler="sync"), prepare=PrepareParams(dataset="tiny"),
+        caption=CaptionParams(backend="provided"), keywords=KeywordsParams(shards=1),
+        render=RenderParams(shards=1, font_size=8), clip=ClipConfig(model="dqu-test"),
+        train=TrainConfig(epochs=1, batch_size=4), evaluate=EvaluateParams(batch_size=8),
+        index=IndexParams(device="cpu"),
+    )
+    dirs = {n: root / n for n in ("prepare", "caption", "keywords", "render", "inputs",
+                                  "evaluate", "index")}
+    dirs["model"] = root / "train" / "dqu"
+    try:
+        prepare.run(params, dirs["prepare"])
+    finally:
+        del ADAPTERS["tiny"]
+    caption.run(params, dirs["prepare"], dirs["caption"])
+    keywords.run(params, dirs["prepare"], dirs["keywords"])
+    render.run(params, dirs["prepare"], dirs["caption"], dirs["keywords"], dirs["render"])
+    inputs.run(params, dirs["prepare"], dirs["render"], dirs["inputs"])
+    train.run(params, "dqu", dirs["inputs"], dirs["model"])
+    # evaluate's own scoring of the dqu model, one mode (the stage scores all three).
+    model = load_trained(params.clip, "dqu", params.train.dropout, dirs["model"], "cpu")
+    rows: list[dict] = []
+    data = load_eval_split(dirs["inputs"], "test")
+    evaluate.score_split(model, data, params.evaluate, [1, 10], evaluate._ProtocolData(
+        params.evaluate, None), torch.device("cpu"), per_query=rows, mode="dqu")
+    dirs["evaluate"].mkdir(parents=True)
+    pq.write_table(pa.Table.from_pylist(rows, schema=evaluate.PER_QUERY),
+                   dirs["evaluate"] / "per_query.parquet")
+    index.run(params, dirs["inputs"], dirs["prepare"], dirs["model"], dirs["index"])
+    return {"params": params, **dirs}

@@ -107,3 +107,19 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         check_fields(self, "train")
+
+
+@dataclass(frozen=True)
+class PretrainConfig:
+    """Optimisation settings of one pretraining run."""
+
+    epochs: int = field(default=10, metadata=at_least(0))  # 0: no pretraining
+    batch_size: int = field(default=128, metadata=at_least(2))
+    lr: float = field(default=2e-3, metadata=above(0))
+    weight_decay: float = field(default=0.1, metadata=at_least(0))
+    warmup_steps: int = field(default=50, metadata=at_least(0))
+    seed: int = field(default=0, metadata=at_least(0))
+    device: str = field(default="auto", metadata=device())
+
+    def __post_init__(self) -> None:
+        check_fields(self, "pretrain")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -63,10 +64,15 @@ def _optimizer_step(loss: torch.Tensor, optimizer: torch.optim.Optimizer,
     scaler.update()
 
 
+def _nothing() -> None:
+    """The default on_step: no progress reporting."""
+
+
 def train_epoch_end_to_end(model: DQUModel, loader: DataLoader, meta: InputsMeta,
                             optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler,
                             device: torch.device, precision: Precision,
-                            forward: nn.Module | None = None) -> float:
+                            forward: nn.Module | None = None, on_step: Callable[[], None] = _nothing
+                            ) -> float:
     """One epoch through encoders and head; returns the mean batch loss.
 
     `forward` is the DistributedDataParallel wrapper of `model` under torchrun (its forward
@@ -84,13 +90,18 @@ def train_epoch_end_to_end(model: DQUModel, loader: DataLoader, meta: InputsMeta
         _optimizer_step(loss, optimizer, scaler)
         total += loss.detach().float()
         steps += 1
+        on_step()
     return float(total.item()) / max(steps, 1)
 
 
 def train_epoch_cached(model: DQUModel, cache: FeatureCache, sampler: EpochBatchSampler,
                         optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler,
-                        device: torch.device, sync_grads: nn.Module | None = None) -> float:
-    """One epoch of the head alone on cached encoder features; returns the mean batch loss."""
+                        device: torch.device, sync_grads: nn.Module | None = None,
+                        on_step: Callable[[], None] = _nothing) -> float:
+    """One epoch of the head alone on cached encoder features; returns the mean batch loss.
+
+    `on_step` (both epoch kinds) is called after each optimiser step: progress reporting.
+    """
     model.train()
     model.clip.eval()
     total, steps = torch.zeros((), device=device), 0
@@ -103,6 +114,7 @@ def train_epoch_cached(model: DQUModel, cache: FeatureCache, sampler: EpochBatch
         _optimizer_step(loss, optimizer, scaler, sync_grads)
         total += loss.detach().float()
         steps += 1
+        on_step()
     return float(total.item()) / max(steps, 1)
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from trainer import distributed
 from trainer.data import (
     InputsFormatError,
     InputsMeta,
@@ -20,6 +21,7 @@ from trainer.data import (
 )
 from trainer.fusion import DQUModel
 from trainer.metrics import recall_from_ranks
+from trainer.progress import Progress
 from trainer.ranking import rank_targets
 from trainer.runtime import Precision, autocast, eval_mode, resolve_device, resolve_precision
 from trainer.streaming import StreamedPixels, streamed_gallery, streamed_queries
@@ -84,16 +86,22 @@ def _scatter(parts: list[tuple[np.ndarray, torch.Tensor]], size: int) -> torch.T
     return out
 
 
+def _progress(unit: str, total: int) -> Progress:
+    """Progress of one embedding pass, reported by the main process only (torchrun rank 0)."""
+    return Progress(f"embed {unit}", total, unit, enabled=distributed.is_main_process())
+
+
 @torch.inference_mode()
 def embed_images(model: DQUModel, images: PixelSource, meta: InputsMeta, batch_size: int,
                  device: torch.device, precision: Precision) -> torch.Tensor:
     """Normalised target-side features (N, d) of every row of `images`, on `device`."""
     feats = []
-    with eval_mode(model), autocast(device, precision):
+    with eval_mode(model), autocast(device, precision), _progress("images", len(images)) as bar:
         for rows, pixels in images.batches(batch_size):
             pixels = torch.from_numpy(pixels).to(device)
             feats.append((rows, model.encode_image(to_model_pixels(pixels, meta.mean,
                                                                    meta.std)).float()))
+            bar.update(len(rows))
     return _scatter(feats, len(images)) if feats else torch.zeros(0, 0, device=device)
 
 
@@ -116,7 +124,8 @@ def embed_query_parts(model: DQUModel, queries: QueryTable, meta: InputsMeta, ba
                       ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
     """Normalised f_t and f_v (each (Q, d) or None when the mode skips it), on `device`."""
     text, visual = [], []
-    with eval_mode(model), autocast(device, precision):
+    with eval_mode(model), autocast(device, precision), _progress("queries",
+                                                                  len(queries)) as bar:
         for rows, pixels in queries.visual.batches(batch_size):
             tokens = torch.from_numpy(queries.tokens[rows].astype(np.int64)).to(device)
             pixels = torch.from_numpy(pixels).to(device)
@@ -124,6 +133,7 @@ def embed_query_parts(model: DQUModel, queries: QueryTable, meta: InputsMeta, ba
                                                                         meta.std))
             text.append((rows, f_t))
             visual.append((rows, f_v))
+            bar.update(len(rows))
     return _join(text, len(queries)), _join(visual, len(queries))
 
 
@@ -131,14 +141,24 @@ def embed_query_parts(model: DQUModel, queries: QueryTable, meta: InputsMeta, ba
 def fuse_queries(model: DQUModel, text: torch.Tensor | None, visual: torch.Tensor | None,
                  batch_size: int) -> torch.Tensor:
     """f_q from precomputed f_t / f_v in eval mode (dropout off)."""
+    return fuse_with_weights(model, text, visual, batch_size)[0]
+
+
+@torch.inference_mode()
+def fuse_with_weights(model: DQUModel, text: torch.Tensor | None, visual: torch.Tensor | None,
+                      batch_size: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """f_q and each query's text weight lambda (Q,) (None unless dqu), in eval mode."""
     size = (text if text is not None else visual).shape[0]
-    out = []
+    out, weights = [], []
     with eval_mode(model):
         for start in range(0, size, batch_size):
             part = slice(start, start + batch_size)
-            out.append(model.fuse(None if text is None else text[part],
-                                  None if visual is None else visual[part])[0])
-    return torch.cat(out)
+            fused, weight = model.fuse(None if text is None else text[part],
+                                       None if visual is None else visual[part])
+            out.append(fused)
+            weights.append(weight)
+    lam = torch.cat(weights).reshape(-1) if weights and weights[0] is not None else None
+    return torch.cat(out), lam
 
 
 @torch.inference_mode()
@@ -172,13 +192,35 @@ def rank_queries(query_features: torch.Tensor, gallery_features: torch.Tensor, d
 def encode_split(model: DQUModel, data: EvalSplit, batch_size: int, device: torch.device,
                  amp: str = "off") -> tuple[torch.Tensor, torch.Tensor]:
     """Normalised fused query features (Q, d) and gallery features (G, d) of one split."""
+    queries, _, gallery = encode_split_weighted(model, data, batch_size, device, amp)
+    return queries, gallery
+
+
+@torch.inference_mode()
+def encode_split_weighted(model: DQUModel, data: EvalSplit, batch_size: int,
+                          device: torch.device, amp: str = "off"
+                          ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
+    """Like encode_split, plus each query's lambda (None unless the model is dqu)."""
+    text, visual, gallery = encode_split_parts(model, data, batch_size, device, amp)
+    if text is None and visual is None:
+        return torch.zeros(0, gallery.shape[1], device=device), None, gallery
+    queries, lam = fuse_with_weights(model, text, visual, batch_size)
+    return queries, lam, gallery
+
+
+@torch.inference_mode()
+def encode_split_parts(model: DQUModel, data: EvalSplit, batch_size: int, device: torch.device,
+                       amp: str = "off"
+                       ) -> tuple[torch.Tensor | None, torch.Tensor | None, torch.Tensor]:
+    """f_t and f_v of the split's queries (None: skipped by the mode or no queries) and the
+    gallery features."""
     precision = resolve_precision(amp, device)
     gallery = embed_gallery(model, data, batch_size, device, precision)
     if len(data.queries) == 0:
-        return torch.zeros(0, gallery.shape[1], device=device), gallery
+        return None, None, gallery
     text, visual = embed_query_parts(model, data.queries, data.meta, batch_size, device,
                                      precision)
-    return fuse_queries(model, text, visual, batch_size), gallery
+    return text, visual, gallery
 
 
 def evaluate(model: DQUModel, inputs_dir: str | Path, split: str, ks: Sequence[int],

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import shutil
@@ -33,6 +34,7 @@ from trainer.epoch import FeatureCache, build_cache, train_epoch_cached, train_e
 from trainer.evaluate import EvalSplit, encode_split, fuse_queries, load_eval_split
 from trainer.fusion import DQUModel
 from trainer.live_log import EpochLogger
+from trainer.progress import Progress
 from trainer.runtime import (
     Precision,
     resolve_device,
@@ -135,10 +137,19 @@ def _fingerprint(clip_cfg: ClipConfig, train_cfg: TrainConfig, mode: str, seed: 
     if train["epoch_sampling"] == "all":
         # the default adds no key, so checkpoints made before the field existed still resume
         del train["epoch_sampling"]
-    # The data digest stops a persisted checkpoint from resuming on different inputs.
+    # The data digest stops a persisted checkpoint from resuming on different inputs, the
+    # weights digest from resuming after the start checkpoint (e.g. the pretrain stage's) changed.
     return json.dumps({"clip": asdict(clip_cfg), "train": train, "mode": mode, "seed": seed,
-                       "inputs": asdict(meta), "data": inputs_digest(inputs_dir)},
-                      sort_keys=True)
+                       "inputs": asdict(meta), "data": inputs_digest(inputs_dir),
+                       **_weights_digest(clip_cfg)}, sort_keys=True)
+
+
+def _weights_digest(clip_cfg: ClipConfig) -> dict[str, str]:
+    """{"weights": sha256} of a local start checkpoint; nothing for a tag or random init."""
+    path = Path(clip_cfg.pretrained) if clip_cfg.pretrained else None
+    if path is None or not path.is_file():
+        return {}
+    return {"weights": hashlib.sha256(path.read_bytes()).hexdigest()}
 
 
 def _lr_factor(train_cfg: TrainConfig, epoch: int) -> float:
@@ -440,12 +451,17 @@ def _train_one_epoch(run: _Run, steps: _Steps, epoch: int) -> float:
     steps.sampler.set_epoch(epoch)
     if run.world > 1:
         distributed.seed_for_rank(run.seed, epoch)
-    if steps.cache is not None:
-        loss = train_epoch_cached(run.model, steps.cache, steps.sampler, run.optimizer,
-                                   run.scaler, run.device, steps.sync_grads)
-    else:
-        loss = train_epoch_end_to_end(run.model, steps.loader, run.meta, run.optimizer,
-                                       run.scaler, run.device, run.precision, steps.forward)
+    # Rank 0 alone reports, like _say.
+    with Progress(f"train {run.mode} epoch {epoch + 1}", len(steps.sampler), "batches",
+                  enabled=run.main) as bar:
+        if steps.cache is not None:
+            loss = train_epoch_cached(run.model, steps.cache, steps.sampler, run.optimizer,
+                                       run.scaler, run.device, steps.sync_grads,
+                                       on_step=bar.update)
+        else:
+            loss = train_epoch_end_to_end(run.model, steps.loader, run.meta, run.optimizer,
+                                           run.scaler, run.device, run.precision, steps.forward,
+                                           on_step=bar.update)
     loss = distributed.mean_over_ranks(loss, run.device)
     if not math.isfinite(loss):
         raise FloatingPointError(f"train loss became {loss} in epoch {epoch + 1}; "

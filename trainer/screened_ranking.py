@@ -26,16 +26,19 @@ down turns every score into 0 or -1, and int32 sums count them.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
-from trainer.runtime import int8_matmul_available, run_single_threaded
+from trainer.kernels import WEIGHT_LEVELS, Int8Matmul, choice, use_int8
+from trainer.runtime import run_single_threaded
 
 # Int32 ranges: scores are at most 127^2 * d <= 2^27 in size; thresholds are clamped to
 # +-LIMIT (which changes no decision, every score lying inside); masked items (reference,
 # padding) sit below every threshold. Then score - low - 1 - (high - low) cannot wrap around.
 MAX_DIM = 2**27 // 127**2
+# oneDNN returns its exact int32 sums as float32, exact below 2^24: 127 * 63 * d must stay there.
+MAX_DIM_ONEDNN = 2**24 // (127 * 63)
 LIMIT = 2**28  # a row without a target gets low = high = +LIMIT: nothing counted
 SENTINEL = -LIMIT - 2
 CHUNK = 64  # gallery items per chunk when locating a row's possible items
@@ -61,6 +64,8 @@ class QuantizedGallery:
     max_residual_norms: torch.Tensor  # (tiles,) float64: max |g - S_k * g8| in the tile
     max_norms: torch.Tensor  # (tiles,) float64: max |g| in the tile
     tile_items: int  # T, a multiple of CHUNK
+    op: str = "int_mm"  # the exact int8 matmul (trainer.kernels.OPS)
+    matmuls: list[Int8Matmul] = field(default_factory=list)  # per tile, its codes packed once
 
     @property
     def size(self) -> int:
@@ -79,10 +84,12 @@ class QuantizedGallery:
 
 
 def screen_applies(queries: torch.Tensor, gallery: torch.Tensor) -> bool:
-    """True when the int8 screen can rank these features: CPU, finite values, a usable int8 op."""
+    """True when the int8 screen should rank these features: CPU, finite values, and an int8
+    matmul that trainer.kernels measured faster than float32 here (or DQU_INT8=on)."""
     return (gallery.device.type == "cpu" and queries.device.type == "cpu"
             and gallery.shape[0] > 0 and 0 < gallery.shape[1] <= MAX_DIM
-            and int8_matmul_available() and _all_finite(gallery) and _all_finite(queries))
+            and use_int8() and _all_finite(gallery) and _all_finite(queries)
+            and (choice().op != "onednn" or gallery.shape[1] <= MAX_DIM_ONEDNN))
 
 
 def _all_finite(values: torch.Tensor) -> bool:
@@ -94,11 +101,15 @@ def _all_finite(values: torch.Tensor) -> bool:
     return bool(torch.isfinite(values.sum()))
 
 
-def quantize_gallery(gallery: torch.Tensor, workers: int = 1) -> QuantizedGallery:
+def quantize_gallery(gallery: torch.Tensor, workers: int = 1, op: str | None = None
+                     ) -> QuantizedGallery:
     """Sort, tile and quantize the gallery, with each tile's bound terms (once per ranking).
 
-    `workers` > 1 quantizes tiles in that many threads, each with one-thread torch ops.
+    `workers` > 1 quantizes tiles in that many threads, each with one-thread torch ops. `op`
+    is the int8 matmul (None: trainer.kernels' choice, int_mm when it chose float32); its
+    weight range sets the codes' levels.
     """
+    op = op or choice().op or "int_mm"
     features = gallery.float().contiguous()
     size, dim = features.shape
     row_max = features.abs().amax(dim=1)
@@ -112,7 +123,8 @@ def quantize_gallery(gallery: torch.Tensor, workers: int = 1) -> QuantizedGaller
         codes=torch.zeros(tiles * tile, dim, dtype=torch.int8),
         scales=torch.ones(tiles, dtype=torch.float64),
         max_residual_norms=torch.zeros(tiles, dtype=torch.float64),
-        max_norms=torch.zeros(tiles, dtype=torch.float64), tile_items=tile)
+        max_norms=torch.zeros(tiles, dtype=torch.float64), tile_items=tile, op=op,
+        matmuls=[None] * tiles)
     sorted_row_max = row_max.index_select(0, order)
     if workers > 1 and tiles > 1:
         run_single_threaded(lambda k: _quantize_tile(quantized, k, sorted_row_max), tiles,
@@ -128,9 +140,11 @@ def _quantize_tile(gallery: QuantizedGallery, k: int, sorted_row_max: torch.Tens
     part = slice(k * gallery.tile_items, (k + 1) * gallery.tile_items)
     rows = gallery.sorted_features[part]
     largest = float(sorted_row_max[part].max())
-    scale = largest / 127.0 if largest > 0 else 1.0
-    codes = torch.round(rows / scale).clamp_(-127, 127).to(torch.int8)
+    levels = WEIGHT_LEVELS[gallery.op]
+    scale = largest / levels if largest > 0 else 1.0
+    codes = torch.round(rows / scale).clamp_(-levels, levels).to(torch.int8)
     gallery.codes[k * gallery.tile_items:k * gallery.tile_items + len(rows)] = codes
+    gallery.matmuls[k] = Int8Matmul(gallery.codes[part], gallery.op)
     exact = rows.double()
     gallery.scales[k] = scale
     # Residuals in float64 (exact for a float32 value minus a small multiple of scale).
@@ -186,9 +200,10 @@ def screened_ranks(block: torch.Tensor, gallery: QuantizedGallery, target: torch
     # The one pass over each tile, while the matmul has just left it in cache: its largest
     # score per chunk. A chunk holds a possible item iff that exceeds the row's low threshold.
     chunk_max = torch.empty(tiles, n, tile_items // CHUNK, dtype=torch.int32)
+    operand = gallery.matmuls[0].prepare(codes)  # once per block, not per tile
     for k in range(tiles):
         start = k * tile_items
-        torch._int_mm(codes, gallery.codes[start:start + tile_items].T, out=scores[k])
+        gallery.matmuls[k](operand, out=scores[k], prepared=True)
         _mask_tile(scores[k], start, gallery.size, reference_position, buffers.row_ids[:n])
         _mask_tile(scores[k], start, gallery.size, target_position, buffers.row_ids[:n])
         torch.amax(scores[k].view(n, -1, CHUNK), dim=2, out=chunk_max[k])

@@ -78,7 +78,9 @@ def captions(references: ReferenceImages, params: Params, report: StageReport) -
     out: dict[str, str] = {}
     resources = {cfg.worker_resource: 1} if cfg.worker_resource else None
     for chunk_captions, chunk_report in map_tasks(caption_chunk, tasks, params.parallel,
-                                                  resources):
+                                                  resources, desc="caption",
+                                                  sizes=[len(t.image_ids) for t in tasks],
+                                                  unit="images"):
         out.update(chunk_captions)
         report.merge(chunk_report)
     return out

@@ -18,7 +18,7 @@ import yaml
 from pipeline.core import param_checks as pc
 from pipeline.core.strict import ParamsError, from_mapping
 from trainer.checks import at_least, between, check_fields, device, k_list, one_of, rgb
-from trainer.config import ClipConfig, TrainConfig
+from trainer.config import ClipConfig, PretrainConfig, TrainConfig
 
 OnBadRecord = Literal["fail", "skip"]
 
@@ -157,6 +157,17 @@ class InputsParams:
 
 
 @dataclass(frozen=True)
+class PretrainParams(PretrainConfig):
+    """pretrain: the optimisation (trainer.pretrain) plus how many drawn-word images to make."""
+
+    # train images with keyword phrases drawn on them, paired with the phrases
+    word_images: int = field(default=2880, metadata=at_least(0))
+
+    def __post_init__(self) -> None:
+        check_fields(self, "pretrain")
+
+
+@dataclass(frozen=True)
 class EvaluateParams:
     split: str = "test"
     ks: list[int] = field(default_factory=lambda: [1, 10, 50], metadata=k_list())
@@ -174,6 +185,31 @@ class EvaluateParams:
 
 
 @dataclass(frozen=True)
+class IndexParams:
+    split: str = "test"  # whose gallery (from the inputs stage) is embedded
+    # flat: exact inner product; ivf / hnsw: approximate FAISS indexes for millions of images
+    kind: str = field(default="flat", metadata=one_of("flat", "ivf", "hnsw"))
+    nlist: int = field(default=0, metadata=at_least(0))  # ivf lists; 0 = about 4 * sqrt(N)
+    nprobe: int = field(default=16, metadata=at_least(1))  # ivf lists visited per query
+    hnsw_m: int = field(default=32, metadata=at_least(2))  # hnsw neighbours per node
+    ef_search: int = field(default=128, metadata=at_least(1))  # hnsw query candidate list
+    batch_size: int = field(default=256, metadata=at_least(1))
+    device: str = field(default="auto", metadata=device())
+
+    def __post_init__(self) -> None:
+        check_fields(self, "index")
+
+
+@dataclass(frozen=True)
+class CasestudyParams:
+    queries: int = field(default=6, metadata=at_least(1))  # figures, at evenly spaced lambdas
+    top_k: int = field(default=5, metadata=between(1, 10))  # retrieved images shown per query
+
+    def __post_init__(self) -> None:
+        check_fields(self, "casestudy")
+
+
+@dataclass(frozen=True)
 class Params:
     seed: int = field(default=0, metadata=at_least(0))
     parallel: ParallelParams = field(default_factory=ParallelParams)
@@ -183,8 +219,11 @@ class Params:
     render: RenderParams = field(default_factory=RenderParams)
     inputs: InputsParams = field(default_factory=InputsParams)
     clip: ClipConfig = field(default_factory=ClipConfig)
+    pretrain: PretrainParams = field(default_factory=PretrainParams)
     train: TrainConfig = field(default_factory=TrainConfig)
     evaluate: EvaluateParams = field(default_factory=EvaluateParams)
+    index: IndexParams = field(default_factory=IndexParams)
+    casestudy: CasestudyParams = field(default_factory=CasestudyParams)
 
     def __post_init__(self) -> None:
         check_fields(self, "")

@@ -6,6 +6,9 @@ jitter. A query changes one or two attributes of a reference, phrased in many wa
 "X instead of Y", negations, comparatives). Captions, like BLIP-2's, name the colour and shape but
 only sometimes the size, pattern or position, so the text query alone cannot pin the target down;
 the reference image alone does not know the change. Only the fused query has both.
+
+The adapter also writes image_captions.parquet: a full description of every image (all five
+attributes), the image-text pairs the `pretrain` stage teaches the demo's CLIP with.
 """
 
 from __future__ import annotations
@@ -16,10 +19,12 @@ import random
 from dataclasses import dataclass
 from pathlib import Path
 
+import pyarrow as pa
 from PIL import Image, ImageDraw
 
 from pipeline.core.images import encode_png
 from pipeline.core.params import DemoParams
+from pipeline.core.shards import CAPTIONS, write_table
 from pipeline.datasets.tables import DatasetTables
 from trainer.atomic import write_bytes
 
@@ -46,6 +51,7 @@ _VALUES = {
     "position": POSITIONS,
 }
 _BACKGROUND = (200, 200, 200)
+IMAGE_CAPTIONS = "image_captions.parquet"  # full descriptions, read by the pretrain stage
 _SPLIT_SALT = {"train": 11, "val": 23, "test": 37}
 
 
@@ -169,6 +175,12 @@ def caption_of(thing: Thing, rng: random.Random) -> str:
     return text.replace(" a a", " an a").replace("a orange", "an orange")
 
 
+def description_of(thing: Thing) -> str:
+    """Every attribute in words, e.g. "a large red striped circle in the top left"."""
+    pattern = "" if thing.pattern == "plain" else f"{thing.pattern} "
+    return f"a {thing.size} {thing.colour} {pattern}{thing.shape} in the {thing.position}"
+
+
 def _colour_phrase(old: Thing, new: Thing, rng: random.Random) -> str:
     templates = [
         "make it {new}",
@@ -271,6 +283,7 @@ def build(params: DemoParams, seed: int, out_dir: Path) -> DatasetTables:
     triplet_rows: list[dict] = []
     image_rows: list[dict] = []
     gallery_rows: list[dict] = []
+    descriptions: dict[str, str] = {}
     for split, n_pairs in splits.items():
         if n_pairs <= 0:
             continue
@@ -283,6 +296,7 @@ def build(params: DemoParams, seed: int, out_dir: Path) -> DatasetTables:
             image_rows.append({"image_id": iid, "path": path.as_posix()})
             gallery_rows.append({"split": split, "image_id": iid})
             captions[iid] = caption_of(thing, rng)
+            descriptions[iid] = description_of(thing)
         for k in range(n_pairs):
             ref = rng.choice(ALL_THINGS)
             target, changed = _changed_thing(ref, rng)
@@ -299,6 +313,9 @@ def build(params: DemoParams, seed: int, out_dir: Path) -> DatasetTables:
                     "subset": None,
                 }
             )
+    ids = sorted(descriptions)
+    write_table(pa.table({"image_id": ids, "caption": [descriptions[i] for i in ids]},
+                         schema=CAPTIONS), Path(out_dir) / IMAGE_CAPTIONS, CAPTIONS)
     return DatasetTables.from_rows(triplet_rows, image_rows, gallery_rows)
 
 

@@ -34,38 +34,65 @@ def split_words(text: str) -> tuple[tuple[str, ...], tuple[tuple[int, int], ...]
 
 
 def encode_texts(st: object, texts: list[str]) -> list[Encoded]:
-    """Word and document vectors of normalised `texts` from one forward pass each.
+    """Word and document vectors of normalised `texts` from one forward pass each."""
+    if not texts:
+        return []
+    enc = _tokenize(st, texts, offsets=True)
+    tokens, docs = _forward(st, enc["input_ids"], keep_tokens=True)
+    return [
+        _words_of(text, offsets, tok, doc)
+        for text, offsets, tok, doc in zip(texts, enc["offset_mapping"], tokens, docs, strict=True)
+    ]
+
+
+def embed_sentences(st: object, texts: list[str]) -> np.ndarray:
+    """(n, dim) sentence vectors of `texts` (the model's own pooling and normalisation), as
+    sentence-transformers' encode gives them, batched the same unpadded way."""
+    if not texts:  # the tokenizer fails on an empty batch
+        width = int((getattr(st, "get_embedding_dimension", None)
+                     or st.get_sentence_embedding_dimension)())
+        return np.zeros((0, width), dtype=np.float32)
+    _, docs = _forward(st, _tokenize(st, texts, offsets=False)["input_ids"], keep_tokens=False)
+    return np.stack(docs)
+
+
+def _tokenize(st: object, texts: list[str], offsets: bool) -> dict:
+    limit = int(getattr(st, "max_seq_length", 256) or 256)
+    return st.tokenizer(texts, truncation=True, max_length=limit,
+                        return_offsets_mapping=offsets, return_token_type_ids=False,
+                        return_attention_mask=False)
+
+
+def _forward(st: object, input_ids: list[list[int]], keep_tokens: bool
+             ) -> tuple[list[np.ndarray | None], list[np.ndarray]]:
+    """Token vectors (when asked) and sentence vectors of tokenized texts.
 
     Texts of one token length are encoded together, unpadded: a text's vectors then do not
     depend on which other texts share its batch, so sharding cannot change keywords.
     """
     import torch
 
-    tokenizer = st.tokenizer
-    limit = int(getattr(st, "max_seq_length", 256) or 256)
-    enc = tokenizer(texts, truncation=True, max_length=limit, return_offsets_mapping=True)
     groups: dict[int, list[int]] = {}
-    for i, ids in enumerate(enc["input_ids"]):
+    for i, ids in enumerate(input_ids):
         groups.setdefault(len(ids), []).append(i)
-    tokens: list[np.ndarray | None] = [None] * len(texts)
-    docs: list[np.ndarray | None] = [None] * len(texts)
+    tokens: list[np.ndarray | None] = [None] * len(input_ids)
+    docs: list[np.ndarray | None] = [None] * len(input_ids)
     with torch.inference_mode():
         for rows in groups.values():
             for start in range(0, len(rows), ENCODE_BATCH):
                 part = rows[start : start + ENCODE_BATCH]
-                ids = torch.tensor([enc["input_ids"][i] for i in part])
+                ids = torch.tensor([input_ids[i] for i in part])
                 features = {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
-                if "token_type_ids" in enc:
+                if "token_type_ids" in st.tokenizer.model_input_names:
                     features["token_type_ids"] = torch.zeros_like(ids)
                 out = st(features)
-                tok = out["token_embeddings"].float().numpy()
+                tok = out["token_embeddings"].float().numpy() if keep_tokens else None
                 doc = out["sentence_embedding"].float().numpy()
                 for k, i in enumerate(part):
-                    tokens[i], docs[i] = tok[k], doc[k]
-    return [
-        _words_of(text, offsets, tok, doc)
-        for text, offsets, tok, doc in zip(texts, enc["offset_mapping"], tokens, docs, strict=True)
-    ]
+                    docs[i] = doc[k]
+                    if keep_tokens:
+                        tokens[i] = tok[k]
+    return tokens, docs
 
 
 def _words_of(text: str, offsets: list, tok: np.ndarray, doc: np.ndarray) -> Encoded:

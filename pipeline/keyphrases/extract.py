@@ -8,7 +8,7 @@ from pipeline.keyphrases.encode import Encoded, encode_texts
 from pipeline.keyphrases.model import KeywordModel, Selection
 from pipeline.keyphrases.normalise import normalise
 from pipeline.keyphrases.phrases import SAME, drop_repeats, phrase_of
-from pipeline.keyphrases.tagger import word_features
+from pipeline.keyphrases.tagger import spans_of, word_features
 
 
 def select_phrases(
@@ -63,13 +63,15 @@ def extract_keywords(
     return results
 
 
-def candidates_of(model: KeywordModel, text: str, item: Encoded) -> list[str]:
-    """Candidate phrases of one normalised text: the tagger's spans, worded as keywords."""
-    if not item.words:
-        return []
-    spans = model.tagger.spans(word_features(item, text))
-    return drop_repeats(
-        [phrase_of(list(item.words[a:b]), model.corrector) for a, b in spans])
+def candidates_of(model: KeywordModel, texts: list[str], items: list[Encoded]) -> list[list[str]]:
+    """Candidate phrases of normalised texts: the tagger's spans, worded as keywords."""
+    scores = model.tagger.scores_batch([word_features(item, text)
+                                        for text, item in zip(texts, items, strict=True)])
+    return [
+        drop_repeats([phrase_of(list(item.words[a:b]), model.corrector)
+                      for a, b in spans_of(score)]) if item.words else []
+        for item, score in zip(items, scores, strict=True)
+    ]
 
 
 def _extract_batch(
@@ -80,7 +82,8 @@ def _extract_batch(
     live = [i for i, t in enumerate(norm) if t.strip()]
     encoded = dict(zip(live, encode_texts(model.sentence_model, [norm[i] for i in live]),
                        strict=True))
-    candidates = {i: candidates_of(model, norm[i], item) for i, item in encoded.items()}
+    candidates = dict(zip(live, candidates_of(model, [norm[i] for i in live],
+                                              [encoded[i] for i in live]), strict=True))
     # A lone candidate is kept whatever its score, so only texts with a choice are scored.
     phrase_vectors = model.embed_phrases(
         [p for c in candidates.values() if len(c) > 1 for p in c])

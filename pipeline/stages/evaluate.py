@@ -26,20 +26,37 @@ from pipeline.core.shards import CAPTIONS, TRIPLETS, read_table, write_table
 from trainer import protocols
 from trainer.atomic import write_json
 from trainer.config import QUERY_MODES
-from trainer.evaluate import EvalResult, EvalSplit, encode_split, load_eval_split, rank_queries
+from trainer.evaluate import (
+    EvalResult,
+    EvalSplit,
+    encode_split,
+    encode_split_parts,
+    encode_split_weighted,
+    load_eval_split,
+    rank_queries,
+)
 from trainer.fusion import DQUModel
-from trainer.loop import load_trained
+from trainer.loop import build_model, load_trained
+from trainer.pretrain import start_weights
 from trainer.runtime import resolve_device
 
 IMAGE_CAPTIONS = "image_captions.parquet"  # written by adapters whose protocol needs it
 PER_QUERY_TOP = 10
 PER_QUERY = pa.schema([("split", pa.string()), ("pair_id", pa.string()), ("mode", pa.string()),
-                       ("target_rank", pa.int64()), ("top10", pa.list_(pa.string()))])
+                       ("target_rank", pa.int64()), ("top10", pa.list_(pa.string())),
+                       ("lambda", pa.float64())])  # the text weight; null unless mode dqu
+TRAINING_FREE = "training_free"
+TRAINING_FREE_LAMBDA = 0.5  # the paper's training-free DQU: f_t and f_v weighted equally
 
 
 def run(params: Params, inputs_dir: Path, train_dir: Path, out_dir: Path,
-        prepare_dir: Path | None = None) -> dict:
-    """Write metrics.json, recall_curve.json and, for CIRR test1, the submission files."""
+        prepare_dir: Path | None = None, pretrain_dir: Path | None = None) -> dict:
+    """Write metrics.json, recall_curve.json and, for CIRR test1, the submission files.
+
+    metrics.json also holds `training_free`: each query mode scored with the encoders before
+    fine-tuning (the pretrain stage's checkpoint, else clip.pretrained) and no fusion head,
+    DQU as f_t and f_v weighted equally.
+    """
     cfg = params.evaluate
     _check_protocol(cfg, prepare_dir)
     device = resolve_device(cfg.device)
@@ -70,8 +87,9 @@ def run(params: Params, inputs_dir: Path, train_dir: Path, out_dir: Path,
         if cfg.submission_split:
             write_submission(model, Path(inputs_dir), cfg, extra, device,
                              Path(out_dir) / "submission" / mode)
+    free = training_free(params, data, curve_ks, extra, device, pretrain_dir)
     out_dir = Path(out_dir)
-    write_json(out_dir / "metrics.json", {cfg.split: metrics})
+    write_json(out_dir / "metrics.json", {cfg.split: {**metrics, TRAINING_FREE: free}})
     rows = [
         {"k": k, **{mode: round(curves[mode][f"R@{k}"], 4) for mode in QUERY_MODES}}
         for k in curve_ks
@@ -126,7 +144,37 @@ def score_split(model: DQUModel, data: EvalSplit, cfg: EvaluateParams, curve_ks:
 
     With `per_query`, appends one PER_QUERY row (exact rank, top-10 ids) per query.
     """
-    queries, gallery = encode_split(model, data, cfg.batch_size, device)
+    queries, lam, gallery = encode_split_weighted(model, data, cfg.batch_size, device)
+    return score_features(queries, gallery, data, cfg, curve_ks, extra, per_query=per_query,
+                          mode=mode, lam=lam)
+
+
+def training_free(params: Params, data: EvalSplit, curve_ks: list[int], extra: _ProtocolData,
+                  device: torch.device, pretrain_dir: Path | None) -> dict[str, dict]:
+    """R@K of text, visual and lambda = 0.5 queries from the encoders before fine-tuning."""
+    cfg = params.evaluate
+    model = build_model(start_weights(params.clip, pretrain_dir), "dqu", params.train.dropout,
+                        1.0, device)
+    text, visual, gallery = encode_split_parts(model, data, cfg.batch_size, device)
+    if text is None:
+        return {}
+    fused = torch.nn.functional.normalize(
+        TRAINING_FREE_LAMBDA * text + (1 - TRAINING_FREE_LAMBDA) * visual, dim=-1)
+    out = {}
+    for mode, queries in {"dqu": fused, "text": text, "visual": visual}.items():
+        scored = score_features(queries, gallery, data, cfg, curve_ks, extra)
+        out[mode] = {k: round(v, 4) for k, v in scored.items()
+                     if not k.startswith("R@") or int(k[2:]) in cfg.ks}
+        print(f"[evaluate] {cfg.split} training-free {mode}: "
+              + "  ".join(f"{k}={v:.2f}" for k, v in out[mode].items()))
+    return out
+
+
+def score_features(queries: torch.Tensor, gallery: torch.Tensor, data: EvalSplit,
+                   cfg: EvaluateParams, curve_ks: list[int], extra: _ProtocolData, *,
+                   per_query: list[dict] | None = None, mode: str = "",
+                   lam: torch.Tensor | None = None) -> dict[str, float]:
+    """score_split's scoring of already encoded queries and gallery."""
     # The caption hit rule reads the top max(K) ids; per_query.parquet the top 10.
     top_n = max(curve_ks) if cfg.hit_rule == "caption" else 0
     if per_query is not None:
@@ -134,11 +182,12 @@ def score_split(model: DQUModel, data: EvalSplit, cfg: EvaluateParams, curve_ks:
     result = rank_queries(queries, gallery, data, curve_ks, top_n, cfg.batch_size,
                           exact_ranks=per_query is not None)
     if per_query is not None:
+        weights = [None] * len(result.pair_ids) if lam is None else lam.cpu().tolist()
         per_query.extend(
             {"split": result.split, "pair_id": pair, "mode": mode, "target_rank": rank,
-             "top10": top[:PER_QUERY_TOP]}
-            for pair, rank, top in zip(result.pair_ids, result.target_ranks, result.top_ids,
-                                       strict=True))
+             "top10": top[:PER_QUERY_TOP], "lambda": weight}
+            for pair, rank, top, weight in zip(result.pair_ids, result.target_ranks,
+                                               result.top_ids, weights, strict=True))
     scored = dict(result.metrics)
     if cfg.hit_rule == "caption":
         targets = [extra.captions.get(t) for t in data.queries.target_ids]

@@ -260,7 +260,11 @@ def run(params: Params, prepare_dir: Path, render_dir: Path, out_dir: Path) -> S
         for k, (a, b) in enumerate(shard_ranges(len(image_ids), n_image))
     ]
 
-    parts = map_tasks(_build, [*query_tasks, *image_tasks], params.parallel)
+    # Progress counts images: each query's drawn visual query, and each gallery / target image.
+    sizes = [_row_count(t.render_shard) for t in query_tasks] + [len(t.image_ids)
+                                                                  for t in image_tasks]
+    parts = map_tasks(_build, [*query_tasks, *image_tasks], params.parallel, desc="inputs",
+                      sizes=sizes, unit="images")
     written = _written_image_ids(image_tasks)
     unusable = frozenset(needed - written)
     if unusable:
@@ -301,3 +305,8 @@ def _build(task: QueryShardTask | ImageShardTask) -> StageReport:
     if isinstance(task, QueryShardTask):
         return build_query_shard(task)
     return build_image_shard(task)
+
+
+def _row_count(path: str) -> int:
+    """Rows of a Parquet file, from its footer (no data read)."""
+    return pq.ParquetFile(path).metadata.num_rows

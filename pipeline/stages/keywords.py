@@ -19,6 +19,11 @@ if TYPE_CHECKING:
     from pipeline.keyphrases import Selection
 
 
+# Each shard is cut into tasks of at most this many texts, so progress moves every few seconds;
+# keywords depend on each text alone, so the cut cannot change them.
+TASK_TEXTS = 512
+
+
 @dataclass(frozen=True)
 class KeywordTask:
     """A chunk of unique modification texts for one worker."""
@@ -28,8 +33,8 @@ class KeywordTask:
 
 
 @functools.lru_cache(maxsize=1)
-def _keyword_model(model: str):  # noqa: ANN202 - returns pipeline.keyphrases.KeywordModel
-    # Loaded once per worker process and reused by all of its tasks.
+def keyword_model(model: str):  # noqa: ANN202 - returns pipeline.keyphrases.KeywordModel
+    """The keywords.model spec loaded once per process (stage workers, dqu search, dqu serve)."""
     from pipeline.keyphrases import load_keyword_model
 
     return load_keyword_model(resolve_model(model))
@@ -47,7 +52,7 @@ def extract_chunk(task: KeywordTask) -> list[list[str]]:
     """Keywords for each text of the chunk, in order."""
     from pipeline.keyphrases import extract_keywords
 
-    model = _keyword_model(task.params.model)
+    model = keyword_model(task.params.model)
     return extract_keywords(model, list(task.texts), batch_size=task.params.batch_size,
                             selection=keyword_selection(task.params),
                             progress=f"keywords ({len(task.texts)} texts)")
@@ -79,13 +84,15 @@ def run(params: Params, prepare_dir: Path, out_dir: Path) -> StageReport:
         # Texts repeat across pairs; extract each distinct text once.
         texts = sorted({row["modification"] for row in rows})
         tasks = [
-            KeywordTask(tuple(texts[a:b]), cfg)
+            KeywordTask(tuple(texts[start:min(start + TASK_TEXTS, b)]), cfg)
             for a, b in shard_ranges(len(texts), cfg.shards)
-            if b > a
+            for start in range(a, b, TASK_TEXTS)
         ]
         by_text: dict[str, list[str]] = {}
         for task, result in zip(
-            tasks, map_tasks(extract_chunk, tasks, params.parallel), strict=True
+            tasks, map_tasks(extract_chunk, tasks, params.parallel, desc="keywords",
+                             sizes=[len(t.texts) for t in tasks], unit="texts"),
+            strict=True
         ):
             by_text.update(zip(task.texts, result, strict=True))
         found = {(row["split"], row["pair_id"]): by_text[row["modification"]] for row in rows}

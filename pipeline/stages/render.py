@@ -111,7 +111,8 @@ def run(
         for index, (start, stop) in enumerate(shard_ranges(n_rows, render.shards))
     ]
     report = StageReport(STAGE, on_bad_record=render.on_bad_record)
-    for partial in map_tasks(render_shard, tasks, params.parallel):
+    for partial in map_tasks(render_shard, tasks, params.parallel, desc="render",
+                             sizes=[t.stop - t.start for t in tasks], unit="triplets"):
         report.merge(partial)
     report.write(out_dir / "report.json")
     return report

@@ -21,21 +21,26 @@ from pipeline.core.train_inputs import check_augment
 from trainer.config import QUERY_MODES, val_metric_names
 from trainer.distributed import env_rank
 from trainer.loop import train
+from trainer.pretrain import start_weights
 from trainer.shards import list_shards
 
 IMAGE_CAPTIONS = "image_captions.parquet"  # written by adapters whose protocol needs it
 
 
 def run(params: Params, mode: str, inputs_dir: Path, out_dir: Path, resume: bool = True,
-        prepare_dir: Path | None = None) -> None:
-    """Train one query mode; checkpoints, best weights and DVCLive logs go to out_dir."""
+        prepare_dir: Path | None = None, pretrain_dir: Path | None = None) -> None:
+    """Train one query mode; checkpoints, best weights and DVCLive logs go to out_dir.
+
+    With `pretrain_dir` holding a checkpoint (the pretrain stage ran), CLIP starts from it
+    instead of clip.pretrained.
+    """
     if mode not in QUERY_MODES:
         raise ValueError(f"train: unknown query mode {mode!r}; use one of {list(QUERY_MODES)}")
     check_clip_weights(params.clip.pretrained)
     check_augment(params, Path(inputs_dir))
     subsets, captions = _protocol_data(params, prepare_dir)
-    train(params.clip, params.train, mode, params.train.seed, Path(inputs_dir), Path(out_dir),
-          resume, val_subsets=subsets, val_captions=captions)
+    train(start_weights(params.clip, pretrain_dir), params.train, mode, params.train.seed,
+          Path(inputs_dir), Path(out_dir), resume, val_subsets=subsets, val_captions=captions)
     if env_rank() != 0:
         return  # under torchrun, rank 0 alone writes outputs
     # Every train query in the input shards is trained on; the report says how many.

@@ -5,12 +5,14 @@ import re
 import pytest
 from typer.testing import CliRunner
 
-from bench import BENCHMARKS, run_benchmarks
+import trainer.kernels as kernels
+from bench import BENCHMARKS, goals_line, run_benchmarks
 from bench.common import BenchResult
 from pipeline.cli import app
 
 LINE = re.compile(r"^bench (?P<name>[a-z0-9-]+): ours=(?P<ours>[0-9.]+) "
-                  r"baseline=(?P<baseline>[0-9.]+) ratio=(?P<ratio>[0-9.]+)x$")
+                  r"baseline=(?P<baseline>[0-9.]+) ratio=(?P<ratio>[0-9.]+)x"
+                  r"( path=(?P<path>float32|int8\((int_mm|onednn)\)))?$")
 
 
 def test_ratio_means_ours_better_for_rates_and_times():
@@ -18,18 +20,39 @@ def test_ratio_means_ours_better_for_rates_and_times():
     assert BenchResult("t", 2.0, 10.0, "s", higher_is_better=False).ratio == 5.0
     line = BenchResult("t", 2.0, 10.0, "s", False).line()
     assert line == "bench t: ours=2 baseline=10 ratio=5.0x"
+    line = BenchResult("t", 2.0, 10.0, "s", False, path="int8 (int_mm)").line()
+    assert line.endswith("path=int8(int_mm)")
 
 
-def test_every_cpu_benchmark_prints_one_line_each(capsys):
+@pytest.mark.parametrize("int8", ["auto", "off"])
+def test_every_cpu_benchmark_prints_one_line_each(capsys, monkeypatch, int8):
+    monkeypatch.setenv("DQU_INT8", int8)
     results = run_benchmarks(None, "tiny")
-    lines = [line for line in capsys.readouterr().out.splitlines() if line.strip()]
-    matches = [LINE.match(line) for line in lines]
-    assert all(matches), lines
+    out = capsys.readouterr()
+    lines = [line for line in out.out.splitlines() if line.strip()]
+    assert lines[0].startswith("bench cpu: ") and "cpu " in lines[0], lines
+    assert lines[-1].startswith("bench goals: loader "), lines
+    assert "(toy sizes: goals apply to full runs)" in lines[-1]
+    matches = [LINE.match(line) for line in lines[1:-1]]
+    assert all(m and m["path"] for m in matches), lines
     assert [m["name"] for m in matches] == ["loader", "frozen", "eval", "eval-rss", "dask",
-                                             "keywords"]
+                                           "search-latency", "search-approx", "search-batch",
+                                           "search-build", "keywords"]
     assert [r.name for r in results] == [m["name"] for m in matches]
     for match, result in zip(matches, results, strict=True):
         assert float(match["ratio"]) == pytest.approx(result.ratio, abs=0.051)
+    eval_path = matches[2]["path"]
+    assert (eval_path == "float32") == (int8 == "off")
+    if int8 == "off" and kernels.exact_ops():  # the other path is timed and noted
+        assert "eval: other path int8" in out.err
+
+
+def test_goals_line_says_which_goals_are_met():
+    results = [BenchResult("eval", 0.1, 6.0, "s", False), BenchResult("eval-rss", 3000.0,
+                                                                      9000.0, "MiB peak", False)]
+    line = goals_line(results, "full")
+    assert line == ("bench goals: eval 60.0x >= 50x met; eval-rss 3000.0 MiB < 2048 MiB "
+                    "NOT MET (some NOT MET)")
 
 
 def test_gpu_train_script_runs_tiny_on_cpu(capsys):

@@ -105,3 +105,14 @@ def test_exp_show_json_runs_skip_failed_and_unevaluated_and_drop_duplicates() ->
     summary = _find(summarise(runs), metric="R@10")
     assert (summary.n, summary.mean, summary.std) == (2, pytest.approx(62.0),
                                                       pytest.approx(math.sqrt(8.0)))
+
+
+def test_training_free_scores_are_rows_of_their_own() -> None:
+    runs = [{"name": f"s{seed}",
+             "params": {"prepare": {"dataset": "demo"}, "train": {"seed": seed}},
+             "metrics": {"test": {"dqu": {"R@10": 28.0 + seed},
+                                  "training_free": {"dqu": {"R@10": 1.0 + seed}}}}}
+            for seed in (0, 1)]
+    table = markdown(summarise(runs))
+    assert "| dqu | 28.50 ± 0.71 |" in table
+    assert "| training_free.dqu | 1.50 ± 0.71 |" in table

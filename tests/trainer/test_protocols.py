@@ -76,7 +76,7 @@ def test_evaluate_glue_adds_subset_keys_and_caption_rule(monkeypatch, tmp_path):
     from pipeline.core.params import EvaluateParams
     from pipeline.stages import evaluate as stage
 
-    monkeypatch.setattr(stage, "encode_split", lambda *a, **k: (QUERIES, GALLERY))
+    monkeypatch.setattr(stage, "encode_split_weighted", lambda *a, **k: (QUERIES, None, GALLERY))
     extra = stage._ProtocolData(EvaluateParams(), None)
     extra.subsets = {("val", "12"): ["g0", "g1", "g2"], ("val", "13"): ["g1", "g2", "g3"]}
     cfg = EvaluateParams(ks=[1, 2], subset_ks=[1, 2])

@@ -3,11 +3,19 @@
 import pytest
 import torch
 
+import trainer.kernels as kernels
 import trainer.screened_ranking as screened
 from trainer.ranking import rank_targets
 
-pytestmark = pytest.mark.skipif(not screened.screen_applies(torch.ones(1, 8), torch.ones(1, 8)),
-                                reason="this torch build has no int8 CPU matmul")
+pytestmark = pytest.mark.skipif(not kernels.exact_ops(),
+                                reason="this torch build has no exact int8 CPU matmul")
+
+
+@pytest.fixture(autouse=True, params=kernels.exact_ops())
+def _force_int8(monkeypatch, request):
+    """The screen is tested with each exact int8 op, whatever the probe would choose here."""
+    monkeypatch.setenv("DQU_INT8", "on")
+    monkeypatch.setenv("DQU_INT8_OP", request.param)
 
 
 def _exact_ranks(q: torch.Tensor, g: torch.Tensor, target: torch.Tensor,

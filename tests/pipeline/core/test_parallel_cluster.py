@@ -166,7 +166,7 @@ def test_caption_asks_for_one_unit_of_its_worker_resource(upstream, monkeypatch)
     params, root = upstream
     asked = []
 
-    def record(fn, tasks, parallel, resources=None):  # noqa: ANN001, ANN202 - map_tasks' shape
+    def record(fn, tasks, parallel, resources=None, **_):  # noqa: ANN001, ANN202, ANN003
         asked.append(resources)
         return [({}, StageReport("caption", "skip")) for _ in tasks]
 

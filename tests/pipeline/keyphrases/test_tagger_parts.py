@@ -10,7 +10,7 @@ from pipeline.keyphrases.align import B, I, O, align
 from pipeline.keyphrases.encode import split_words
 from pipeline.keyphrases.normalise import normalise
 from pipeline.keyphrases.phrases import drop_repeats, phrase_of
-from pipeline.keyphrases.tagger import Tagger, decode_spans, load_tagger, viterbi
+from pipeline.keyphrases.tagger import decode_spans, load_tagger, viterbi
 
 
 def _labels(text: str, phrases: list[str]) -> tuple[list[int], int]:
@@ -53,29 +53,21 @@ def test_naive_split_is_the_issue_baseline() -> None:
 
 
 def test_tagger_round_trips_through_npz(tmp_path) -> None:
+    from devkit.tiny import build_tiny_tagger
+
+    path = build_tiny_tagger(tmp_path / "t.npz", width=4, seed=0)
+    tagger = load_tagger(path)
+    assert tagger.width == 6 and tagger.vocabulary == {"sleeves", "collar"}
     rng = np.random.default_rng(0)
-    tagger = Tagger(rng.normal(size=(4, 5)).astype(np.float32), np.zeros(5, np.float32),
-                    rng.normal(size=(5, 3)).astype(np.float32), np.zeros(3, np.float32),
-                    vocabulary=frozenset({"sleeves", "collar"}))
-    path = tmp_path / "t.npz"
-    tagger.save(path)
-    back = load_tagger(path)
-    features = rng.normal(size=(6, 4)).astype(np.float32)
-    assert back.spans(features) == tagger.spans(features)
-    assert back.vocabulary == tagger.vocabulary
+    texts = [rng.normal(size=(n, 6)).astype(np.float32) for n in (6, 3, 6, 0)]
+    alone = [tagger.scores(f) for f in texts]
+    together = tagger.scores_batch(texts)
+    # a text's scores do not depend on which texts share its batch
+    assert all(np.array_equal(a, b) for a, b in zip(alone, together, strict=True))
+    assert together[3].shape == (0, 3) and tagger.spans(texts[3]) == []
+    assert tagger.spans(texts[0])  # never no span for a text with words
+    np.savez(tmp_path / "old.npz", w1=np.zeros((4, 3)), vocab=np.array([], dtype=str))
+    with pytest.raises(ValueError, match="no tagger network"):
+        load_tagger(tmp_path / "old.npz")
     with pytest.raises(FileNotFoundError, match="train_tagger"):
         load_tagger(tmp_path / "missing.npz")
-
-
-def test_linear_path_is_forced_by_the_environment(monkeypatch) -> None:
-    from pipeline.keyphrases import linear_path
-
-    monkeypatch.setenv(linear_path.ENV, "float32")
-    assert linear_path.forced_path() == "float32"
-    monkeypatch.setenv(linear_path.ENV, "auto")
-    assert linear_path.forced_path() is None
-    monkeypatch.setenv(linear_path.ENV, "fast")
-    with pytest.raises(ValueError, match="int8, float32 or auto"):
-        linear_path.forced_path()
-    # the probe answers once per process, with a bool, whatever the CPU
-    assert linear_path.probe_int8_faster() in (True, False)

@@ -5,7 +5,9 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+import torch
 
+from pipeline.core import case_figure
 from pipeline.core.params import (
     CaptionParams,
     EvaluateParams,
@@ -13,11 +15,22 @@ from pipeline.core.params import (
     ParallelParams,
     Params,
     PrepareParams,
+    PretrainParams,
     RenderParams,
 )
 from pipeline.core.shards import CAPTIONS, KEYWORDS, RENDERED, read_shards, read_table
 from pipeline.datasets import ADAPTERS
-from pipeline.stages import caption, evaluate, inputs, keywords, prepare, render, train
+from pipeline.stages import (
+    caption,
+    casestudy,
+    evaluate,
+    inputs,
+    keywords,
+    prepare,
+    pretrain,
+    render,
+    train,
+)
 from tests.factories import tiny_dataset
 from trainer.config import ClipConfig, TrainConfig
 
@@ -33,6 +46,7 @@ def run_all(tmp_path_factory):
         keywords=KeywordsParams(backend="provided"),
         render=RenderParams(shards=2, font_size=8),
         clip=ClipConfig(model="dqu-test"),
+        pretrain=PretrainParams(epochs=2, batch_size=4, warmup_steps=1, word_images=8),
         train=TrainConfig(epochs=2, batch_size=4, lr=1e-3, clip_lr=1e-3),
         evaluate=EvaluateParams(ks=[1, 2, 5], batch_size=8),
     )
@@ -42,9 +56,13 @@ def run_all(tmp_path_factory):
     keywords.run(params, dirs["prepare"], dirs["keywords"])
     render.run(params, dirs["prepare"], dirs["caption"], dirs["keywords"], dirs["render"])
     inputs.run(params, dirs["prepare"], dirs["render"], dirs["inputs"])
+    pretrain.run(params, dirs["prepare"], dirs["keywords"], root / "pretrain")
     for mode in ("dqu", "text", "visual"):
-        train.run(params, mode, dirs["inputs"], root / "train" / mode)
-    metrics = evaluate.run(params, dirs["inputs"], root / "train", root / "evaluate")
+        train.run(params, mode, dirs["inputs"], root / "train" / mode,
+                  pretrain_dir=root / "pretrain")
+    metrics = evaluate.run(params, dirs["inputs"], root / "train", root / "evaluate",
+                           pretrain_dir=root / "pretrain")
+    casestudy.run(params, dirs["prepare"], dirs["render"], root / "evaluate", root / "casestudy")
     yield root, params, metrics
     del ADAPTERS["tiny"]
 
@@ -104,7 +122,11 @@ def test_train_and_evaluate_outputs(run_all):
         assert (root / "train" / mode / "model.safetensors").is_file()
     assert set(metrics) == {"dqu", "text", "visual"}
     written = json.loads((root / "evaluate" / "metrics.json").read_text())
+    free = written["test"].pop("training_free")
     assert written == {"test": metrics}
+    # The encoders before fine-tuning, no head: every mode, the same keys.
+    assert set(free) == {"dqu", "text", "visual"}
+    assert all(set(values) == {"R@1", "R@2", "R@5"} for values in free.values())
     for values in metrics.values():
         assert set(values) == {"R@1", "R@2", "R@5"}
         assert 0.0 <= values["R@1"] <= values["R@2"] <= values["R@5"] <= 100.0
@@ -120,3 +142,40 @@ def test_train_and_evaluate_outputs(run_all):
         hits = sum(row["target_rank"] < 1 for row in rows)
         assert 100.0 * hits / len(rows) == pytest.approx(metrics[mode]["R@1"], abs=1e-3)
         assert all(0 < len(row["top10"]) <= 10 for row in rows)
+
+
+def test_pretrain_writes_the_checkpoint_train_starts_from(run_all):
+    root, _, _ = run_all
+    summary = json.loads((root / "pretrain" / "pretrain_summary.json").read_text())
+    assert summary["epochs"] == 2 and len(summary["loss"]) == 2
+    # 6 train images with their descriptions + 8 with drawn keywords
+    assert summary["pairs"] == _report(root / "pretrain")["n_out"] == 14
+    assert (root / "pretrain" / "clip.safetensors").is_file()
+
+
+def test_pretrain_writes_the_same_checkpoint_twice(run_all, tmp_path):
+    # A second run of one commit must give the same bytes (dvc.lock names them): the random
+    # initial weights come from pretrain.seed, whatever the process's RNG state was before.
+    root, params, _ = run_all
+    torch.manual_seed(12345)
+    pretrain.run(params, root / "prepare", root / "keywords", tmp_path / "again")
+    assert ((tmp_path / "again" / "clip.safetensors").read_bytes()
+            == (root / "pretrain" / "clip.safetensors").read_bytes())
+
+
+def test_casestudy_figures_span_lambda(run_all):
+    import pyarrow.parquet as pq
+    from PIL import Image
+
+    root, _, _ = run_all
+    cases = json.loads((root / "casestudy" / "cases.json").read_text())
+    assert 1 <= len(cases) <= 4  # 4 test queries, 6 figures asked: each query once
+    lambdas = [case["lambda"] for case in cases]
+    assert lambdas == sorted(lambdas)
+    rows = pq.read_table(root / "evaluate" / "per_query.parquet").to_pylist()
+    dqu = {r["pair_id"]: r for r in rows if r["mode"] == "dqu"}
+    for case in cases:
+        assert case["top"] == dqu[case["pair_id"]]["top10"][:5]
+        with Image.open(root / "casestudy" / "figures" / case["figure"]) as image:
+            assert image.width > 7 * case_figure.THUMB
+    assert all(r["lambda"] is None for r in rows if r["mode"] != "dqu")

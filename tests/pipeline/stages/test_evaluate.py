@@ -27,7 +27,7 @@ def _split(target: list[int], reference: list[int]) -> SimpleNamespace:
 
 
 def test_per_query_rows_rank_ties_above_the_target(monkeypatch) -> None:
-    monkeypatch.setattr(stage, "encode_split", lambda *a, **k: (QUERIES, GALLERY))
+    monkeypatch.setattr(stage, "encode_split_weighted", lambda *a, **k: (QUERIES, None, GALLERY))
     rows: list[dict] = []
     cfg = EvaluateParams(ks=[1])
     # q0 targets "c", tied with "b": rank 1 and "b" listed first. q1's reference "a" is masked.
@@ -36,16 +36,16 @@ def test_per_query_rows_rank_ties_above_the_target(monkeypatch) -> None:
     assert got == {"R@1": 50.0}
     assert rows == [
         {"split": "val", "pair_id": "p0", "mode": "dqu", "target_rank": 1,
-         "top10": ["b", "c", "a", "d"]},
+         "top10": ["b", "c", "a", "d"], "lambda": None},
         {"split": "val", "pair_id": "p1", "mode": "dqu", "target_rank": 0,
-         "top10": ["d", "b", "c", "a"]},
+         "top10": ["d", "b", "c", "a"], "lambda": None},
     ]
     # The rows fit the parquet schema the stage writes.
     assert pa.Table.from_pylist(rows, schema=stage.PER_QUERY).num_rows == 2
 
 
 def test_the_target_follows_its_tie_whichever_copy_it_is(monkeypatch) -> None:
-    monkeypatch.setattr(stage, "encode_split", lambda *a, **k: (QUERIES, GALLERY))
+    monkeypatch.setattr(stage, "encode_split_weighted", lambda *a, **k: (QUERIES, None, GALLERY))
     rows: list[dict] = []
     cfg = EvaluateParams(ks=[1])
     stage.score_split(None, _split([1, -1], [-1, -1]), cfg, [1], stage._ProtocolData(cfg, None),

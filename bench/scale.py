@@ -1,0 +1,201 @@
+"""scale: wall time and peak RSS of every stage, prepare to evaluate, on real-size replicas.
+
+`python -m bench.scale [--datasets shoes cirr] [--scales 1 2] [--tiny]` writes dataset-shaped
+replicas (devkit/replicas.py: the official Shoes / CIRR layouts at their real counts, tiny
+solid-colour images, provided captions and keywords) into a scratch project, merges the
+dataset's preset into the repository's params.yaml with a small ViT backbone (`dqu-tiny`
+from scratch, one epoch, CPU; render.engine pillow since OpenCV is optional) and runs each
+stage's `dqu` command (the dvc.yaml ones) in its own process, as `dvc repro` would. Per stage
+it reports wall seconds, CPU seconds (user + system, the stage's worker processes included:
+far less sensitive than wall time to other jobs on a shared machine) and peak RSS (the
+child's ru_maxrss from wait4, on Linux at least the driver's own small RSS at fork), then the
+growth of 2x data over 1x (goal: cost linear in the data, 2x <= 2.2x time). Placeholder
+images make decoding cheap, so what grows is the pipeline's own per-record and per-pair work.
+Stage logs go to the scratch folder; the table goes to stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from devkit.replicas import WRITERS
+from presets.apply import merge
+
+REPO = Path(__file__).resolve().parents[1]
+MODES = ("dqu", "text", "visual")  # dvc.yaml's train foreach
+GROWTH_GOAL = 2.2
+# What differs from the dataset's preset: the demo's backbone, one epoch on the CPU, no
+# optional OpenCV, no test1 submission files (their cost is one more ranking).
+OVERRIDES = {
+    "parallel": {"scheduler": "local", "workers": 2},
+    "render": {"engine": "pillow"},
+    "clip": {"model": "dqu-tiny", "pretrained": None},
+    "train": {"epochs": 1, "batch_size": 64, "lr": 1.0e-3, "clip_lr": 1.0e-3, "amp": "auto",
+              "augment": "none", "device": "cpu"},
+    "evaluate": {"device": "cpu", "submission_split": None},
+}
+
+
+@dataclass(frozen=True)
+class StageRun:
+    """One stage command's cost."""
+
+    stage: str
+    seconds: float
+    peak_mib: float
+    cpu_seconds: float = 0.0  # user + system of the child and its workers (less load-bound)
+
+
+def project_params(dataset: str, root: Path) -> dict:
+    """params.yaml of the scratch project: repository params + preset + OVERRIDES."""
+    params = yaml.safe_load((REPO / "params.yaml").read_text(encoding="utf-8"))
+    preset = yaml.safe_load((REPO / "presets" / f"{dataset}.yaml").read_text(encoding="utf-8"))
+    merged = merge(merge(params, preset), copy.deepcopy(OVERRIDES))
+    merged["prepare"]["root"] = str(root)
+    return merged
+
+
+def stage_commands(modes: tuple[str, ...]) -> list[tuple[str, list[str]]]:
+    """(label, dqu arguments) of each stage in dvc.yaml order (artifact paths as dvc.yaml's)."""
+    a = "artifacts"
+    commands = [
+        ("prepare", ["prepare", "--out", f"{a}/prepare"]),
+        ("caption", ["caption", "--prepare", f"{a}/prepare", "--out", f"{a}/caption"]),
+        ("keywords", ["keywords", "--prepare", f"{a}/prepare", "--out", f"{a}/keywords"]),
+        ("render", ["render", "--prepare", f"{a}/prepare", "--caption", f"{a}/caption",
+                    "--keywords", f"{a}/keywords", "--out", f"{a}/render"]),
+        ("inputs", ["inputs", "--prepare", f"{a}/prepare", "--render", f"{a}/render",
+                    "--out", f"{a}/inputs"]),
+    ]
+    commands += [(f"train {m}", ["train", m, "--inputs", f"{a}/inputs", "--prepare",
+                                 f"{a}/prepare", "--out", f"{a}/train/{m}"]) for m in modes]
+    commands.append(("evaluate", ["evaluate", "--inputs", f"{a}/inputs", "--train", f"{a}/train",
+                                  "--prepare", f"{a}/prepare", "--out", f"{a}/evaluate"]))
+    return commands
+
+
+def dqu_command() -> list[str]:
+    """The `dqu` entry point of this interpreter's environment."""
+    script = Path(sys.executable).parent / "dqu"
+    return [str(script)] if script.is_file() else [sys.executable, "-m", "pipeline.cli"]
+
+
+def run_stage(label: str, args: list[str], project: Path) -> StageRun:
+    """Run one stage command in `project`; its wall seconds and peak RSS (wait4)."""
+    log = project / "logs" / f"{label.replace(' ', '-')}.log"
+    log.parent.mkdir(exist_ok=True)
+    path = os.pathsep.join([str(REPO), *filter(None, [os.environ.get("PYTHONPATH")])])
+    env = {**os.environ, "DQU_PROGRESS": "log", "DQU_PROGRESS_INTERVAL": "30", "PYTHONPATH": path}
+    with log.open("w", encoding="utf-8") as out:
+        start = time.perf_counter()
+        proc = subprocess.Popen([*dqu_command(), *args], cwd=project, env=env, stdout=out,
+                                stderr=subprocess.STDOUT)
+        _, status, usage = os.wait4(proc.pid, 0)
+        seconds = time.perf_counter() - start
+        proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode != 0:
+        tail = log.read_text(encoding="utf-8")[-3000:]
+        raise RuntimeError(f"scale: {label} failed (exit {proc.returncode}); {log}:\n{tail}")
+    # ru_maxrss: kB on Linux. CPU seconds include the stage's waited-for worker processes.
+    return StageRun(label, seconds, usage.ru_maxrss / 1024, usage.ru_utime + usage.ru_stime)
+
+
+def run_one(dataset: str, scale: float, modes: tuple[str, ...], workdir: Path
+            ) -> tuple[dict[str, int], list[StageRun]]:
+    """Replica + scratch project + every stage; (replica counts, stage costs)."""
+    project = workdir / f"{dataset}-{scale:g}x"
+    data_root = project / "data"
+    counts = WRITERS[dataset](data_root, scale)
+    (project / "params.yaml").write_text(
+        yaml.safe_dump(project_params(dataset, data_root), sort_keys=False), encoding="utf-8")
+    runs = []
+    for label, args in stage_commands(modes):
+        runs.append(run_stage(label, args, project))
+        print(f"  [{time.strftime('%H:%M:%S')}] {dataset} {scale:g}x {label}: "
+              f"{runs[-1].seconds:.1f} s, {runs[-1].cpu_seconds:.1f} cpu s, "
+              f"{runs[-1].peak_mib:.0f} MiB", file=sys.stderr,
+              flush=True)
+    return counts, runs
+
+
+def table(results: dict[tuple[str, float], tuple[dict[str, int], list[StageRun]]]) -> str:
+    """Markdown table: per dataset and stage, seconds and peak MiB at each scale, growth."""
+    lines = []
+    for dataset in dict.fromkeys(d for d, _ in results):
+        scales = sorted(s for d, s in results if d == dataset)
+        head = " | ".join(f"{s:g}x s | {s:g}x cpu s | {s:g}x MiB" for s in scales)
+        counts = "; ".join(f"{s:g}x: {results[dataset, s][0]['triplets']:,} triplets, "
+                           f"{results[dataset, s][0]['images']:,} images" for s in scales)
+        lines += [f"{dataset} ({counts})", "", f"| stage | {head} | time growth | cpu growth |",
+                  "|---" * (3 * len(scales) + 3) + "|"]
+        stages = [r.stage for r in results[dataset, scales[0]][1]] + ["total"]
+        for stage in stages:
+            cells, seconds, cpu = [], [], []
+            for s in scales:
+                runs = results[dataset, s][1]
+                picked = runs if stage == "total" else [r for r in runs if r.stage == stage]
+                seconds.append(sum(r.seconds for r in picked))
+                cpu.append(sum(r.cpu_seconds for r in picked))
+                cells.append(f"{seconds[-1]:.1f} | {cpu[-1]:.1f} | "
+                             f"{max(r.peak_mib for r in picked):.0f}")
+            lines.append(f"| {stage} | {' | '.join(cells)} | {_growth(seconds)} | "
+                         f"{_growth(cpu)} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _growth(values: list[float]) -> str:
+    """Last over first (2x over 1x), or blank."""
+    return f"{values[-1] / values[0]:.2f}x" if len(values) > 1 and values[0] > 0 else ""
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Parse datasets and scales, run them all, print the table (and write --json)."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--datasets", nargs="+", default=["shoes", "cirr"], choices=sorted(WRITERS))
+    parser.add_argument("--scales", nargs="+", type=float, default=[1.0, 2.0])
+    parser.add_argument("--modes", nargs="+", default=list(MODES), choices=MODES,
+                        help="train modes to run (evaluate scores every mode, so all by default)")
+    parser.add_argument("--tiny", action="store_true", help="scales 0.01 and 0.02: a quick check")
+    parser.add_argument("--workdir", type=Path, help="keep the scratch projects here")
+    parser.add_argument("--json", type=Path, help="also write the raw figures here")
+    args = parser.parse_args(argv)
+    scales = [0.01, 0.02] if args.tiny else args.scales
+    driver_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"  scale: driver RSS {driver_mib:.0f} MiB (a floor of every child's peak); cpu "
+          f"{os.cpu_count()} cores, load {os.getloadavg()[0]:.1f}", file=sys.stderr)
+    results = {}
+    with tempfile.TemporaryDirectory(prefix="dqu-scale-") as tmp:
+        workdir = args.workdir or Path(tmp)
+        for dataset in args.datasets:
+            for scale in scales:
+                results[dataset, scale] = run_one(dataset, scale, tuple(args.modes), workdir)
+                if args.json:
+                    _dump(results, args.json)
+    print(table(results))
+
+
+def _dump(results: dict, path: Path) -> None:
+    """Raw figures as JSON (written after every run, so a long sweep keeps what finished)."""
+    path.write_text(json.dumps([
+        {"dataset": d, "scale": s, **counts,
+         "stages": [{"stage": r.stage, "seconds": round(r.seconds, 2),
+                     "cpu_seconds": round(r.cpu_seconds, 2), "peak_mib": round(r.peak_mib)}
+                    for r in runs]}
+        for (d, s), (counts, runs) in results.items()], indent=1), encoding="utf-8")
+
+
+if __name__ == "__main__":
+    main()

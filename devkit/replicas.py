@@ -1,0 +1,138 @@
+"""Dataset-shaped replicas at real sizes: the official file layouts, placeholder images.
+
+`python -m devkit.replicas shoes|cirr OUT [--scale 2]` writes a folder the real adapters
+(pipeline/datasets/shoes.py, cirr.py) read as they would the dataset, with the official DQU-CIR
+extras (captions, keywords, an empty typo dictionary) so `caption` and `keywords` run their
+`provided` backends and no heavy model is needed. Images are tiny solid-colour files, so what a
+run measures is the pipeline's own cost per record at the dataset's real counts (bench/scale.py).
+
+Sizes at scale 1 (the datasets' own counts): Shoes 10,751 triplets over 14,658 images (10,000
+train + 4,658 eval); CIRR rc2 36,554 triplets over 21,552 images (train 28,225 / 16,939,
+val 4,181 / 2,297, test1 4,148 / 2,316). Seeded: the same arguments write the same files.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+SHOES = {"train_images": 10_000, "eval_images": 4_658, "triplets": 10_751, "train_share": 0.836}
+CIRR = {"train": (28_225, 16_939), "val": (4_181, 2_297), "test1": (4_148, 2_316)}
+SUBSET = 6  # CIRR img_set members per query
+IMAGE_SIDE = 16  # placeholder side, pixels
+COLOURS = ("red", "blue", "green", "black", "white", "brown", "pink", "grey")
+THINGS = ("laces", "heel", "strap", "buckle", "sole", "toe", "stripes", "logo")
+PHRASES = ("is {c} with a {t}", "has a {c} {t} instead", "{c} and shows a {t}",
+           "make it {c} with no {t}")
+
+
+def _modification(rng: np.random.Generator) -> tuple[str, list[str]]:
+    """A modification text and its provided keywords (the colour and the thing)."""
+    colour, thing = COLOURS[rng.integers(len(COLOURS))], THINGS[rng.integers(len(THINGS))]
+    text = PHRASES[rng.integers(len(PHRASES))].format(c=colour, t=thing)
+    return text, [colour, thing]
+
+
+def _write_image(path: Path, rng: np.random.Generator, fmt: str) -> None:
+    """A solid-colour placeholder (a few hundred bytes)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    colour = tuple(int(v) for v in rng.integers(0, 256, 3))
+    Image.new("RGB", (IMAGE_SIDE, IMAGE_SIDE), colour).save(path, fmt)
+
+
+def _write_json(path: Path, data: object) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data), encoding="utf-8")
+
+
+def _keyword_entry(text: str, keywords: list[str]) -> list[str]:
+    """An official keywords_in_mods_* value: the keywords are its last element, ", "-joined."""
+    return [text, ", ".join(keywords)]
+
+
+def write_shoes(root: Path, scale: float = 1.0, seed: int = 0) -> dict[str, int]:
+    """Write a Shoes replica under root; return its counts."""
+    rng = np.random.default_rng(seed)
+    root = Path(root)
+    n_train, n_eval = (round(SHOES[k] * scale) for k in ("train_images", "eval_images"))
+    names = [f"img_womens_{i:07d}.jpg" for i in range(n_train + n_eval)]
+    for i, name in enumerate(names):
+        _write_image(root / "womens_shoes" / str(i // 1000) / name, rng, "JPEG")
+    train, evaluation = names[:n_train], names[n_train:]
+    (root / "train_im_names.txt").write_text("\n".join(train) + "\n", encoding="utf-8")
+    (root / "eval_im_names.txt").write_text("\n".join(evaluation) + "\n", encoding="utf-8")
+    n_triplets = round(SHOES["triplets"] * scale)
+    n_train_triplets = round(n_triplets * SHOES["train_share"])
+    entries, captions, keywords = [], {}, {}
+    for k in range(n_triplets):
+        pool = train if k < n_train_triplets else evaluation
+        ref, target = (pool[j] for j in rng.choice(len(pool), 2, replace=False))
+        while f"{ref}+{target}" in keywords:  # the pair is the id: each drawn once
+            ref, target = (pool[j] for j in rng.choice(len(pool), 2, replace=False))
+        text, words = _modification(rng)
+        entries.append({"ImageName": target, "ReferenceImageName": ref, "RelativeCaption": text})
+        captions[ref] = f"a {COLOURS[k % len(COLOURS)]} shoe"
+        keywords[f"{ref}+{target}"] = _keyword_entry(text, words)
+    _write_json(root / "relative_captions_shoes.json", entries)
+    _write_json(root / "image_captions_shoes.json", captions)
+    _write_json(root / "keywords_in_mods_shoes.json", keywords)
+    _write_json(root / "correction_dict_shoes.json", {})
+    return {"triplets": n_triplets, "images": len(names)}
+
+
+def write_cirr(root: Path, scale: float = 1.0, seed: int = 0) -> dict[str, int]:
+    """Write a CIRR rc2 replica under root (images under root/<split>/<n>/); return counts."""
+    rng = np.random.default_rng(seed)
+    root = Path(root)
+    totals = {"triplets": 0, "images": 0}
+    for split, (n_pairs, n_images) in CIRR.items():
+        n_pairs, n_images = round(n_pairs * scale), round(n_images * scale)
+        folder = "dev" if split == "val" else split
+        names = [f"{split}-{i:06d}" for i in range(n_images)]
+        relative = {name: f"./{folder}/{i // 1000}/{name}.png" for i, name in enumerate(names)}
+        for rel in relative.values():
+            _write_image(root / rel, rng, "PNG")
+        _write_json(root / "image_splits" / f"split.rc2.{split}.json", relative)
+        entries, captions, keywords = [], {}, {}
+        for pair in range(n_pairs):
+            start = int(rng.integers(0, n_images - SUBSET + 1))
+            members = names[start:start + SUBSET]
+            ref, target = members[0], members[1 + int(rng.integers(SUBSET - 1))]
+            text, words = _modification(rng)
+            entry = {"pairid": pair, "reference": ref, "caption": text,
+                     "img_set": {"id": pair, "members": members}}
+            key = f"{pair}+{ref}" if split == "test1" else f"{ref}+{target}"
+            if split != "test1":
+                entry["target_hard"] = target
+            entries.append(entry)
+            captions[ref] = f"a photo of {COLOURS[pair % len(COLOURS)]} things"
+            keywords[key] = _keyword_entry(text, words)
+        _write_json(root / "captions" / f"cap.rc2.{split}.json", entries)
+        _write_json(root / "captions" / f"image_captions_cirr_{split}.json", captions)
+        _write_json(root / "captions" / f"keywords_in_mods_cirr_{split}.json", keywords)
+        totals["triplets"] += n_pairs
+        totals["images"] += n_images
+    return totals
+
+
+WRITERS = {"shoes": write_shoes, "cirr": write_cirr}
+
+
+def main(argv: list[str] | None = None) -> None:
+    """`python -m devkit.replicas DATASET OUT [--scale S] [--seed N]`."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("dataset", choices=sorted(WRITERS))
+    parser.add_argument("out", type=Path)
+    parser.add_argument("--scale", type=float, default=1.0, help="multiple of the real counts")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    counts = WRITERS[args.dataset](args.out, args.scale, args.seed)
+    print(json.dumps({"dataset": args.dataset, "scale": args.scale, **counts}))
+
+
+if __name__ == "__main__":
+    main()

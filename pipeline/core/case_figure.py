@@ -1,0 +1,66 @@
+"""The paper's case-study figure: query text, reference, unified visual query, lambda, top-k.
+
+One renderer for the `casestudy` stage (queries of the evaluated split, target framed) and for
+`dqu search --figure` (a new query, no known target).
+"""
+
+from __future__ import annotations
+
+import textwrap
+
+from PIL import Image, ImageDraw, ImageFont
+
+THUMB = 112  # side of every image in the figure, pixels
+PAD = 8
+TEXT = 13  # font size, pixels
+FRAME = (20, 160, 40)  # the target's frame
+WRAP = 110  # characters per text line
+
+
+def _font(size: int) -> ImageFont.FreeTypeFont:
+    return ImageFont.load_default(size=size)
+
+
+def draw_case(case: dict, reference: Image.Image, visual: Image.Image,
+              top: list[Image.Image]) -> Image.Image:
+    """One figure: text lines on top, then reference | visual query || top-k (target framed).
+
+    `case` holds pair_id, lambda, modification, text_query, keywords and top (image ids);
+    target_rank and target_id are optional (a search has no known target); label names the id.
+    """
+    font = _font(TEXT)
+    lam = case["lambda"]
+    head = (f"{case.get('label', 'pair')} {case['pair_id']}   lambda (text) = {lam:.2f}   "
+            f"1 - lambda (visual) = {1 - lam:.2f}")
+    if case.get("target_rank") is not None:
+        head += f"   target rank = {case['target_rank'] + 1}"
+    lines = [head]
+    lines += textwrap.wrap(f"modification: {case['modification']}", WRAP)
+    lines += textwrap.wrap(f"unified textual query: {case['text_query']}", WRAP)
+    lines += textwrap.wrap(f"drawn keywords: {', '.join(case['keywords'])}", WRAP)
+    line_h = TEXT + 4
+    header = PAD + line_h * len(lines)
+    labels = line_h
+    tiles = 2 + len(top)
+    width = PAD + tiles * (THUMB + PAD) + 2 * PAD
+    height = header + PAD + labels + THUMB + 2 * PAD
+    canvas = Image.new("RGB", (width, height), (255, 255, 255))
+    draw = ImageDraw.Draw(canvas)
+    for i, line in enumerate(lines):
+        draw.text((PAD, PAD + i * line_h), line, fill=(0, 0, 0), font=font)
+    top_y = header + PAD + labels
+    x = PAD
+    tiles_info = [("reference", reference, False), ("visual query", visual, False)]
+    tiles_info += [(f"top {k + 1}", img, case["top"][k] == case.get("target_id"))
+                   for k, img in enumerate(top)]
+    for index, (label, image, is_target) in enumerate(tiles_info):
+        if index == 2:
+            x += 2 * PAD  # a gap between the query and the results
+        draw.text((x, header + PAD), label + (" (target)" if is_target else ""),
+                  fill=FRAME if is_target else (0, 0, 0), font=font)
+        canvas.paste(image.resize((THUMB, THUMB), Image.Resampling.BICUBIC), (x, top_y))
+        if is_target:
+            draw.rectangle((x - 3, top_y - 3, x + THUMB + 2, top_y + THUMB + 2), outline=FRAME,
+                           width=4)
+        x += THUMB + PAD
+    return canvas

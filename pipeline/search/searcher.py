@@ -1,0 +1,130 @@
+"""`Searcher`: load a trained model and an index once, then answer (image, text) queries."""
+
+from __future__ import annotations
+
+import io
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from pipeline.core.images import ImageLoadError, load_rgb, to_rgb
+from pipeline.search.manifest import input_meta, query_params
+from pipeline.search.model import load_search_model
+from pipeline.search.unify import QueryUnifier, UnifiedQuery
+from trainer.data import InputsMeta, to_model_pixels
+from trainer.fusion import DQUModel
+from trainer.retrieval import GalleryIndex, load_index
+from trainer.runtime import eval_mode, resolve_device
+
+ENCODE_BATCH = 256  # queries per encoder call, as evaluate.batch_size
+
+
+@dataclass
+class Query:
+    """One query: a reference (file path, bytes or decoded image), the text, optional extras."""
+
+    reference: str | Path | bytes | Image.Image
+    text: str
+    id: str = ""
+    caption: str | None = None
+    keywords: list[str] | None = None
+    exclude_ids: Sequence[str] = field(default_factory=tuple)
+
+
+def open_reference(reference: str | Path | bytes | Image.Image) -> Image.Image:
+    """Decoded 8-bit RGB reference; ImageLoadError saying what is wrong with it."""
+    if isinstance(reference, Image.Image):
+        return to_rgb(reference)
+    if isinstance(reference, (str, Path)):
+        return load_rgb(reference)
+    if not reference:
+        raise ImageLoadError("the reference image is empty (0 bytes); upload a JPEG/PNG/WebP")
+    try:
+        with Image.open(io.BytesIO(reference)) as img:
+            limit = Image.MAX_IMAGE_PIXELS
+            if limit is not None and img.width * img.height > limit:
+                raise ImageLoadError(f"the reference image is {img.width}x{img.height} pixels, "
+                                     f"over the limit of {limit}; downscale it")
+            img.load()
+            return to_rgb(ImageOps.exif_transpose(img))
+    except UnidentifiedImageError as err:
+        raise ImageLoadError("the reference is not a recognised image; upload a JPEG/PNG/WebP "
+                             "image") from err
+    except Image.DecompressionBombError as err:
+        raise ImageLoadError(f"the reference image is too large to decode ({err})") from err
+    except (OSError, SyntaxError, ValueError, EOFError, IndexError) as err:
+        raise ImageLoadError(f"the reference image data is truncated or corrupt ({err}); "
+                             "upload the whole file") from err
+
+
+@torch.inference_mode()
+def encode_queries(model: DQUModel, meta: InputsMeta, queries: Sequence[UnifiedQuery],
+                   device: torch.device) -> tuple[np.ndarray, np.ndarray]:
+    """f_q (Q, d) float32 and lambda (Q,) of unified queries, as evaluate computes them."""
+    feats, weights = [], []
+    with eval_mode(model):
+        for start in range(0, len(queries), ENCODE_BATCH):
+            part = queries[start:start + ENCODE_BATCH]
+            tokens = torch.from_numpy(np.stack([q.tokens for q in part]).astype(np.int64))
+            pixels = torch.from_numpy(np.stack([q.pixels for q in part]))
+            f_t, f_v = model.encode_query_parts(
+                tokens.to(device), to_model_pixels(pixels.to(device), meta.mean, meta.std))
+            fused, weight = model.fuse(f_t, f_v)
+            feats.append(fused.float().cpu().numpy())
+            weights.append(weight.float().cpu().numpy().reshape(-1))
+    return np.concatenate(feats), np.concatenate(weights)
+
+
+class Searcher:
+    """A trained dqu model plus a gallery index: `search(image, text, k)` -> the result fields."""
+
+    def __init__(self, index_dir: str | Path, model_dir: str | Path | None = None,
+                 device: str = "cpu") -> None:
+        self.index: GalleryIndex = load_index(Path(index_dir))
+        manifest = self.index.manifest
+        self.params = query_params(manifest)
+        self.meta = input_meta(manifest)
+        self.device = resolve_device(device)
+        self.model_dir = Path(model_dir or manifest["model_dir"])
+        self.model = load_search_model(manifest, self.model_dir, self.device)
+        self.unifier = QueryUnifier(self.params, self.meta.image_size)
+        self._by_path: dict[str, list[int]] = {}
+        for position, path in enumerate(self.index.paths):
+            self._by_path.setdefault(os.path.realpath(path), []).append(position)
+
+    def search(self, image: str | Path | bytes | Image.Image, text: str, k: int = 10,
+               caption: str | None = None) -> dict:
+        """Top-k gallery images for one query, with lambda, the text query and the keywords."""
+        return self.search_many([Query(image, text, caption=caption)], k)[0]
+
+    def search_many(self, queries: Sequence[Query], k: int = 10,
+                    with_unified: bool = False) -> list[dict]:
+        """Results of a batch of queries (unified and encoded in batches)."""
+        references = [open_reference(q.reference) for q in queries]
+        unified = self.unifier.unify(references, [q.text for q in queries],
+                                     [q.caption for q in queries], [q.keywords for q in queries])
+        feats, weights = encode_queries(self.model, self.meta, unified, self.device)
+        positions, scores = self.index.search(feats, k, [self._excluded(q) for q in queries])
+        out = []
+        for i, query in enumerate(queries):
+            row = {"id": query.id, "lambda": float(weights[i]), "caption": unified[i].caption,
+                   "text_query": unified[i].text_query, "keywords": unified[i].keywords,
+                   "results": [{"image_id": self.index.image_ids[p],
+                                "path": self.index.paths[p], "score": float(s)}
+                               for p, s in zip(positions[i], scores[i], strict=True) if p >= 0]}
+            if with_unified:
+                row["unified"] = unified[i]
+            out.append(row)
+        return out
+
+    def _excluded(self, query: Query) -> list[int]:
+        """Gallery positions a query never returns: its reference (as evaluate masks it)."""
+        banned = [self.index.position(i) for i in query.exclude_ids]
+        if isinstance(query.reference, (str, Path)):
+            banned += self._by_path.get(os.path.realpath(query.reference), [])
+        return banned

@@ -1,0 +1,17 @@
+"""Batch search over the pipeline's own test queries returns evaluate's top 10."""
+
+from __future__ import annotations
+
+from devkit.search_parity import parity, parity_queries
+from pipeline.search import Searcher
+
+
+def test_search_returns_evaluates_top10(tiny_search):
+    queries = parity_queries(tiny_search["prepare"], tiny_search["caption"], "test", 200)
+    assert len(queries) == 4
+    results = Searcher(tiny_search["index"]).search_many(queries, 10)
+    summary = parity(queries, results, tiny_search["evaluate"] / "per_query.parquet", "test")
+    assert summary["same_top10"] == 1.0, summary["differing"]
+    # the reference is masked, as evaluate masks it: 6 gallery images, 5 results
+    assert all(len(r["results"]) == 5 for r in results)
+    assert all(r["keywords"] for r in results)  # KeyBERT found the new colour
