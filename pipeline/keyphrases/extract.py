@@ -67,11 +67,11 @@ def candidates_of(model: KeywordModel, texts: list[str], items: list[Encoded]) -
     """Candidate phrases of normalised texts: the tagger's spans, worded as keywords."""
     scores = model.tagger.scores_batch([word_features(item, text)
                                         for text, item in zip(texts, items, strict=True)])
-    return [
-        drop_repeats([phrase_of(list(item.words[a:b]), model.corrector)
-                      for a, b in spans_of(score)]) if item.words else []
-        for item, score in zip(items, scores, strict=True)
-    ]
+    out = []
+    for item, score in zip(items, scores, strict=True):
+        worded = [phrase_of(list(item.words[a:b]), model.corrector) for a, b in spans_of(score)]
+        out.append(drop_repeats([p for p in worded if p]))  # a span of only "is": no phrase
+    return out
 
 
 def _extract_batch(

@@ -16,7 +16,11 @@ SAME = "same"
 _SAME_WORDS = frozenset({"same", "identical", "exactly", "exact", "alike", "unchanged"})
 # Negations said as a preposition become the keyword form "no X".
 _NEGATION_LEADS = {"without": "no"}
-_LEADING_ARTICLES = frozenset({"a", "an", "the"})
+# "not have a collar", "not want stripes": a negated verb of having or wanting is "no X" too.
+_NEGATED = frozenset({"not", "never"})
+_HAVING = frozenset({"have", "has", "had", "want", "wants", "need", "needs", "include",
+                     "includes", "contain", "contains", "feature", "features"})
+_LEADING_ARTICLES = frozenset({"a", "an", "the", "any"})
 
 Corrector = Callable[[str], str]
 
@@ -25,6 +29,13 @@ def phrase_of(words: list[str], correct: Corrector | None = None) -> str:
     """The keyword phrase for one tagged span of words."""
     if correct is not None:
         words = [correct(w) for w in words]
+    # A span's edge words the scorer ignores ("red and", "dog is") only clutter the image.
+    while words and words[-1] in STOP:
+        words = words[:-1]
+    if len(words) > 2 and words[0] in _NEGATED and words[1] in _HAVING:
+        words = ["without", *words[2:]]
+    while len(words) > 1 and words[0] in STOP:
+        words = words[1:]
     if words and words[0] in _NEGATION_LEADS:
         rest = [w for w in words[1:] if w not in _LEADING_ARTICLES] or words[1:]
         words = [_NEGATION_LEADS[words[0]], *rest]

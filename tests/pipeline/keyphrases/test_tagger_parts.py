@@ -39,6 +39,14 @@ def test_viterbi_never_starts_a_span_with_inside() -> None:
 
 def test_phrase_wording_rules() -> None:
     assert phrase_of(["without", "a", "collar"]) == "no collar"
+    # a negated verb of having or wanting is a "no X" as well
+    assert phrase_of(["not", "have", "a", "collar"]) == "no collar"
+    assert phrase_of(["not", "want", "any", "stripes"]) == "no stripes"
+    assert phrase_of(["not", "shiny"]) == "not shiny"
+    # edge words the scorer ignores are trimmed; a span of only such words is no phrase
+    assert phrase_of(["red", "and"]) == "red"
+    assert phrase_of(["in", "the", "top", "left"]) == "top left"
+    assert phrase_of(["is"]) == ""
     assert phrase_of(["exactly", "the", "same"]) == "same"
     assert phrase_of(["is", "identical"]) == "same"
     assert phrase_of(["black", "strpes"], lambda w: "stripes" if w == "strpes" else w) == (
