@@ -19,6 +19,8 @@ if TYPE_CHECKING:
     from pipeline.keyphrases import Selection
 
 
+# Imported once by the local pool's fork server, not by each worker (pipeline.core.parallel).
+WORKER_PRELOAD = ("pipeline.keyphrases", "keybert", "sentence_transformers")
 # Each shard is cut into tasks of at most this many texts, so progress moves every few seconds;
 # keywords depend on each text alone, so the cut cannot change them.
 TASK_TEXTS = 512
