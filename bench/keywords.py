@@ -16,13 +16,11 @@ the other kernel forced (DQU_INT8) and how many keyword lists differ between the
 from __future__ import annotations
 
 import argparse
-import contextlib
 import dataclasses
 import importlib.util
 import os
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -30,7 +28,7 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from bench.common import BenchResult, check_scale, emit, note  # noqa: E402
+from bench.common import BenchResult, check_scale, emit, forced_int8, note  # noqa: E402
 from bench.demo_keywords import demo_cases, names_every_change  # noqa: E402
 from pipeline.keyphrases import (  # noqa: E402
     KeywordModel,
@@ -47,7 +45,6 @@ DEV_SETS = {
     "cirr-train5k": DATA / "cirr_train_keywords_5k.json",
 }
 CIRR_ALL = DATA / "cirr_train_keywords.json"
-KERNEL_ENV = "DQU_INT8"  # trainer.kernels reads it at every product
 
 
 def load_scorer():  # noqa: ANN201 - a module loaded by path
@@ -79,20 +76,6 @@ def timed_extract(model: KeywordModel, texts: list[str]) -> tuple[list[list[str]
     start = time.perf_counter()
     preds = extract_keywords(model, texts)
     return preds, len(texts) / max(time.perf_counter() - start, 1e-9)
-
-
-@contextlib.contextmanager
-def kernel_forced(mode: str) -> Iterator[None]:
-    """DQU_INT8=`mode` ('on', 'off' or 'auto') inside the block (read at every product)."""
-    old = os.environ.get(KERNEL_ENV)
-    os.environ[KERNEL_ENV] = mode
-    try:
-        yield
-    finally:
-        if old is None:
-            os.environ.pop(KERNEL_ENV, None)
-        else:
-            os.environ[KERNEL_ENV] = old
 
 
 def other_mode(model: KeywordModel) -> str:
@@ -167,7 +150,7 @@ def path_check(model: KeywordModel, texts: list[str], preds: list[list[str]]
                ) -> tuple[float, str, float, int]:
     """(rate on the chosen kernel, the other kernel, its rate, lists that differ)."""
     _, rate = timed_extract(model, texts)
-    with kernel_forced(other_mode(model)):
+    with forced_int8(other_mode(model)):
         other = model.kernel
         other_preds, other_rate = timed_extract(model, texts)
     return rate, other, other_rate, sum(a != b for a, b in zip(preds, other_preds, strict=True))
