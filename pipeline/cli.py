@@ -290,7 +290,8 @@ def checkload_params(params: ParamsOpt = Path("params.yaml")) -> None:
 @_user_errors
 def bench(
     name: Annotated[
-        str | None, typer.Argument(help="loader, frozen, eval, dask or search; omit to run all")
+        str | None,
+        typer.Argument(help="loader, frozen, eval, dask, search or keywords; omit to run all"),
     ] = None,
     tiny: Annotated[bool, typer.Option(help="tiny sizes, to check that they run")] = False,
     int8: Annotated[str | None, typer.Option(
