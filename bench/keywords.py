@@ -28,7 +28,7 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from bench.common import BenchResult, check_scale, emit, forced_int8, note  # noqa: E402
+from bench.common import BenchResult, check_scale, emit, forced_int8, kernel_path, note  # noqa: E402
 from bench.demo_keywords import demo_cases, names_every_change  # noqa: E402
 from pipeline.keyphrases import (  # noqa: E402
     KeywordModel,
@@ -78,14 +78,15 @@ def timed_extract(model: KeywordModel, texts: list[str]) -> tuple[list[list[str]
     return preds, len(texts) / max(time.perf_counter() - start, 1e-9)
 
 
-def other_mode(model: KeywordModel) -> str:
+def other_mode() -> str:
     """The DQU_INT8 value that takes the kernel the process did not choose."""
-    return "off" if model.kernel.startswith("int8") else "on"
+    return "off" if kernel_path().startswith("int8") else "on"
 
 
 def dev_sets(scorer, model: KeywordModel, limit: int, baseline: int  # noqa: ANN001
-             ) -> dict[str, tuple[list[str], list[list[str]], list[list[str]]]]:
-    """Score ours, the naive split and plain KeyBERT per dev set; (texts, golds, ours) each."""
+             ) -> dict[str, tuple[list[str], list[list[str]], list[list[str]], float]]:
+    """Score ours, the naive split and plain KeyBERT per dev set; (texts, golds, ours,
+    texts/s) each."""
     out = {}
     for name, path in DEV_SETS.items():
         if not path.exists():
@@ -99,9 +100,9 @@ def dev_sets(scorer, model: KeywordModel, limit: int, baseline: int  # noqa: ANN
         plain = phrase_f1(scorer, plain_keybert(model, texts[sub]), golds[sub]) if baseline else 0
         print(f"bench keywords-{name}: ours={phrase_f1(scorer, preds, golds):.4f} "
               f"naive_split={naive:.4f} plain_keybert={plain:.4f}(n={sub.stop}) "
-              f"texts_per_s={rate:.1f} n={len(texts)} kernel={model.kernel.replace(' ', '')} "
+              f"texts_per_s={rate:.1f} n={len(texts)} kernel={kernel_path().replace(' ', '')} "
               f"loadavg={os.getloadavg()[0]:.1f}", flush=True)
-        out[name] = (texts, golds, preds)
+        out[name] = (texts, golds, preds, rate)
     return out
 
 
@@ -126,7 +127,7 @@ def cross_domain(scorer, model: KeywordModel, found: dict, train_limit: int) -> 
         examples = build_examples(model.sentence_model, items)
         tagger = train(examples, seed=0, vocabulary=keyword_vocabulary(items))
         other = dataclasses.replace(model, tagger=tagger, phrase_cache={})
-        texts, golds, _ = found[test_name]
+        texts, golds, _, _ = found[test_name]
         score = phrase_f1(scorer, extract_keywords(other, texts), golds)
         print(f"bench keywords-cross-domain: trained_on={train_name}({len(examples)} texts) "
               f"scored_on={test_name} ours={score:.4f} "
@@ -134,33 +135,35 @@ def cross_domain(scorer, model: KeywordModel, found: dict, train_limit: int) -> 
               flush=True)
 
 
-def demo_coverage(model: KeywordModel, n: int) -> tuple[list[str], list[list[str]]]:
-    """Print the share of demo texts whose keywords name every changed attribute value."""
+def demo_coverage(model: KeywordModel, n: int) -> tuple[list[str], list[list[str]], float]:
+    """Print the share of demo texts whose keywords name every changed attribute value;
+    (texts, keywords, texts/s)."""
     cases = demo_cases(n)
     texts = [c.text for c in cases]
-    preds = extract_keywords(model, texts)
+    preds, rate = timed_extract(model, texts)
     hits = sum(names_every_change(c, p) for c, p in zip(cases, preds, strict=True))
     print(f"bench keywords-demo-coverage: {hits / max(n, 1):.4f} ({hits} of {n} texts name "
           f"every changed attribute) naive_split="
           f"{sum(names_every_change(c, naive_split(c.text)) for c in cases) / max(n, 1):.4f}")
-    return texts, preds
+    return texts, preds, rate
 
 
 def path_check(model: KeywordModel, texts: list[str], preds: list[list[str]]
-               ) -> tuple[float, str, float, int]:
-    """(rate on the chosen kernel, the other kernel, its rate, lists that differ)."""
-    _, rate = timed_extract(model, texts)
-    with forced_int8(other_mode(model)):
-        other = model.kernel
+               ) -> tuple[str, float, int]:
+    """`preds` (from the chosen kernel) against the other kernel forced: (that kernel, its
+    texts/s, lists that differ)."""
+    with forced_int8(other_mode()):
+        other = kernel_path()
         other_preds, other_rate = timed_extract(model, texts)
-    return rate, other, other_rate, sum(a != b for a, b in zip(preds, other_preds, strict=True))
+    return other, other_rate, sum(a != b for a, b in zip(preds, other_preds, strict=True))
 
 
-def print_paths(name: str, model: KeywordModel, texts: list[str], preds: list[list[str]]
-                ) -> None:
-    """One `bench keywords-paths-<name>` line: both kernels' texts/s and differing lists."""
-    rate, other, other_rate, differ = path_check(model, texts, preds)
-    print(f"bench keywords-paths-{name}: chosen={model.kernel.replace(' ', '')} "
+def print_paths(name: str, model: KeywordModel, texts: list[str], preds: list[list[str]],
+                rate: float) -> None:
+    """One `bench keywords-paths-<name>` line: both kernels' texts/s (`rate`: the chosen
+    one's, already measured) and differing lists."""
+    other, other_rate, differ = path_check(model, texts, preds)
+    print(f"bench keywords-paths-{name}: chosen={kernel_path().replace(' ', '')} "
           f"texts_per_s={rate:.1f} forced={other.replace(' ', '')} texts_per_s={other_rate:.1f} "
           f"differing_lists={differ} of {len(texts)}", flush=True)
 
@@ -183,20 +186,20 @@ def run(scale: str = "full", workdir: Path | None = None) -> list[BenchResult]:
         texts, golds, source = [t for t, _ in items], [g for _, g in items], "FashionIQ shirt"
     else:
         texts, golds, source = [c.text for c in demo_cases(n)], None, "demo"
-    preds, _ = timed_extract(model, texts)
-    rate, other, other_rate, differ = path_check(model, texts, preds)
-    note(f"keywords: {len(texts)} {source} texts; kernel taken {model.kernel} ({rate:.0f} "
+    preds, rate = timed_extract(model, texts)
+    other, other_rate, differ = path_check(model, texts, preds)
+    note(f"keywords: {len(texts)} {source} texts; kernel taken {kernel_path()} ({rate:.0f} "
          f"texts/s), forced {other}: {other_rate:.0f} texts/s; "
          f"{differ} keyword lists differ between the two")
     results = [emit(BenchResult("keywords", rate, other_rate,
                                 f"texts/s (start-up excluded; baseline: {other} forced)", True,
-                                path=model.kernel))]
+                                path=kernel_path()))]
     if golds is not None:
         ours = phrase_f1(scorer, preds, golds)
         naive = phrase_f1(scorer, [naive_split(t) for t in texts], golds)
         results.append(emit(BenchResult("keywords-f1", ours, naive,
                                         "phrase F1 vs the naive split", True,
-                                        path=model.kernel)))
+                                        path=kernel_path())))
     return results
 
 
@@ -217,10 +220,10 @@ def main(argv: list[str] | None = None) -> int:
     found = dev_sets(scorer, model, args.limit, args.baseline) if scorer else {}
     if not args.no_cross and scorer:
         cross_domain(scorer, model, found, args.train_limit)
-    texts, preds = demo_coverage(model, args.demo)
-    for name, (dev_texts, _, dev_preds) in found.items():
-        print_paths(name, model, dev_texts, dev_preds)
-    print_paths("demo", model, texts, preds)
+    texts, preds, rate = demo_coverage(model, args.demo)
+    for name, (dev_texts, _, dev_preds, dev_rate) in found.items():
+        print_paths(name, model, dev_texts, dev_preds, dev_rate)
+    print_paths("demo", model, texts, preds, rate)
     return 0
 
 

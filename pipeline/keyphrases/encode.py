@@ -49,11 +49,16 @@ def embed_sentences(st: object, texts: list[str]) -> np.ndarray:
     """(n, dim) sentence vectors of `texts` (the model's own pooling and normalisation), as
     sentence-transformers' encode gives them, batched the same unpadded way."""
     if not texts:  # the tokenizer fails on an empty batch
-        width = int((getattr(st, "get_embedding_dimension", None)
-                     or st.get_sentence_embedding_dimension)())
-        return np.zeros((0, width), dtype=np.float32)
+        return np.zeros((0, sentence_width(st)), dtype=np.float32)
     _, docs = _forward(st, _tokenize(st, texts, offsets=False)["input_ids"], keep_tokens=False)
     return np.stack(docs)
+
+
+def sentence_width(st: object) -> int:
+    """Embedding width of a sentence-transformers model (older releases name the getter
+    differently)."""
+    getter = getattr(st, "get_embedding_dimension", None) or st.get_sentence_embedding_dimension
+    return int(getter())
 
 
 def _tokenize(st: object, texts: list[str], offsets: bool) -> dict:

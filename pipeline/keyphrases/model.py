@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.keyphrases.encode import embed_sentences
+from pipeline.keyphrases.encode import embed_sentences, sentence_width
 from pipeline.keyphrases.spelling import TypoCorrector
 from pipeline.keyphrases.tagger import N_FLAGS, Tagger, default_tagger_path, load_tagger
 
@@ -68,16 +68,9 @@ class KeywordModel:
         return {p: self.phrase_cache[p] for p in phrases}
 
     @property
-    def kernel(self) -> str:
-        """The kernel the model's linear layers are summed on now (see `kernel_of`)."""
-        return kernel_of(self.sentence_model)
-
-    @property
     def dimension(self) -> int:
         """Embedding width of the underlying model."""
-        st = self.keybert.model.embedding_model
-        getter = getattr(st, "get_embedding_dimension", None) or st.get_sentence_embedding_dimension
-        return int(getter())
+        return sentence_width(self.sentence_model)
 
 
 def default_model_path() -> str:
@@ -114,18 +107,6 @@ def load_sentence_model(model: str, device: str = "cpu", integer: bool = True) -
     return st.eval()
 
 
-def kernel_of(st: object) -> str:
-    """Which kernel sums `st`'s linear layers now: 'int8 (int_mm)', 'int8 (onednn)', 'float32'
-    (codes in float32), or 'float32 (plain)' for a model left unquantized."""
-    from pipeline.keyphrases.int8 import RowInt8Linear
-    from trainer.kernels import choice
-
-    if not any(isinstance(m, RowInt8Linear) for m in st.modules()):
-        return "float32 (plain)"
-    picked = choice()
-    return f"int8 ({picked.op})" if picked.int8 else "float32"
-
-
 def load_keyword_model(
     model: str, device: str = "cpu", tagger: str | Path | None = None
 ) -> KeywordModel:
@@ -138,8 +119,7 @@ def load_keyword_model(
 
     st = load_sentence_model(model, device)
     weights = load_tagger(tagger or default_tagger_path())
-    width = int((getattr(st, "get_embedding_dimension", None)
-                 or st.get_sentence_embedding_dimension)())
+    width = sentence_width(st)
     if weights.width != width + N_FLAGS:
         raise ValueError(
             f"keyword tagger {tagger or default_tagger_path()} reads {weights.width} "
