@@ -21,6 +21,7 @@ import copy
 import json
 import os
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -103,19 +104,49 @@ def run_stage(label: str, args: list[str], project: Path) -> StageRun:
         proc = subprocess.Popen([*dqu_command(), *args], cwd=project, env=env, stdout=out,
                                 stderr=subprocess.STDOUT)
         _, status, usage = os.wait4(proc.pid, 0)
+        cpu = usage.ru_utime + usage.ru_stime
+        cpu += _reap_orphans()  # e.g. a forkserver and its workers, outliving the stage
         seconds = time.perf_counter() - start
         proc.returncode = os.waitstatus_to_exitcode(status)
     if proc.returncode != 0:
         tail = log.read_text(encoding="utf-8")[-3000:]
         raise RuntimeError(f"scale: {label} failed (exit {proc.returncode}); {log}:\n{tail}")
-    # ru_maxrss: kB on Linux. CPU seconds include the stage's waited-for worker processes.
-    return StageRun(label, seconds, usage.ru_maxrss / 1024, usage.ru_utime + usage.ru_stime)
+    # ru_maxrss: kB on Linux. CPU seconds include the stage's worker processes.
+    return StageRun(label, seconds, usage.ru_maxrss / 1024, cpu)
+
+
+def _become_subreaper() -> None:
+    """Adopt the stages' orphaned descendants (Linux), so their CPU time can be counted."""
+    # A stage's multiprocessing forkserver (pipeline/core/parallel.py) is not waited for by
+    # the stage, so its workers' CPU never reaches the stage's rusage; as subreaper the
+    # driver inherits the forkserver when the stage exits and waits for it itself.
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        PR_SET_CHILD_SUBREAPER = 36
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+
+
+def _reap_orphans() -> float:
+    """Wait for every adopted descendant; their CPU seconds (user + system) summed."""
+    total = 0.0
+    while True:
+        try:
+            _, _, usage = os.wait4(-1, 0)
+        except ChildProcessError:
+            return total
+        total += usage.ru_utime + usage.ru_stime
 
 
 def run_one(dataset: str, scale: float, modes: tuple[str, ...], workdir: Path
             ) -> tuple[dict[str, int], list[StageRun]]:
     """Replica + scratch project + every stage; (replica counts, stage costs)."""
     project = workdir / f"{dataset}-{scale:g}x"
+    if project.exists():
+        # Stages resume from finished shards (pipeline/resume.py), so a kept project would
+        # time the reuse of an earlier run instead of the work.
+        print(f"  scale: removing the earlier scratch project {project}", file=sys.stderr)
+        shutil.rmtree(project)
     data_root = project / "data"
     counts = WRITERS[dataset](data_root, scale)
     (project / "params.yaml").write_text(
@@ -169,10 +200,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--modes", nargs="+", default=list(MODES), choices=MODES,
                         help="train modes to run (evaluate scores every mode, so all by default)")
     parser.add_argument("--tiny", action="store_true", help="scales 0.01 and 0.02: a quick check")
-    parser.add_argument("--workdir", type=Path, help="keep the scratch projects here")
+    parser.add_argument("--workdir", type=Path,
+                        help="keep the scratch projects here (an earlier run's are replaced)")
     parser.add_argument("--json", type=Path, help="also write the raw figures here")
     args = parser.parse_args(argv)
     scales = [0.01, 0.02] if args.tiny else args.scales
+    _become_subreaper()
     driver_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"  scale: driver RSS {driver_mib:.0f} MiB (a floor of every child's peak); cpu "
           f"{os.cpu_count()} cores, load {os.getloadavg()[0]:.1f}", file=sys.stderr)
