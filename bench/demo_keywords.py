@@ -3,8 +3,8 @@
 The demo generator (`pipeline.datasets.demo`) knows which attributes a text changes and to
 what; a keyword list names a change when one phrase holds the new value's words: the colour,
 shape or position ("bottom left": both words in one phrase), a size word or comparative for
-size, the pattern or its noun ("stripes") for a pattern, "plain" or a negation ("no dots")
-for a pattern removed.
+size, the pattern or its noun ("stripes") for a pattern, "plain", a negation ("no dots") or a
+removal with its object ("remove the dots") for a pattern removed.
 """
 
 from __future__ import annotations
@@ -17,6 +17,8 @@ from pipeline.datasets import demo
 
 _PATTERN_NOUN = {"striped": "stripes", "dotted": "dots", "checkered": "checks"}
 _COMPARATIVES = frozenset({"bigger", "larger", "smaller"})
+_REMOVALS = frozenset({"remove", "removed"})
+_PATTERN_WORDS = frozenset({"pattern", *_PATTERN_NOUN, *_PATTERN_NOUN.values()})
 
 
 @dataclass(frozen=True)
@@ -50,7 +52,8 @@ def names_change(attribute: str, value: str, keywords: list[str]) -> bool:
         if attribute == "size" and (value in words or words & _COMPARATIVES):
             return True
         if attribute == "pattern":
-            if value == "plain" and ("plain" in words or words & {"no", "without"}):
+            if value == "plain" and ("plain" in words or words & {"no", "without"}
+                                     or (words & _REMOVALS and words & _PATTERN_WORDS)):
                 return True
             if value != "plain" and words & {value, _PATTERN_NOUN.get(value, value)}:
                 return True

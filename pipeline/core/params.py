@@ -119,6 +119,8 @@ class KeywordsParams:
     min_score: float = field(default=0.2, metadata=between(-1, 1))
     duplicate_similarity: float = field(default=0.95, metadata=between(-1, 1))
     max_phrases: int = field(default=8, metadata=at_least(1))
+    # A clause the tagger left bare is a candidate when its best span is this close (nats).
+    clause_margin: float = field(default=1.0, metadata=at_least(0))
 
     def __post_init__(self) -> None:
         check_fields(self, "keywords")

@@ -1,9 +1,11 @@
-"""Batched keyword extraction: tagger-made candidates, scored and filtered by KeyBERT."""
+"""Batched keyword extraction: tagger-made candidates (every clause heard), scored and
+filtered by KeyBERT."""
 
 from __future__ import annotations
 
 import numpy as np
 
+from pipeline.keyphrases.clauses import clauses_of, removal_scope, rescue_bare_clauses
 from pipeline.keyphrases.encode import Encoded, encode_texts
 from pipeline.keyphrases.model import KeywordModel, Selection
 from pipeline.keyphrases.normalise import normalise
@@ -63,13 +65,18 @@ def extract_keywords(
     return results
 
 
-def candidates_of(model: KeywordModel, texts: list[str], items: list[Encoded]) -> list[list[str]]:
-    """Candidate phrases of normalised texts: the tagger's spans, worded as keywords."""
+def candidates_of(model: KeywordModel, texts: list[str], items: list[Encoded],
+                  clause_margin: float = 0.0) -> list[list[str]]:
+    """Candidate phrases of normalised texts: the tagger's spans (removals kept with their
+    object, bare clauses rescued within `clause_margin`), worded as keywords."""
     scores = model.tagger.scores_batch([word_features(item, text)
                                         for text, item in zip(texts, items, strict=True)])
     out = []
-    for item, score in zip(items, scores, strict=True):
-        worded = [phrase_of(list(item.words[a:b]), model.corrector) for a, b in spans_of(score)]
+    for text, item, score in zip(texts, items, scores, strict=True):
+        clauses = clauses_of(text, item.words, item.spans)
+        found = removal_scope(spans_of(score), item.words, clauses)
+        found = rescue_bare_clauses(found, score, item.words, clauses, clause_margin)
+        worded = [phrase_of(list(item.words[a:b]), model.corrector) for a, b in found]
         out.append(drop_repeats([p for p in worded if p]))  # a span of only "is": no phrase
     return out
 
@@ -83,7 +90,8 @@ def _extract_batch(
     encoded = dict(zip(live, encode_texts(model.sentence_model, [norm[i] for i in live]),
                        strict=True))
     candidates = dict(zip(live, candidates_of(model, [norm[i] for i in live],
-                                              [encoded[i] for i in live]), strict=True))
+                                              [encoded[i] for i in live],
+                                              selection.clause_margin), strict=True))
     # A lone candidate is kept whatever its score, so only texts with a choice are scored.
     phrase_vectors = model.embed_phrases(
         [p for c in candidates.values() if len(c) > 1 for p in c])

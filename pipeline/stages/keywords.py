@@ -47,7 +47,7 @@ def keyword_selection(cfg: KeywordsParams) -> Selection:
     from pipeline.keyphrases import Selection
 
     return Selection(min_score=cfg.min_score, duplicate_similarity=cfg.duplicate_similarity,
-                     max_phrases=cfg.max_phrases)
+                     max_phrases=cfg.max_phrases, clause_margin=cfg.clause_margin)
 
 
 def extract_chunk(task: KeywordTask) -> list[list[str]]:

@@ -7,6 +7,12 @@ import pytest
 
 from pipeline.keyphrases import naive_split
 from pipeline.keyphrases.align import B, I, O, align
+from pipeline.keyphrases.clauses import (
+    best_span_margin,
+    clauses_of,
+    removal_scope,
+    rescue_bare_clauses,
+)
 from pipeline.keyphrases.encode import split_words
 from pipeline.keyphrases.normalise import normalise
 from pipeline.keyphrases.phrases import drop_repeats, phrase_of
@@ -79,3 +85,47 @@ def test_tagger_round_trips_through_npz(tmp_path) -> None:
         load_tagger(tmp_path / "old.npz")
     with pytest.raises(FileNotFoundError, match="train_tagger"):
         load_tagger(tmp_path / "missing.npz")
+
+
+def _words(text: str) -> tuple[tuple[str, ...], tuple[tuple[int, int], ...], list[list[int]]]:
+    words, spans = split_words(normalise(text))
+    return words, spans, clauses_of(normalise(text), words, spans)
+
+
+def test_clauses_are_the_naive_split_pieces() -> None:
+    text = "a cross instead of a square, is bigger and with stripes"
+    words, _, clauses = _words(text)
+    assert [" ".join(words[k] for k in c) for c in clauses] == naive_split(text)
+    assert _words("")[2] == []
+
+
+def _scores(tags: list[list[float]]) -> np.ndarray:
+    return np.log(np.array(tags))
+
+
+def test_a_bare_clause_is_rescued_whole_within_the_margin() -> None:
+    words, _, clauses = _words("a cross, is bigger")  # clauses [0, 1], [2, 3]
+    # "cross" tagged B; "bigger" leans O, by log(0.6 / 0.3) = 0.69 nats
+    scores = _scores([[0.9, 0.05, 0.05], [0.1, 0.8, 0.1], [0.9, 0.05, 0.05], [0.6, 0.3, 0.1]])
+    assert best_span_margin(scores, clauses[1]) == pytest.approx(np.log(0.3 / 0.6))
+    found = [(1, 2)]
+    assert rescue_bare_clauses(found, scores, words, clauses, margin=1.0) == [(1, 2), (2, 4)]
+    assert rescue_bare_clauses(found, scores, words, clauses, margin=0.5) == found
+    assert rescue_bare_clauses(found, scores, words, clauses, margin=0.0) == found
+    # a covered clause, or one of only stop words ("is"), is never rescued
+    assert rescue_bare_clauses([(1, 2), (3, 4)], scores, words, clauses, 9.0) == [(1, 2), (3, 4)]
+    stop_words, _, stop_clauses = _words("a cross, is")
+    assert rescue_bare_clauses(found, scores[:3], stop_words, stop_clauses, 9.0) == found
+
+
+def test_a_removal_keeps_its_verb_and_its_object() -> None:
+    words, _, clauses = _words("make it black and remove the stripes")
+    # the tagger marked only the object, or only the verb
+    assert removal_scope([(2, 3), (6, 7)], words, clauses) == [(2, 3), (4, 7)]
+    assert removal_scope([(2, 3), (4, 5)], words, clauses) == [(2, 3), (4, 7)]
+    # the verb's object stops at the next span
+    words, _, clauses = _words("remove the big stripes")
+    assert removal_scope([(0, 1), (2, 3)], words, clauses) == [(0, 2), (2, 3)]
+    # the verb of another clause is not pulled in
+    words, _, clauses = _words("remove it, stripes")
+    assert removal_scope([(2, 3)], words, clauses) == [(2, 3)]
