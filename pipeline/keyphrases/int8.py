@@ -12,6 +12,8 @@ Each row (token) has its own scale, so a text's embedding does not depend on the
 
 from __future__ import annotations
 
+import weakref
+
 import torch
 from torch import nn
 
@@ -26,12 +28,35 @@ _MIN_ROWS = 17
 
 def quantize_rows(rows: torch.Tensor, levels: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Integer codes of each row at its own scale (max |value| -> levels), and the (n, 1)
-    scales; codes as int8."""
+    scales; codes as whole float32 values (`.to(torch.int8)` is exact)."""
     # (abs + amax measured faster here than aminmax or an inf-norm, both slow reductions)
     peak = rows.abs().amax(dim=1, keepdim=True).clamp_(min=1e-12)
     # |row * levels / peak| <= levels up to one rounding, which round() cannot carry past it.
-    codes = (rows * (levels / peak)).round_().to(torch.int8)
+    codes = (rows * (levels / peak)).round_()
     return codes, peak / levels
+
+
+class SharedCodes:
+    """The codes of one input read by several sibling layers (attention's query, key and
+    value all read the same hidden states): quantized once, reused by the others."""
+
+    def __init__(self, readers: int) -> None:
+        self.readers = readers
+        self._source: weakref.ref | None = None
+        self._left = 0
+        self._codes: tuple[torch.Tensor, torch.Tensor] | None = None
+
+    def codes_of(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(codes, scales) of `x`; computed by the first reader, handed to the rest."""
+        if self._left and self._source is not None and self._source() is x:
+            self._left -= 1
+            codes = self._codes
+            if not self._left:  # the last reader: hold no tensor past this layer
+                self._source, self._codes = None, None
+            return codes
+        codes = quantize_rows(x.reshape(-1, x.shape[-1]).float(), ACTIVATION_LEVELS)
+        self._source, self._left, self._codes = weakref.ref(x), self.readers - 1, codes
+        return codes
 
 
 class RowInt8Linear(nn.Module):
@@ -43,15 +68,17 @@ class RowInt8Linear(nn.Module):
             raise ValueError(f"a linear layer of {linear.in_features} inputs is wider than "
                              f"{MAX_EXACT_WIDTH}, where integer sums stay exact in float32")
         codes, scale = quantize_rows(linear.weight.detach().float(), WEIGHT_LEVELS)
-        self.register_buffer("weight_codes", codes.contiguous())  # (out, in)
+        self.register_buffer("weight_codes", codes.to(torch.int8).contiguous())  # (out, in)
         self.register_buffer("weight_scale", scale.squeeze(1))
         bias = linear.bias.detach().float().clone() if linear.bias is not None else None
         self.register_buffer("bias", bias)
         self.out_features = linear.out_features
         self._kernels: dict[str, object] = {}
+        self.shared: SharedCodes | None = None  # set by quantize_linears for q / k / v
 
     def _product(self, codes: torch.Tensor) -> torch.Tensor:
-        """codes @ weight_codes.T, exact, on the kernel trainer.kernels chose (as float32)."""
+        """codes @ weight_codes.T, exact, on the kernel trainer.kernels chose (as float32);
+        `codes` are whole float32 values."""
         from trainer.kernels import Int8Matmul, choice
 
         picked = choice()
@@ -62,25 +89,34 @@ class RowInt8Linear(nn.Module):
             weight = self._kernels.get("float32")
             if weight is None:
                 weight = self._kernels["float32"] = self.weight_codes.float().T
-            return codes.float() @ weight
+            return codes @ weight
         if op not in self._kernels:
             self._kernels[op] = Int8Matmul(self.weight_codes, op)
         n = codes.shape[0]
+        codes = codes.to(torch.int8)
         if n < _MIN_ROWS:
             codes = torch.cat([codes, codes.new_zeros((_MIN_ROWS - n, codes.shape[1]))])
         return self._kernels[op](codes)[:n].float()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x @ W.T + b from the codes; the same floats whichever kernel summed them."""
-        codes, scale = quantize_rows(x.reshape(-1, x.shape[-1]).float(), ACTIVATION_LEVELS)
+        if self.shared is not None:
+            codes, scale = self.shared.codes_of(x)
+        else:
+            codes, scale = quantize_rows(x.reshape(-1, x.shape[-1]).float(), ACTIVATION_LEVELS)
         out = self._product(codes).mul_(scale)
         out = out.mul_(self.weight_scale) if self.bias is None else torch.addcmul(
             self.bias, out, self.weight_scale)
         return out.reshape(*x.shape[:-1], self.out_features).to(x.dtype)
 
 
+# Sibling layers that read one input: BERT self-attention's projections.
+_SAME_INPUT = ("query", "key", "value")
+
+
 def quantize_linears(module: nn.Module) -> int:
-    """Replace every nn.Linear inside `module` with RowInt8Linear in place; returns the count."""
+    """Replace every nn.Linear inside `module` with RowInt8Linear in place (self-attention's
+    query, key and value sharing their input's codes); returns the count."""
     count = 0
     for name, child in list(module.named_children()):
         if isinstance(child, nn.Linear):
@@ -88,4 +124,9 @@ def quantize_linears(module: nn.Module) -> int:
             count += 1
         else:
             count += quantize_linears(child)
+    siblings = [getattr(module, n, None) for n in _SAME_INPUT]
+    if all(isinstance(s, RowInt8Linear) for s in siblings):
+        shared = SharedCodes(len(siblings))
+        for sibling in siblings:
+            sibling.shared = shared
     return count

@@ -200,6 +200,26 @@ def test_integer_linear_gives_the_same_floats_on_every_kernel(fresh_kernels) -> 
         RowInt8Linear(torch.nn.Linear(MAX_EXACT_WIDTH + 1, 2))
 
 
+def test_attention_projections_share_their_input_codes(minilm) -> None:
+    # query, key and value read one hidden state: quantized once, the same floats as thrice
+    from pipeline.keyphrases.int8 import RowInt8Linear
+
+    layers = [m for m in minilm.sentence_model.modules() if isinstance(m, RowInt8Linear)]
+    shared = [m for m in layers if m.shared is not None]
+    assert len(shared) == 3 * 6  # MiniLM-L6: q, k, v in each of 6 layers
+    texts = ["is darker and has long sleeves", "Add a red ball next to the dog."]
+    together = minilm.embed(texts)
+    assert all(m.shared._codes is None for m in shared)  # nothing held after a pass
+    saved = [m.shared for m in layers]
+    try:
+        for m in layers:
+            m.shared = None
+        assert (minilm.embed(texts) == together).all()
+    finally:
+        for m, s in zip(layers, saved, strict=True):
+            m.shared = s
+
+
 def test_keywords_do_not_depend_on_the_kernel(minilm, fresh_kernels) -> None:
     import trainer.kernels as kernels
 
