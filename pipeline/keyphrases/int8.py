@@ -12,6 +12,7 @@ Each row (token) has its own scale, so a text's embedding does not depend on the
 
 from __future__ import annotations
 
+import threading
 import weakref
 
 import torch
@@ -42,20 +43,25 @@ class SharedCodes:
 
     def __init__(self, readers: int) -> None:
         self.readers = readers
-        self._source: weakref.ref | None = None
-        self._left = 0
-        self._codes: tuple[torch.Tensor, torch.Tensor] | None = None
+        # Per thread: `dqu serve` may run one model in several request threads at once.
+        self._state = threading.local()
+
+    def held(self) -> bool:
+        """Whether this thread still holds codes (false after the last reader)."""
+        return getattr(self._state, "codes", None) is not None
 
     def codes_of(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(codes, scales) of `x`; computed by the first reader, handed to the rest."""
-        if self._left and self._source is not None and self._source() is x:
-            self._left -= 1
-            codes = self._codes
-            if not self._left:  # the last reader: hold no tensor past this layer
-                self._source, self._codes = None, None
+        state = self._state
+        source = getattr(state, "source", None)
+        if getattr(state, "left", 0) and source is not None and source() is x:
+            state.left -= 1
+            codes = state.codes
+            if not state.left:  # the last reader: hold no tensor past this layer
+                state.source, state.codes = None, None
             return codes
         codes = quantize_rows(x.reshape(-1, x.shape[-1]).float(), ACTIVATION_LEVELS)
-        self._source, self._left, self._codes = weakref.ref(x), self.readers - 1, codes
+        state.source, state.left, state.codes = weakref.ref(x), self.readers - 1, codes
         return codes
 
 

@@ -209,7 +209,7 @@ def test_attention_projections_share_their_input_codes(minilm) -> None:
     assert len(shared) == 3 * 6  # MiniLM-L6: q, k, v in each of 6 layers
     texts = ["is darker and has long sleeves", "Add a red ball next to the dog."]
     together = minilm.embed(texts)
-    assert all(m.shared._codes is None for m in shared)  # nothing held after a pass
+    assert not any(m.shared.held() for m in shared)  # nothing held after a pass
     saved = [m.shared for m in layers]
     try:
         for m in layers:
