@@ -10,7 +10,9 @@ import re
 
 from pipeline.keyphrases.normalise import normalise
 
-_SPLIT = re.compile(r",|\band\b|\bwith\b")
+# The words the text is cut at, besides commas (pipeline.keyphrases.clauses cuts the same way).
+JOINERS = frozenset({"and", "with"})
+_SPLIT = re.compile(",|" + "|".join(rf"\b{w}\b" for w in sorted(JOINERS)))
 
 
 def naive_split(text: str) -> list[str]:

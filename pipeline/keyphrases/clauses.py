@@ -14,10 +14,9 @@ from __future__ import annotations
 import numpy as np
 
 from pipeline.keyphrases.align import STOP
+from pipeline.keyphrases.candidates import JOINERS
 
 Span = tuple[int, int]  # words [a, b)
-# Where the naive split cuts (pipeline.keyphrases.candidates): these words and commas.
-_JOINERS = frozenset({"and", "with"})
 # Words whose object is what the target lacks: "remove the stripes" is one request, and
 # "stripes" alone would ask for the opposite.
 _REMOVALS = frozenset({"remove", "removed", "delete", "erase", "without"})
@@ -30,10 +29,10 @@ def clauses_of(text: str, words: tuple[str, ...], spans: tuple[Span, ...]) -> li
     current: list[int] = []
     for k, word in enumerate(words):
         comma_before = k > 0 and "," in text[spans[k - 1][1] : spans[k][0]]
-        if (word in _JOINERS or comma_before) and current:
+        if (word in JOINERS or comma_before) and current:
             out.append(current)
             current = []
-        if word not in _JOINERS:
+        if word not in JOINERS:
             current.append(k)
     if current:
         out.append(current)
@@ -73,7 +72,6 @@ def removal_scope(found: list[Span], words: tuple[str, ...],
     "remove (the)" takes the verb, and a span ending in the verb takes the rest of its clause
     (up to the next span)."""
     clause_of = {k: n for n, clause in enumerate(clauses) for k in clause}
-    clause_end = {k: clause[-1] + 1 for clause in clauses for k in clause}
     out: list[Span] = []
     for n, (a, b) in enumerate(found):
         k = a - 1
@@ -84,6 +82,7 @@ def removal_scope(found: list[Span], words: tuple[str, ...],
             a = k
         if words[b - 1] in _REMOVALS:
             next_start = found[n + 1][0] if n + 1 < len(found) else len(words)
-            b = max(b, min(clause_end.get(b - 1, b), next_start))
+            end = clauses[clause_of[b - 1]][-1] + 1 if b - 1 in clause_of else b
+            b = max(b, min(end, next_start))
         out.append((a, b))
     return out
