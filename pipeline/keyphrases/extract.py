@@ -66,7 +66,7 @@ def extract_keywords(
 
 
 def candidates_of(model: KeywordModel, texts: list[str], items: list[Encoded],
-                  clause_margin: float = 0.0) -> list[list[str]]:
+                  clause_margin: float) -> list[list[str]]:
     """Candidate phrases of normalised texts: the tagger's spans (removals kept with their
     object, bare clauses rescued within `clause_margin`), worded as keywords."""
     scores = model.tagger.scores_batch([word_features(item, text)
