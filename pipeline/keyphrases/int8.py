@@ -37,6 +37,11 @@ def quantize_rows(rows: torch.Tensor, levels: int) -> tuple[torch.Tensor, torch.
     return codes, peak / levels
 
 
+def activation_codes(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-row codes and scales of a layer input of any leading shape (rows = tokens)."""
+    return quantize_rows(x.reshape(-1, x.shape[-1]).float(), ACTIVATION_LEVELS)
+
+
 class SharedCodes:
     """The codes of one input read by several sibling layers (attention's query, key and
     value all read the same hidden states): quantized once, reused by the others."""
@@ -60,7 +65,7 @@ class SharedCodes:
             if not state.left:  # the last reader: hold no tensor past this layer
                 state.source, state.codes = None, None
             return codes
-        codes = quantize_rows(x.reshape(-1, x.shape[-1]).float(), ACTIVATION_LEVELS)
+        codes = activation_codes(x)
         state.source, state.left, state.codes = weakref.ref(x), self.readers - 1, codes
         return codes
 
@@ -106,10 +111,8 @@ class RowInt8Linear(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x @ W.T + b from the codes; the same floats whichever kernel summed them."""
-        if self.shared is not None:
-            codes, scale = self.shared.codes_of(x)
-        else:
-            codes, scale = quantize_rows(x.reshape(-1, x.shape[-1]).float(), ACTIVATION_LEVELS)
+        codes, scale = (self.shared.codes_of(x) if self.shared is not None
+                        else activation_codes(x))
         out = self._product(codes).mul_(scale)
         out = out.mul_(self.weight_scale) if self.bias is None else torch.addcmul(
             self.bias, out, self.weight_scale)
