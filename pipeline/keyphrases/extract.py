@@ -5,7 +5,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from pipeline.keyphrases.clauses import clauses_of, removal_scope, rescue_bare_clauses
+from pipeline.keyphrases.clauses import (
+    clauses_of,
+    removal_scope,
+    rescue_bare_clauses,
+    within_clauses,
+)
 from pipeline.keyphrases.encode import Encoded, encode_texts
 from pipeline.keyphrases.model import KeywordModel, Selection
 from pipeline.keyphrases.normalise import normalise
@@ -67,13 +72,14 @@ def extract_keywords(
 
 def candidates_of(model: KeywordModel, texts: list[str], items: list[Encoded],
                   clause_margin: float) -> list[list[str]]:
-    """Candidate phrases of normalised texts: the tagger's spans (removals kept with their
-    object, bare clauses rescued within `clause_margin`), worded as keywords."""
+    """Candidate phrases of normalised texts: the tagger's spans inside each clause (removals
+    kept with their object, bare clauses rescued within `clause_margin`), worded as keywords."""
     scores = model.tagger.scores_batch([word_features(item, text)
                                         for text, item in zip(texts, items, strict=True)])
     out = []
     for text, item, score in zip(texts, items, scores, strict=True):
         clauses = clauses_of(text, item.words, item.spans)
+        score = within_clauses(score, clauses)
         found = removal_scope(spans_of(score), item.words, clauses)
         found = rescue_bare_clauses(found, score, item.words, clauses, clause_margin)
         worded = [phrase_of(list(item.words[a:b]), model.corrector) for a, b in found]

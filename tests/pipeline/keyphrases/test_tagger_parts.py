@@ -12,6 +12,7 @@ from pipeline.keyphrases.clauses import (
     clauses_of,
     removal_scope,
     rescue_bare_clauses,
+    within_clauses,
 )
 from pipeline.keyphrases.encode import split_words
 from pipeline.keyphrases.normalise import normalise
@@ -116,6 +117,22 @@ def test_a_bare_clause_is_rescued_whole_within_the_margin() -> None:
     assert rescue_bare_clauses([(1, 2), (3, 4)], scores, words, clauses, 9.0) == [(1, 2), (3, 4)]
     stop_words, _, stop_clauses = _words("a cross, is")
     assert rescue_bare_clauses(found, scores[:3], stop_words, stop_clauses, 9.0) == found
+
+
+def test_a_span_never_runs_across_a_clause_boundary() -> None:
+    words, _, clauses = _words("red and white logo, big print")  # "and" is in no clause
+    # the tagger alone reads "red and white logo big print" as one phrase
+    joined = _scores([[0.1, 0.8, 0.1]] + [[0.1, 0.1, 0.8]] * 5)
+    assert decode_spans(viterbi(joined)) == [(0, 6)]
+    bounded = within_clauses(joined, clauses)
+    assert decode_spans(viterbi(bounded)) == [(0, 1), (2, 4), (4, 6)]
+    # inside a clause the tagger still decides: one phrase, several, or none
+    assert np.array_equal(bounded[[3, 5]], joined[[3, 5]])
+    assert np.array_equal(bounded[[0, 2, 4], :2], joined[[0, 2, 4], :2])
+    assert np.isneginf(bounded[1, 1:]).all() and np.isneginf(bounded[[0, 2, 4], 2]).all()
+    # a text without clause boundaries is left as it is
+    one, _, one_clause = _words("white logo")
+    assert np.array_equal(within_clauses(joined[:2], one_clause)[1], joined[1])
 
 
 def test_a_removal_keeps_its_verb_and_its_object() -> None:
