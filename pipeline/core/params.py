@@ -121,6 +121,8 @@ class KeywordsParams:
     max_phrases: int = field(default=8, metadata=at_least(1))
     # A clause the tagger left bare is a candidate when its best span is this close (nats).
     clause_margin: float = field(default=1.0, metadata=at_least(0))
+    # No candidate runs across a comma, "and" or "with" (the tagger decides inside clauses).
+    within_clauses: bool = True
 
     def __post_init__(self) -> None:
         check_fields(self, "keywords")

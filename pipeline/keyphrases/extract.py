@@ -71,15 +71,17 @@ def extract_keywords(
 
 
 def candidates_of(model: KeywordModel, texts: list[str], items: list[Encoded],
-                  clause_margin: float) -> list[list[str]]:
-    """Candidate phrases of normalised texts: the tagger's spans inside each clause (removals
-    kept with their object, bare clauses rescued within `clause_margin`), worded as keywords."""
+                  clause_margin: float, within: bool) -> list[list[str]]:
+    """Candidate phrases of normalised texts: the tagger's spans, inside each clause when
+    `within` (removals kept with their object, bare clauses rescued within `clause_margin`),
+    worded as keywords."""
     scores = model.tagger.scores_batch([word_features(item, text)
                                         for text, item in zip(texts, items, strict=True)])
     out = []
     for text, item, score in zip(texts, items, scores, strict=True):
         clauses = clauses_of(text, item.words, item.spans)
-        score = within_clauses(score, clauses)
+        if within:
+            score = within_clauses(score, clauses)
         found = removal_scope(spans_of(score), item.words, clauses)
         found = rescue_bare_clauses(found, score, item.words, clauses, clause_margin)
         worded = [phrase_of(list(item.words[a:b]), model.corrector) for a, b in found]
@@ -97,7 +99,8 @@ def _extract_batch(
                        strict=True))
     candidates = dict(zip(live, candidates_of(model, [norm[i] for i in live],
                                               [encoded[i] for i in live],
-                                              selection.clause_margin), strict=True))
+                                              selection.clause_margin,
+                                              selection.within_clauses), strict=True))
     # A lone candidate is kept whatever its score, so only texts with a choice are scored.
     phrase_vectors = model.embed_phrases(
         [p for c in candidates.values() if len(c) > 1 for p in c])

@@ -47,7 +47,8 @@ def keyword_selection(cfg: KeywordsParams) -> Selection:
     from pipeline.keyphrases import Selection
 
     return Selection(min_score=cfg.min_score, duplicate_similarity=cfg.duplicate_similarity,
-                     max_phrases=cfg.max_phrases, clause_margin=cfg.clause_margin)
+                     max_phrases=cfg.max_phrases, clause_margin=cfg.clause_margin,
+                     within_clauses=cfg.within_clauses)
 
 
 def extract_chunk(task: KeywordTask) -> list[list[str]]:

@@ -93,6 +93,27 @@ def test_params_refuse_a_negative_clause_margin() -> None:
         KeywordsParams(clause_margin=-1.0)
 
 
+def test_params_refuse_a_within_clauses_that_is_not_a_boolean(tmp_path) -> None:
+    from pipeline.core.params import ParamsError, load_params
+
+    path = tmp_path / "params.yaml"
+    path.write_text('keywords:\n  within_clauses: "no"\n')
+    with pytest.raises(ParamsError, match="keywords.within_clauses: expected true/false"):
+        load_params(path)
+
+
+def test_candidates_keep_to_their_clauses_unless_told_otherwise(minilm) -> None:
+    from pipeline.core.params import KeywordsParams
+    from pipeline.stages.keywords import keyword_selection
+
+    text = "has a cartoon graphic and has a red and white graphic"
+    # the tagger alone joins "red and white graphic" across the "and"
+    joined = keyword_selection(KeywordsParams(within_clauses=False))
+    assert extract_keywords(minilm, [text], selection=joined) == [
+        ["cartoon graphic", "red and white graphic"]]
+    assert extract_keywords(minilm, [text]) == [["cartoon graphic", "red", "white graphic"]]
+
+
 def test_near_duplicate_spellings_merge(minilm) -> None:
     assert extract_keywords(minilm, ["is grey and is gray"]) in (
         [["grey"]],
