@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -46,9 +46,8 @@ def keyword_selection(cfg: KeywordsParams) -> Selection:
     """KeyBERT's selection settings from the keywords section (checked: cosines in [-1, 1])."""
     from pipeline.keyphrases import Selection
 
-    return Selection(min_score=cfg.min_score, duplicate_similarity=cfg.duplicate_similarity,
-                     max_phrases=cfg.max_phrases, clause_margin=cfg.clause_margin,
-                     within_clauses=cfg.within_clauses)
+    # Every Selection field is a keywords param of the same name, so a new one needs no copy here.
+    return Selection(**{f.name: getattr(cfg, f.name) for f in fields(Selection)})
 
 
 def extract_chunk(task: KeywordTask) -> list[list[str]]:
