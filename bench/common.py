@@ -46,8 +46,9 @@ class BenchResult:
     baseline: float
     unit: str
     higher_is_better: bool
-    # Which kernel path ours took (trainer.kernels: "int8 (int_mm)", "float32", ...); the CPU
-    # benchmarks whose code has no int8 choice say "float32"; None (GPU scripts) prints none.
+    # Which kernel path ours took (pipeline.keyphrases.kernels: "int8 (int_mm)", "float32",
+    # ...); the CPU benchmarks whose code has no int8 choice say "float32"; None (GPU scripts)
+    # prints none.
     path: str | None = None
 
     @property
@@ -85,8 +86,8 @@ def quiet_stages() -> Iterator[None]:
 
 
 def kernel_path() -> str:
-    """The path trainer.kernels chose for this process's int8 fast paths, e.g. 'int8 (int_mm)'."""
-    from trainer.kernels import choice
+    """The path pipeline.keyphrases.kernels chose for the int8 fast paths: 'int8 (int_mm)', ..."""
+    from pipeline.keyphrases.kernels import choice
 
     picked = choice()
     return f"int8 ({picked.op})" if picked.int8 else "float32"
@@ -95,7 +96,7 @@ def kernel_path() -> str:
 @contextlib.contextmanager
 def forced_int8(mode: str) -> Iterator[None]:
     """Run the block with DQU_INT8=`mode` (on / off / auto), then restore the caller's value."""
-    from trainer.kernels import ENV
+    from pipeline.keyphrases.kernels import ENV
 
     previous = os.environ.get(ENV)
     os.environ[ENV] = mode
@@ -110,7 +111,7 @@ def forced_int8(mode: str) -> Iterator[None]:
 
 def other_int8_mode() -> str | None:
     """The DQU_INT8 value that forces the path not chosen here (None: there is no other)."""
-    from trainer.kernels import choice, exact_ops
+    from pipeline.keyphrases.kernels import choice, exact_ops
 
     if choice().int8:
         return "off"

@@ -1,35 +1,36 @@
-"""eval: recall@K from precomputed features, blockwise on tensors vs the official per-query loops.
+"""eval: the evaluate stage's ranking and scoring, against the official loop and the bare matmul.
 
 `bench eval`: 5,000 queries against a 20,000-image gallery, from the same precomputed, normalised
 float32 features (both sides start where the official `test.py` has its two feature arrays;
-embedding costs the same encoder FLOPs on both sides and is not timed). Ours is
-`trainer.evaluate.rank_queries` with `top_n=0`, as evaluation and validation call it when only
-recall is read: `trainer.ranking.rank_targets` with rank_cap = max(K). Which kernel ranks is
-trainer.kernels' measured choice (printed as `path=`; DQU_INT8=off|on forces the other, whose
-time a note line prints too). On the int8 path its ranks come from `trainer.screened_ranking`:
-every query-gallery score in int8 (an exact int8 matmul, about five times faster than float32
-here), per-query integer thresholds from a proven
-bound on the int8 error, and exact float64 rescoring of only the items too close to the target
-to call; each round times five calls of ours and takes their median (one call is 50x shorter
-than the baseline's, so scheduler noise would otherwise dominate it). The baseline is the
-official `test.py` after feature extraction, loops and lookups kept as written: per-row
-normalisation loops, one `sims = queries.dot(gallery.T)` (NumPy), a per-query mask through
-`list.index`, a per-query full `np.argsort`, and per-K loops of `list.index(...) in nns[:k]`.
-Both sides compute every query-gallery score; the float32 matmul alone is timed and printed as
-a note, with ours on its float32 path (the one GPUs take) and ours with the top-50 ids that
-submissions and the caption hit rule need.
+embedding costs the same encoder FLOPs on both sides and is not timed here). Ours is what the
+evaluate stage calls for one query mode once features exist: `Scoring.rank` (exact target ranks,
+the top 10 per query for per_query.parquet, one tie rule), `per_query_rows` and `Scoring.score`
+(R@1/5/10/20/50/100). Three columns, timed side by side in one run:
 
-`bench eval-rss`: peak RSS of our whole `trainer.evaluate.evaluate` on a CIRR-sized split
-(about 4,000 queries, 2,300 gallery images, 224 px, a small random-weight CLIP), measured in a
-fresh subprocess (`bench/rss_child.py`) as its VmHWM (Linux /proc/self/status; ru_maxrss
-would inherit the parent's peak across fork + exec), so the data generation and the parent's
-memory are not counted; Python, torch, open_clip and the model are. Evaluation streams query
-and gallery pixels from the shards in batches (`trainer.streaming`), so the split's pixels
-(~900 MiB here) are never all in memory; what remains above the imports is one batch's float
-pixels and activations plus Parquet's decoding of one pixel column chunk. The baseline is not
-run: it is the size of the float32 tensors the official CIRR code keeps in memory for the same
-split (source, target and visual query per query, one tensor per gallery image), a lower bound
-of its RSS.
+- official: the official `test.py` after feature extraction, loops and lookups kept as written:
+  per-row normalisation loops, one `sims = queries.dot(gallery.T)` (NumPy), a per-query mask
+  through `list.index`, a per-query full `np.argsort`, and per-K loops of `list.index(...) in
+  nns[:k]` (line `bench eval`, goal >= 25x);
+- limit: a bare float32 matmul + torch.topk(10) of the same shapes, no masking, no ranks, the
+  faster of torch's own threads over 1,024-query chunks and our single-threaded workers over
+  cache-sized blocks (line `bench eval-limit`, ratio = limit / ours, goal >= 0.8x: ours at most
+  1.25x the limit);
+- ours.
+
+Checks: ours' recall equals the official's within two queries (two BLAS libraries may order
+near-equal scores differently), and ours' top-10 ids equal torch.topk's wherever no two scores
+of a row's top 11 lie within float32 rounding of each other.
+
+`bench eval-rss`: peak RSS of the evaluate stage's flow (embed -> rank -> score, per-query rows,
+one mode) on a CIRR-sized split (about 4,000 queries, 2,300 gallery images, 224 px, a small
+random-weight CLIP), measured in a fresh subprocess (`bench/rss_child.py`) as its VmHWM (Linux
+/proc/self/status; ru_maxrss would inherit the parent's peak across fork + exec), so the data
+generation and the parent's memory are not counted; Python, torch, open_clip and the model are.
+Evaluation streams query and gallery pixels from the shards in batches (trainer.data.streaming),
+so the split's pixels (~900 MiB here) are never all in memory. The baseline is not run: it is
+the size of the float32 tensors the official CIRR code keeps in memory for the same split
+(source, target and visual query per query, one tensor per gallery image), a lower bound of its
+RSS.
 """
 
 from __future__ import annotations
@@ -49,23 +50,24 @@ from bench.common import (
     BenchResult,
     check_scale,
     emit,
-    forced_int8,
     interleaved,
-    kernel_path,
     median,
     note,
-    other_int8_mode,
     script_main,
     timed,
     workspace,
 )
+from pipeline.core.params import EvaluateParams
 from pipeline.core.shards import GALLERY, INPUT_IMAGES, INPUT_QUERIES, write_table
-from trainer.data import InputsMeta, PixelStore, QueryTable
-from trainer.evaluate import EvalSplit, rank_queries
-from trainer.kernels import choice
-from trainer.metrics import recall_from_ranks
-from trainer.ranking import rank_targets
-from trainer.shards import shard_name
+from pipeline.stages.evaluate import PER_QUERY_TOP, Scoring, per_query_rows
+from trainer.data.meta import InputsMeta
+from trainer.data.pixels import PixelStore
+from trainer.data.tables import QueryTable
+from trainer.eval.embed import SplitFeatures
+from trainer.eval.rank import block_rows_for
+from trainer.eval.split import EvalSplit
+from trainer.runtime import run_single_threaded, torch_threads
+from trainer.util.shards import shard_name
 
 SIZES = {
     "full": {"queries": 5000, "gallery": 20000, "dim": 128, "rounds": 3, "ours_calls": 5,
@@ -152,33 +154,63 @@ def official_recall(all_queries: np.ndarray, all_imgs: np.ndarray, test_queries:
     return out
 
 
-def float32_recall(query_t: torch.Tensor, gallery_t: torch.Tensor, data: EvalSplit
-                   ) -> dict[str, float]:
-    """Our recall with the int8 screen switched off: the float32 path GPUs take."""
-    ranks, _ = rank_targets(query_t, gallery_t, data.target_index, data.reference_index,
-                            rank_cap=max(KS), screen=False)
-    return recall_from_ranks(ranks, KS)
+def stage_scoring(split: EvalSplit) -> Scoring:
+    """The evaluate stage's protocols for the default params (R@K, target hits)."""
+    cfg = EvaluateParams()
+    return Scoring(cfg, None, split, sorted({1, 5, 10, 20, 50, 100, *cfg.ks}))
 
 
-def other_path(query_t: torch.Tensor, gallery_t: torch.Tensor, data: EvalSplit, calls: int
-               ) -> tuple[str, float, dict[str, float]] | None:
-    """(path, median seconds, metrics) of ours forced onto the path the probe did not choose.
+def ours_call(features: SplitFeatures, split: EvalSplit, scoring: Scoring
+              ) -> tuple[dict[str, float], list[dict]]:
+    """What the evaluate stage runs for one mode once its features exist."""
+    rankings = scoring.rank(features, PER_QUERY_TOP)
+    rows = per_query_rows(split, "dqu", rankings, None)
+    return scoring.score(rankings), rows
 
-    What a CPU of the other kind would take: DQU_INT8=off is an AVX2-only CPU's float32
-    ranking, DQU_INT8=on a VNNI CPU's int8 screen. None when this build has no other path.
+
+def limit_threads(queries: torch.Tensor, gallery: torch.Tensor) -> torch.Tensor:
+    """Bare matmul + topk(10) over 1,024-query chunks on torch's own threads."""
+    return torch.cat([torch.topk(queries[s:s + 1024] @ gallery.T, PER_QUERY_TOP, dim=1).indices
+                      for s in range(0, len(queries), 1024)])
+
+
+def limit_blocks(queries: torch.Tensor, gallery: torch.Tensor) -> torch.Tensor:
+    """Bare matmul + topk(10) over cache-sized blocks in single-threaded workers (as ours)."""
+    rows = block_rows_for(gallery.shape[0], queries.shape[0])
+    starts = list(range(0, len(queries), rows))
+    out = torch.empty(len(queries), min(PER_QUERY_TOP, gallery.shape[0]), dtype=torch.long)
+    gallery_t = gallery.T
+
+    def block(i: int) -> None:
+        part = slice(starts[i], starts[i] + rows)
+        out[part] = torch.topk(queries[part] @ gallery_t, out.shape[1], dim=1).indices
+
+    with torch.inference_mode(), torch_threads(1):
+        run_single_threaded(block, len(starts), min(torch.get_num_threads(), len(starts)) or 1)
+    return out
+
+
+def top_agreement(queries: torch.Tensor, gallery: torch.Tensor, ours: list[dict],
+                  limit: torch.Tensor, data: EvalSplit) -> tuple[int, int]:
+    """(rows compared, rows whose top-10 differ) among rows without float32 near-ties.
+
+    A row is compared when its reference is outside the bare top 11 (the limit masks nothing)
+    and no two of its top 11 scores lie within 1e-5 of each other.
     """
-    mode = other_int8_mode()
-    if mode is None:
-        return None
-    with forced_int8(mode):
-        path = kernel_path()
-        runs = [timed(lambda: rank_queries(query_t, gallery_t, data, KS, 0, BATCH_SIZE))
-                for _ in range(calls)]
-    return path, median([seconds for seconds, _ in runs]), runs[-1][1].metrics
+    compared = differ = 0
+    values = torch.topk(queries @ gallery.T, PER_QUERY_TOP + 1, dim=1)
+    for row, (vals, ids) in enumerate(zip(values.values, values.indices, strict=True)):
+        if int(data.reference_index[row]) in ids.tolist() or bool(
+                ((vals[:-1] - vals[1:]) < 1e-5).any()):
+            continue
+        compared += 1
+        mine = ours[row]["top10"]
+        differ += mine != [data.gallery_ids[i] for i in limit[row].tolist()]
+    return compared, differ
 
 
-def bench_recall(scale: str) -> BenchResult:
-    """Time ours and the official ranking interleaved; check they agree; print the line."""
+def bench_recall(scale: str) -> list[BenchResult]:
+    """Time the official loop, the limit and ours side by side; check them; print two lines."""
     size = SIZES[scale]
     queries, gallery, target, reference = synthetic_features(size["queries"], size["gallery"],
                                                              size["dim"])
@@ -189,55 +221,67 @@ def bench_recall(scale: str) -> BenchResult:
     data = eval_split(target, reference, gallery_ids)
     test_queries, test_targets = official_records(target, reference, image_ids)
     query_t, gallery_t = torch.from_numpy(queries), torch.from_numpy(gallery)
-    results = {}
+    features, scoring = SplitFeatures(query_t, gallery_t), stage_scoring(data)
+    results: dict[str, object] = {}
 
     def ours() -> float:
-        # top_n=0: what is reported is recall, which needs target ranks, not top-k ids.
-        # One call is ~50x shorter than the baseline's, so a scheduler hiccup or the cold
-        # first call (thread pool start) can move it by a third: each round takes the median
-        # of a few calls, as the baseline's seconds-long call averages such noise away.
-        calls = [timed(lambda: rank_queries(query_t, gallery_t, data, KS, 0, BATCH_SIZE))
+        # One call is ~20x shorter than the official's: each round takes the median of a few
+        # calls, as the official's seconds-long call averages scheduler noise away.
+        calls = [timed(lambda: ours_call(features, data, scoring))
                  for _ in range(size["ours_calls"])]
         results["ours"] = calls[-1][1]
         return median([seconds for seconds, _ in calls])
 
-    def baseline() -> float:
+    def official() -> float:
         # The official code divides in place; give it fresh copies, outside the timing.
         q, g = queries.copy(), gallery.copy()
-        seconds, results["baseline"] = timed(lambda: official_recall(
+        seconds, results["official"] = timed(lambda: official_recall(
             q, g, test_queries, test_targets, KS))
         return seconds
 
-    ours_times, baseline_times = interleaved(ours, baseline, size["rounds"])
-    matmul, _ = timed(lambda: query_t @ gallery_t.T)
-    with_top, top = timed(lambda: rank_queries(query_t, gallery_t, data, KS, max(KS),
-                                               BATCH_SIZE))
-    float_path, in_float = timed(lambda: float32_recall(query_t, gallery_t, data))
-    other = other_path(query_t, gallery_t, data, size["ours_calls"])
-    if (top.metrics != results["ours"].metrics or in_float != results["ours"].metrics
-            or (other is not None and other[2] != results["ours"].metrics)):
-        raise AssertionError("eval: recall differs between our ranking paths")
-    mine, theirs = results["ours"].metrics, results["baseline"]
+    def limit() -> float:
+        threads = [timed(lambda: limit_threads(query_t, gallery_t))
+                   for _ in range(size["ours_calls"])]
+        blocks = [timed(lambda: limit_blocks(query_t, gallery_t))
+                  for _ in range(size["ours_calls"])]
+        results["limit_threads"] = median([t for t, _ in threads])
+        results["limit_blocks"] = median([t for t, _ in blocks])
+        results["limit_top"] = blocks[-1][1]
+        return min(results["limit_threads"], results["limit_blocks"])
+
+    ours_times, official_times = interleaved(ours, official, size["rounds"])
+    limit_times = [limit() for _ in range(size["rounds"])]
+    mine, rows = results["ours"]
+    theirs = results["official"]
     # Two BLAS libraries may order near-equal scores differently: allow a couple of queries.
     tolerance = 100 * 2 / size["queries"]
     for key in theirs:
         if abs(mine[key] - theirs[key]) > tolerance:
-            raise AssertionError(f"eval: {key} differs: ours {mine[key]} baseline {theirs[key]}")
+            raise AssertionError(f"eval: {key} differs: ours {mine[key]} official {theirs[key]}")
+    compared, differ = top_agreement(query_t, gallery_t, rows, results["limit_top"], data)
+    if differ:
+        raise AssertionError(f"eval: top-10 ids differ from torch.topk in {differ} of "
+                             f"{compared} rows without near-ties")
+    ours_s, official_s, limit_s = (median(ours_times), median(official_times),
+                                   median(limit_times))
     note(f"eval: {size['queries']} queries x {size['gallery']} gallery, d={size['dim']}; "
-         f"recall ours {mine} baseline {theirs}")
-    note(f"eval: seconds ours {[round(t, 2) for t in ours_times]} baseline "
-         f"{[round(t, 2) for t in baseline_times]}; the full score matmul alone (in both) "
-         f"{matmul:.2f}s; ours on its float32 path {float_path:.2f}s; ours with "
-         f"top-{max(KS)} ids too {with_top:.2f}s; "
-         f"torch threads {torch.get_num_threads()}, load average {os.getloadavg()[0]:.1f}")
-    path = kernel_path()
-    note(f"eval: path {path}: {choice().summary()}")
-    if other is not None:
-        note(f"eval: other path {other[0]} (forced, DQU_INT8={other_int8_mode()}): "
-             f"{other[1]:.3f}s = {median(baseline_times) / other[1]:.1f}x the baseline "
-             "(same recall)")
-    return emit(BenchResult("eval", median(ours_times), median(baseline_times),
-                            "seconds for recall@1/10/50", higher_is_better=False, path=path))
+         f"check: recall ours {_shown(mine)} official {_shown(theirs)} (within {tolerance:.2f}); "
+         f"top-10 ids equal torch.topk's in {compared - differ} of {compared} rows without "
+         "near-ties")
+    note(f"eval: seconds side by side: official {official_s:.2f}  limit {limit_s:.3f} (torch "
+         f"threads {results['limit_threads']:.3f}, blocks {results['limit_blocks']:.3f})  ours "
+         f"{ours_s:.3f} = {ours_s / limit_s:.2f}x the limit; rounds ours "
+         f"{[round(t, 3) for t in ours_times]}, torch threads {torch.get_num_threads()}, load "
+         f"average {os.getloadavg()[0]:.1f}")
+    return [emit(BenchResult("eval", ours_s, official_s, "seconds for the stage's ranking and "
+                             "scoring vs the official loop", higher_is_better=False,
+                             path="float32")),
+            emit(BenchResult("eval-limit", ours_s, limit_s, "seconds vs a bare matmul + topk "
+                             "(the limit)", higher_is_better=False, path="float32"))]
+
+
+def _shown(metrics: dict[str, float]) -> dict[str, float]:
+    return {k: round(v, 2) for k, v in metrics.items() if k in {f"R@{k}" for k in KS}}
 
 
 # ------------------------------------------------------------------------- peak RSS of evaluate
@@ -329,13 +373,13 @@ def bench_rss(scale: str, workdir: Path | None) -> BenchResult:
          f"{seconds:.1f}s; baseline = float32 tensors the official CIRR val code holds "
          "(3 per query + 1 per gallery image), computed, not run")
     return emit(BenchResult("eval-rss", child["peak_rss_mb"], held, "MiB peak RSS",
-                            higher_is_better=False, path=kernel_path()))
+                            higher_is_better=False, path="float32"))
 
 
 def run(scale: str = "full", workdir: Path | None = None) -> list[BenchResult]:
-    """Both eval measurements: recall timing, then peak RSS of evaluate."""
+    """Every eval measurement: the stage's ranking and scoring timed, then its peak RSS."""
     check_scale(scale)
-    return [bench_recall(scale), bench_rss(scale, workdir)]
+    return [*bench_recall(scale), bench_rss(scale, workdir)]
 
 
 def main(argv: list[str] | None = None) -> None:

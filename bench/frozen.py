@@ -1,7 +1,7 @@
 """frozen: epoch time with train.freeze_encoders (features cached once) vs frozen encoders rerun.
 
-Ours is the real `trainer.loop.train` with `freeze_encoders=True`: it encodes every train query
-and target once, then each epoch trains only the fusion head on the cached features; the epoch
+Ours is the real `trainer.train.loop.train` with `freeze_encoders=True`: it encodes every train
+query and target once, then each epoch trains only the fusion head on the cached features; the epoch
 time is the loop's own `TrainResult.epoch_times_s` (head steps and the improvement check; with
 frozen encoders the loop keeps the best head in memory and writes the model file once, after the
 last epoch).
@@ -44,19 +44,16 @@ from bench.common import (
 )
 from pipeline.core.params import RenderParams
 from trainer.config import ClipConfig, TrainConfig
-from trainer.data import (
-    EpochBatchSampler,
-    ImageStore,
-    InputsMeta,
-    TripletDataset,
-    load_queries,
-    read_meta,
-    to_model_pixels,
-)
-from trainer.fusion import DQUModel
-from trainer.loop import build_model, train
-from trainer.loss import info_nce_loss
+from trainer.data.dataset import TripletDataset
+from trainer.data.meta import InputsMeta, read_meta
+from trainer.data.pixels import to_model_pixels
+from trainer.data.sampler import EpochBatchSampler
+from trainer.data.tables import ImageStore, load_queries
+from trainer.models.fusion import DQUModel
+from trainer.models.loss import info_nce_loss
+from trainer.models.saved import build_model
 from trainer.runtime import torch_threads
+from trainer.train.loop import train
 
 SIZES = {
     "full": {"pairs": 2048, "image_size": 96, "model": "dqu-tiny", "epochs": 3,

@@ -35,7 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.devices import peak_memory_gib, synchronize  # noqa: E402
 from devkit.tiny import Blip2Sizes, blip2_config, offline_processor  # noqa: E402
 from pipeline.captioners.blip2 import Captioner  # noqa: E402
-from trainer.runtime import resolve_device  # noqa: E402
+from trainer.runtime import resolve_device
 
 # Salesforce/blip2-opt-2.7b: EVA ViT-g/14 at 224, BERT-base Q-Former, OPT-2.7b.
 OPT_2_7B = Blip2Sizes(

@@ -3,13 +3,13 @@
 No weights can be downloaded on the GPU machines, so the backbone is open_clip's ViT-H-14 with
 random weights (the same cost per step as laion2b_s32b_b79k).
 
-Ours is the step `trainer.loop` runs, built from the project's pieces: `build_model` (open_clip
-gateway + DQUModel, whose forward encodes visual queries and targets in one image-encoder
+Ours is the step `trainer.train.loop` runs, built from the project's pieces: `build_model`
+(open_clip gateway + DQUModel, whose forward encodes visual queries and targets in one image-encoder
 call), uint8 pixels from pinned memory normalised on the GPU by `to_model_pixels`, token ids
 precomputed (the `inputs` stage did it), `info_nce_loss`, bf16 autocast, and the loop's own
 `build_optimizer` (fused AdamW on CUDA, head lr and clip lr groups). Optional activation
 checkpointing (`--grad-checkpointing`, default on above batch 128) and `--compile`
-(`train.compile: true`: each transformer block through torch.compile) through `trainer.encoders`.
+(`train.compile: true`: each transformer block through torch.compile) through `trainer.models.clip`.
 
 Baseline, the official `train.py` / `model.py` step, in a subprocess started with
 CUDA_LAUNCH_BLOCKING=1 as the official script sets it: fp32 weights, `autocast()` fp16 with a
@@ -44,12 +44,13 @@ import torch
 
 from bench.devices import peak_memory_gib, synchronize
 from trainer.config import ClipConfig, TrainConfig
-from trainer.data import to_model_pixels
-from trainer.encoders import compile_blocks, get_tokenizer, input_spec, set_grad_checkpointing
-from trainer.fusion import DQUModel
-from trainer.loop import build_model, build_optimizer
-from trainer.loss import info_nce_loss
+from trainer.data.pixels import to_model_pixels
+from trainer.models.clip import compile_blocks, get_tokenizer, input_spec, set_grad_checkpointing
+from trainer.models.fusion import DQUModel
+from trainer.models.loss import info_nce_loss
+from trainer.models.saved import build_model
 from trainer.runtime import Precision, autocast
+from trainer.train.optim import build_optimizer
 
 FULL_MODEL, TINY_MODEL = "ViT-H-14", "dqu-test"
 OFFICIAL_BATCH = 16
@@ -106,7 +107,7 @@ def head_and_clip_groups(model: DQUModel) -> list[dict]:
 
 def ours_step(model: DQUModel, batch: int, device: torch.device, precision: Precision
               ) -> Callable[[], None]:
-    """One training step closure as trainer.loop runs it (bf16 autocast, fused AdamW on CUDA)."""
+    """One training step as trainer.train.loop runs it (bf16 autocast, fused AdamW on CUDA)."""
     spec = input_spec(model_name(device))
     tokens = torch.from_numpy(
         get_tokenizer(model_name(device))([TEXT] * batch).numpy()).long()

@@ -10,8 +10,8 @@ start-up excluded), and ours with spans free to join clauses (`keywords.within_c
 false`). Then the cross-domain figure: a tagger trained on one dev set's domain only, scored
 on the other (FashionIQ shirt -> CIRR 5k; CIRR train minus the 5k -> FashionIQ), both ways.
 Then demo coverage: the share of demo texts whose keywords name every changed attribute value.
-Last, the kernel the MiniLM's integer-code linears were summed on (trainer.kernels' probe),
-the other kernel forced (DQU_INT8) and how many keyword lists differ between them (goal 0).
+Last, the kernel the MiniLM's integer-code linears were summed on (pipeline.keyphrases.kernels'
+probe), the other kernel forced (DQU_INT8) and how many keyword lists differ between them (goal 0).
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 Ours: `trainer.data.TripletDataset` over the `inputs` shards (pixels rendered and resized once,
 text tokenized once), batched by `EpochBatchSampler` through a DataLoader, then normalised by
-`trainer.data.to_model_pixels` — what `trainer.loop` does each step before the model.
+`trainer.data.to_model_pixels` — what `trainer.train.loop` does each step before the model.
 
 Baseline, as the official DQU-CIR `datasets.py` / `train.py` do on every item of every epoch:
 open the reference file, stretch it to 512x512, draw the keywords, run open_clip's
@@ -12,7 +12,7 @@ Two deliberate differences, both so the tensors match ours exactly: the drawing 
 `pipeline.core.drawing.draw_keywords` (the official uses OpenCV, which this environment lacks), and
 the preprocess is open_clip's eval transform (the official trains with its random-crop
 variant, whose cost is about the same). With `--augment official` both sides crop instead: ours
-crops the stored training canvases per batch (trainer.augment, as the training step does), the
+crops the stored training canvases per batch (trainer.data.augment, as the training step does), the
 baseline runs open_clip's train transform (RandomResizedCrop), the official's preprocess_train;
 the equality check then covers the centre-crop pixels validation uses. Both sides run in this
 process with one torch thread and num_workers=0, i.e. what one DataLoader worker does, so the
@@ -49,18 +49,14 @@ from pipeline.core.drawing import DrawStyle, draw_keywords
 from pipeline.core.images import load_rgb
 from pipeline.core.params import RenderParams
 from pipeline.core.shards import CAPTIONS, IMAGES, KEYWORDS, TRIPLETS, read_table
-from trainer.augment import TARGET_STREAM, VISUAL_STREAM, random_crops
 from trainer.config import AUGMENT_MODES, ClipConfig, TrainConfig
-from trainer.data import (
-    EpochBatchSampler,
-    ImageStore,
-    InputsMeta,
-    TripletDataset,
-    load_queries,
-    read_meta,
-    to_model_pixels,
-)
-from trainer.encoders import get_tokenizer
+from trainer.data.augment import TARGET_STREAM, VISUAL_STREAM, random_crops
+from trainer.data.dataset import TripletDataset
+from trainer.data.meta import InputsMeta, read_meta
+from trainer.data.pixels import to_model_pixels
+from trainer.data.sampler import EpochBatchSampler
+from trainer.data.tables import ImageStore, load_queries
+from trainer.models.clip import get_tokenizer
 from trainer.runtime import torch_threads
 
 # (train triplets, source image side, open_clip model whose input size is used, rounds)
@@ -142,7 +138,7 @@ def our_epoch(dataset: TripletDataset, sampler: EpochBatchSampler, meta: InputsM
     start = time.perf_counter()
     for batch in loader:
         tokens, visual, target = batch["tokens"], batch["visual"], batch["target"]
-        if meta.train_size is not None:  # augment: official, as trainer.epoch's batch step
+        if meta.train_size is not None:  # augment: official, as trainer.train.epoch's batch step
             rows = batch["index"].tolist()
             visual = random_crops(visual, rows, sampler.seed, epoch, VISUAL_STREAM,
                                   meta.image_size)

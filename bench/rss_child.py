@@ -1,4 +1,4 @@
-"""Subprocess of `bench eval-rss`: evaluate a small random CLIP on a split, print peak RSS.
+"""Subprocess of `bench eval-rss`: the evaluate stage's flow on a split, then its peak RSS.
 
 A module of its own so the measured process imports only what evaluation needs (the
 benchmark helpers pull in the pipeline stages and keyword models, which evaluation never does).
@@ -36,18 +36,28 @@ def main(argv: list[str] | None = None) -> None:
     import open_clip
     import torch
 
+    from pipeline.core.params import EvaluateParams
+    from pipeline.stages.evaluate import PER_QUERY_TOP, Scoring, per_query_rows
     from trainer.config import ClipConfig
-    from trainer.evaluate import evaluate
-    from trainer.loop import build_model
+    from trainer.eval.embed import embed
+    from trainer.eval.split import load_eval_split
+    from trainer.models.saved import build_model
 
     imports_mb = peak_rss_mb()  # interpreter, torch, open_clip: paid before any data is read
-    # A benchmark-only backbone: registered here, not in trainer/model_configs.
+    # A benchmark-only backbone: registered here, not in trainer/models/configs.
     open_clip.add_model_config(Path(config_dir))
     torch.manual_seed(0)
     model = build_model(ClipConfig(model=model_name), "dqu", 0.5, 10.0, torch.device("cpu"))
-    result = evaluate(model, Path(inputs_dir), "val", (1, 10, 50), 256, "cpu")
+    # The evaluate stage's flow for one mode: embed -> rank (per-query top 10) -> score.
+    cfg = EvaluateParams()
+    split = load_eval_split(Path(inputs_dir), "val")
+    scoring = Scoring(cfg, None, split, sorted({1, 5, 10, 20, 50, 100, *cfg.ks}))
+    features = embed(model, split, cfg.batch_size, torch.device("cpu"))
+    rankings = scoring.rank(features, PER_QUERY_TOP)
+    rows = per_query_rows(split, "dqu", rankings, features.weights)
+    scoring.score(rankings)
     print(json.dumps({"peak_rss_mb": peak_rss_mb(), "imports_mb": imports_mb,
-                      "queries": result.num_queries}))
+                      "queries": len(rows)}))
 
 
 if __name__ == "__main__":

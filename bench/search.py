@@ -2,7 +2,7 @@
 
 `bench search` (one line each, details on stderr):
 - `search-latency`: p50 of one query against a 20,000 x 1,024 gallery (ViT-H-14's width) of
-  clustered random unit embeddings (see `_unit`), ours = `trainer.retrieval.GalleryIndex.search`
+  clustered random unit embeddings (see `_unit`), ours = `trainer.eval.index.GalleryIndex.search`
   on the exact FAISS index (inner product, then the exact float64 re-scoring of the top
   k + margin); baseline = the official `test.py` way, `queries.dot(gallery.T)` then a full
   `np.argsort`. p95 and the same at the demo model's width (128) are notes.
@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from bench.common import BenchResult, check_scale, emit, median, note, script_main, timed
-from trainer.retrieval import GalleryIndex, IndexSpec, build_faiss
+from trainer.eval.index import GalleryIndex, IndexSpec, build_faiss
 
 SIZES = {"full": (20_000, 1_000, 200), "tiny": (2_000, 50, 20)}  # gallery, batch, single runs
 K = 10
@@ -99,10 +99,11 @@ def _batch(gallery_n: int, batch: int, rng: np.random.Generator) -> BenchResult:
 
 def _build(images: int, rng: np.random.Generator) -> BenchResult:
     from trainer.config import ClipConfig
-    from trainer.data import InputsMeta, PixelStore
-    from trainer.encoders import input_spec
-    from trainer.evaluate import embed_images
-    from trainer.loop import build_model
+    from trainer.data.meta import InputsMeta
+    from trainer.data.pixels import PixelStore
+    from trainer.eval.embed import embed_images
+    from trainer.models.clip import input_spec
+    from trainer.models.saved import build_model
     from trainer.runtime import resolve_precision
 
     spec = input_spec("dqu-tiny")

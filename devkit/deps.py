@@ -2,8 +2,8 @@
 
 A stage depends on its own module, the pipeline sub-packages it uses (as folders: core,
 datasets, keyphrases, captioners), and the trainer modules it imports (as files, so a
-trainer edit reruns only the stages that run that code; train and evaluate take the whole
-trainer folder, the library they run). What `dqu` imports at start-up counts for every stage;
+trainer edit reruns only the stages that run that code; train takes the whole trainer folder,
+the library it runs). What `dqu` imports at start-up counts for every stage;
 pipeline/cli.py itself is left out: its commands only pass their arguments to a stage's run(),
 and listing it would rerun every stage whenever any command is added.
 """
@@ -17,10 +17,10 @@ import yaml
 
 from devkit.imports import REPO, closure, is_docstring_only, module_file
 
-# Stages whose code is the trainer library itself.
-WHOLE_TRAINER = ("train", "evaluate")
+# Stages whose code is the trainer library itself (evaluate lists its files: it runs no training).
+WHOLE_TRAINER = ("train",)
 # Data files a module reads, which no import shows.
-DATA_DEPS = {"trainer/encoders.py": ("trainer/model_configs",),
+DATA_DEPS = {"trainer/models/clip.py": ("trainer/models/configs",),
              "pipeline/keyphrases/tagger.py": ("pipeline/resources/keyword_tagger.npz",)}
 
 

@@ -4,7 +4,7 @@ BLIP-2 (`build_tiny_blip2`, and `Blip2Sizes` / `blip2_config` / `offline_process
 benchmarks at real sizes) goes back through `pipeline.captioners.blip2.load_captioner`; the
 sentence-transformers model (`build_tiny_sentence_model`) through
 `pipeline.keyphrases.load_keyword_model`. Everything is built in memory: no download. The tiny
-CLIP needs no builder: it is the `dqu-test` open_clip config shipped in trainer/model_configs/.
+CLIP needs no builder: it is the `dqu-test` open_clip config shipped in trainer/models/configs/.
 """
 
 from __future__ import annotations

@@ -18,7 +18,7 @@ from ruamel.yaml import YAML
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pipeline.core.params import load_params  # noqa: E402
-from trainer.atomic import write_bytes  # noqa: E402
+from trainer.util.atomic import write_bytes
 
 
 def merge(base: dict, overlay: dict) -> dict:

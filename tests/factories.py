@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pyarrow as pa
@@ -133,8 +134,10 @@ def tiny_search_pipeline(root: Path) -> dict:
     from pipeline.datasets import ADAPTERS
     from pipeline.stages import caption, evaluate, index, inputs, keywords, prepare, render, train
     from trainer.config import ClipConfig, TrainConfig
-    from trainer.evaluate import load_eval_split
-    from trainer.loop import load_trained
+    from trainer.eval.embed import embed
+    from trainer.eval.rank import rank
+    from trainer.eval.split import load_eval_split
+    from trainer.models.saved import load_trained
 
     ADAPTERS["tiny"] = tiny_dataset
     params = Params(
@@ -158,12 +161,28 @@ def tiny_search_pipeline(root: Path) -> dict:
     train.run(params, "dqu", dirs["inputs"], dirs["model"])
     # evaluate's own scoring of the dqu model, one mode (the stage scores all three).
     model = load_trained(params.clip, "dqu", params.train.dropout, dirs["model"], "cpu")
-    rows: list[dict] = []
-    data = load_eval_split(dirs["inputs"], "test")
-    evaluate.score_split(model, data, params.evaluate, [1, 10], evaluate._ProtocolData(
-        params.evaluate, None), torch.device("cpu"), per_query=rows, mode="dqu")
+    split = load_eval_split(dirs["inputs"], "test")
+    features = embed(model, split, params.evaluate.batch_size, torch.device("cpu"))
+    rankings = rank(features, split, evaluate.PER_QUERY_TOP)
+    rows = evaluate.per_query_rows(split, "dqu", rankings, features.weights)
     dirs["evaluate"].mkdir(parents=True)
     pq.write_table(pa.Table.from_pylist(rows, schema=evaluate.PER_QUERY),
                    dirs["evaluate"] / "per_query.parquet")
     index.run(params, dirs["inputs"], dirs["prepare"], dirs["model"], dirs["index"])
     return {"params": params, **dirs}
+
+
+def evaluate_split(model: object, inputs_dir: Path, split: str, ks: tuple[int, ...],
+                   batch_size: int, top_n: int = 10) -> SimpleNamespace:
+    """The evaluate stage's flow on one split (embed -> rank -> R@K): metrics, ids, top ids."""
+    import torch
+
+    from trainer.eval.embed import embed
+    from trainer.eval.protocols import protocols_for, score
+    from trainer.eval.rank import rank
+    from trainer.eval.split import load_eval_split
+
+    data = load_eval_split(inputs_dir, split)
+    rankings = rank(embed(model, data, batch_size, torch.device("cpu")), data, top_n)
+    return SimpleNamespace(metrics=score(rankings, data, protocols_for(ks)),
+                           pair_ids=data.queries.pair_ids, top_ids=rankings.top_ids())

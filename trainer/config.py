@@ -15,7 +15,7 @@ from trainer.checks import (
     one_of,
     satisfies,
 )
-from trainer.clip_models import is_known_model
+from trainer.models.names import is_known_model
 
 QueryMode = Literal["dqu", "text", "visual"]
 QUERY_MODES: tuple[str, ...] = ("dqu", "text", "visual")
@@ -47,9 +47,9 @@ def _valid_val_metric(val_metric: str | list[str]) -> bool:
 class ClipConfig:
     """Which open_clip backbone to build and where its weights come from."""
 
-    # any open_clip model name, e.g. "ViT-H-14", or a trainer/model_configs/*.json name
+    # any open_clip model name, e.g. "ViT-H-14", or a trainer/models/configs/*.json name
     model: str = field(default="dqu-tiny", metadata=satisfies(
-        is_known_model, "a name in trainer/model_configs/ or open_clip.list_models()",
+        is_known_model, "a name in trainer/models/configs/ or open_clip.list_models()",
         "is not a known model"))
     # open_clip tag (e.g. "laion2b_s32b_b79k"), a local checkpoint path, or None = random init
     pretrained: str | None = None

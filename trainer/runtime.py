@@ -1,9 +1,8 @@
-"""Run-time choices: device, mixed precision and seeding."""
+"""Run-time choices: device, mixed precision, seeding, threads, and which process is rank 0."""
 
 from __future__ import annotations
 
 import contextlib
-import functools
 import os
 import random
 from collections.abc import Callable, Iterator
@@ -12,6 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+import torch.distributed as dist
 
 from trainer.config import AMP_MODES
 
@@ -151,15 +151,21 @@ def run_single_threaded(task: Callable[[int], None], count: int, workers: int) -
         list(pool.map(run, range(count)))
 
 
-@functools.cache
-def int8_matmul_available() -> bool:
-    """True when this torch build has an exact int8 x int8 -> int32 CPU matmul (torch._int_mm)."""
-    if not hasattr(torch, "_int_mm"):  # a private op: absent from older or other builds
-        return False
-    try:
-        # 17 rows: some builds want more than 16.
-        product = torch._int_mm(torch.full((17, 8), 127, dtype=torch.int8),
-                                torch.full((8, 8), -127, dtype=torch.int8))
-    except RuntimeError:
-        return False
-    return bool((product == -8 * 127 * 127).all())
+def is_distributed() -> bool:
+    """True when a process group with more than one rank is running."""
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
+def rank() -> int:
+    """This process's global rank (0 without a process group)."""
+    return dist.get_rank() if is_distributed() else 0
+
+
+def world_size() -> int:
+    """Number of ranks (1 without a process group)."""
+    return dist.get_world_size() if is_distributed() else 1
+
+
+def is_main_process() -> bool:
+    """True on the rank that logs, writes checkpoints and evaluates."""
+    return rank() == 0

@@ -134,7 +134,7 @@ def killed_inputs(scratch: Scratch) -> str:
 @fault("training killed with SIGKILL midway and resumed")
 def killed_training(scratch: Scratch) -> str:
     """`dqu train` SIGKILLed after its first checkpoint and rerun equals an unbroken `dqu train`."""
-    from trainer.checkpoint import load_state
+    from trainer.train.checkpoint import load_state
 
     params = scratch.params("fail")
     params = dataclasses.replace(params, train=dataclasses.replace(params.train, epochs=4))

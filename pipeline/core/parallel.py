@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from typing import Any, TypeVar
 
 from pipeline.core.params import ParallelParams
-from trainer.progress import Progress
+from trainer.util.progress import Progress
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -58,7 +58,7 @@ def map_tasks(fn: Callable[[T], R], tasks: Sequence[T], params: ParallelParams,
     runs only where a GPU is and never loads two models onto one card. In-process and local
     runs ignore it (their workers are all alike).
 
-    `desc` shows progress (trainer.progress) as tasks finish, counting `sizes[i]` `unit`s for
+    `desc` shows progress (trainer.util.progress) as tasks finish, counting `sizes[i]` `unit`s for
     task i (one per task when None), so the rate reads in the stage's own items.
     """
     tasks = list(tasks)

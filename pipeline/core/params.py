@@ -17,7 +17,16 @@ import yaml
 
 from pipeline.core import param_checks as pc
 from pipeline.core.strict import ParamsError, from_mapping
-from trainer.checks import at_least, between, check_fields, device, k_list, one_of, rgb
+from trainer.checks import (
+    RangeError,
+    at_least,
+    between,
+    check_fields,
+    device,
+    k_list,
+    one_of,
+    rgb,
+)
 from trainer.config import ClipConfig, PretrainConfig, TrainConfig
 
 OnBadRecord = Literal["fail", "skip"]
@@ -33,13 +42,20 @@ class ParallelParams:
         check_fields(self, "parallel")
 
 
+# Pixel sides of stretched or drawn images: below 16 px no keyword line fits (the layout's
+# smallest font, 6 px, with its margins); above 8192 px one image is 200 MB of pixels. Whether
+# render.font_size fits the side params fix is checked across sections (Params).
+MIN_SIDE, MAX_SIDE = 16, 8192
+MIN_DEMO_SIDE = 32  # the demo's smallest object keeps its shape, a large one its pattern
+
+
 @dataclass(frozen=True)
 class DemoParams:
     # 0 leaves the split out (e.g. no val: the best epoch is picked by train loss)
     train_pairs: int = field(default=6000, metadata=at_least(0))
     val_pairs: int = field(default=500, metadata=at_least(0))
     test_pairs: int = field(default=1000, metadata=at_least(0))
-    image_size: int = field(default=96, metadata=at_least(1))
+    image_size: int = field(default=96, metadata=between(MIN_DEMO_SIDE, 4096))
 
     def __post_init__(self) -> None:
         check_fields(self, "prepare.demo")
@@ -62,7 +78,7 @@ class PrepareParams:
     gallery: str | None = None
     # Stretch every image to resize x resize (aspect ignored) into the stage's folder, as
     # FashionIQ's resize script made DQU-CIR's resized_image/ (256); None uses the files as found.
-    resize: int | None = field(default=None, metadata=at_least(1))
+    resize: int | None = field(default=None, metadata=between(MIN_SIDE, MAX_SIDE))
     on_bad_record: OnBadRecord = "fail"
     # Fashion200K: distinct training targets drawn per modifiable image, a pool that
     # train.epoch_sampling one_per_reference draws one pair from per image each epoch.
@@ -133,8 +149,9 @@ class RenderParams:
     text_template: str = field(
         default="{caption}, but {modification}", metadata=pc.text_template()
     )
-    canvas_size: int | None = field(default=None, metadata=at_least(1))
-    font_size: int = field(default=12, metadata=at_least(1))
+    canvas_size: int | None = field(default=None, metadata=between(MIN_SIDE, MAX_SIDE))
+    # the layout shrinks text down to 6 px (pipeline.core.drawing) and draws at most 512 px
+    font_size: int = field(default=12, metadata=between(6, 512))
     text_color: list[int] = field(default_factory=lambda: [255, 0, 0], metadata=rgb())
     box_color: list[int] = field(default_factory=lambda: [255, 255, 255], metadata=rgb())
     margin: int = field(default=2, metadata=at_least(0))
@@ -162,7 +179,7 @@ class InputsParams:
 
 @dataclass(frozen=True)
 class PretrainParams(PretrainConfig):
-    """pretrain: the optimisation (trainer.pretrain) plus how many drawn-word images to make."""
+    """pretrain: the optimisation (trainer.train.pretrain) and how many drawn-word images."""
 
     # train images with keyword phrases drawn on them, paired with the phrases
     word_images: int = field(default=2880, metadata=at_least(0))
@@ -231,6 +248,23 @@ class Params:
 
     def __post_init__(self) -> None:
         check_fields(self, "")
+        side, where = drawn_side(self)
+        if side is not None and self.render.font_size + 2 * self.render.margin > side:
+            raise RangeError("", "render.font_size", (
+                f"{self.render.font_size} (with render.margin {self.render.margin} on each side) "
+                f"does not fit a line of keywords on the {side} px canvas ({where}); allowed: "
+                f"render.font_size + 2 * render.margin <= {side}"))
+
+
+def drawn_side(params: Params) -> tuple[int | None, str]:
+    """The side of the square the keywords are drawn on, when params fix it, and what sets it."""
+    if params.render.canvas_size is not None:
+        return params.render.canvas_size, "render.canvas_size"
+    if params.prepare.resize is not None:
+        return params.prepare.resize, "prepare.resize"
+    if params.prepare.dataset == "demo":
+        return params.prepare.demo.image_size, "prepare.demo.image_size"
+    return None, ""
 
 
 def load_params(path: str | Path = "params.yaml") -> Params:

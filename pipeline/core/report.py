@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from trainer.atomic import write_json
+from trainer.util.atomic import write_json
 
 
 class BadRecordError(ValueError):

@@ -8,11 +8,11 @@ Tables (one folder per stage under artifacts/):
 - caption/captions.parquet  CAPTIONS: one caption per reference image.
 - keywords/keywords.parquet KEYWORDS: target keywords per (split, pair_id).
 - render/queries-*.parquet  RENDERED: the unified queries (text string + keyword-on-image PNG).
-- inputs/queries-*.parquet, inputs/images-*.parquet: encoder inputs (see trainer/data.py).
+- inputs/queries-*.parquet, inputs/images-*.parquet: encoder inputs (see trainer/data/).
 
 Shards are named NAME-00000-of-00004.parquet and written atomically, so a rerun can reuse every
 shard that is complete and a reader can check that the set is whole. Naming and the whole-set
-check live in trainer/shards.py, since the trainer reads the inputs shards with them.
+check live in trainer/util/shards.py, since the trainer reads the inputs shards with them.
 """
 
 from __future__ import annotations
@@ -22,8 +22,8 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from trainer.atomic import write_with
-from trainer.shards import ShardError, list_shards, parse_shard_name
+from trainer.util.atomic import write_with
+from trainer.util.shards import ShardError, list_shards, parse_shard_name
 
 TRIPLETS = pa.schema(
     [
@@ -66,7 +66,8 @@ INPUT_QUERIES = pa.schema(
 )
 INPUT_IMAGES = pa.schema([("image_id", pa.string()), ("pixels", pa.binary())])
 # With train.augment: official, also the training canvas (R*R*3 uint8 HWC, R = meta.json
-# train_size) that trainer.augment crops per batch; the names are trainer.data's *_CANVAS_COLUMN.
+# train_size) that trainer.data.augment crops per batch; the names are trainer.data.tables'
+# *_CANVAS_COLUMN.
 INPUT_QUERIES_CANVAS = INPUT_QUERIES.append(pa.field("visual_canvas", pa.binary()))
 INPUT_IMAGES_CANVAS = INPUT_IMAGES.append(pa.field("canvas", pa.binary()))
 

@@ -24,7 +24,7 @@ from pipeline.core.parallel import map_tasks
 from pipeline.core.params import ParallelParams
 from pipeline.core.report import StageReport
 from pipeline.core.shards import IMAGES, shard_ranges
-from trainer.atomic import write_bytes
+from trainer.util.atomic import write_bytes
 
 STRETCH_DIR = "images"  # under the prepare stage's folder
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]")

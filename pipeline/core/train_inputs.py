@@ -6,7 +6,7 @@ from pathlib import Path
 
 from pipeline.core.params import Params
 from pipeline.core.strict import ParamsError
-from trainer.data import read_meta
+from trainer.data.meta import read_meta
 
 
 def check_augment(params: Params, inputs_dir: Path) -> None:

@@ -26,7 +26,7 @@ from pipeline.core.images import encode_png
 from pipeline.core.params import DemoParams
 from pipeline.core.shards import CAPTIONS, write_table
 from pipeline.datasets.tables import DatasetTables
-from trainer.atomic import write_bytes
+from trainer.util.atomic import write_bytes
 
 COLOURS = {
     "red": (220, 40, 40),

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.datasets.text_norm import normalize_caption
-from trainer.atomic import write_json
+from trainer.util.atomic import write_json
 
 # Keys holding free text in the official annotation files (FashionIQ, Shoes, CIRR) and ours.
 TEXT_KEYS = ("captions", "RelativeCaption", "caption", "modification", "text")

@@ -54,9 +54,9 @@ def extract_keywords(
     """Target keyword phrases for each text, in rendering (text) order; deterministic.
 
     An empty or whitespace-only text gives an empty list. `selection` defaults to Selection().
-    `progress` names a progress bar / log line (trainer.progress) for long runs.
+    `progress` names a progress bar / log line (trainer.util.progress) for long runs.
     """
-    from trainer.progress import Progress
+    from trainer.util.progress import Progress
 
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")

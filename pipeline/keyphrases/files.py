@@ -8,7 +8,7 @@ from typing import Any
 
 from pipeline.keyphrases.extract import extract_keywords
 from pipeline.keyphrases.model import KeywordModel, Selection
-from trainer.atomic import atomic_path
+from trainer.util.atomic import atomic_path
 
 
 class BadTextRecord(ValueError):

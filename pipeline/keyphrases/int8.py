@@ -5,7 +5,8 @@ per-output-channel weight codes in [-63, 63] (7 bits, the range oneDNN's AVX2 u8
 takes without saturating). Every partial sum of such a product is an integer below
 127 * 63 * 2,097 < 2^24 in magnitude for the model's widths, so it is exact in int32
 (`torch._int_mm`, VNNI), in oneDNN's u8 x s8 kernel, and in a plain float32 matmul of the codes
-alike: the kernel `trainer.kernels` measures fastest changes the speed, never the keywords.
+alike: the kernel `pipeline.keyphrases.kernels` measures fastest changes the speed, never the
+keywords.
 Each row (token) has its own scale, so a text's embedding does not depend on the other texts
 (or padding) in its batch, nor keywords on how texts were sharded.
 """
@@ -88,9 +89,9 @@ class RowInt8Linear(nn.Module):
         self.shared: SharedCodes | None = None  # set by quantize_linears for q / k / v
 
     def _product(self, codes: torch.Tensor) -> torch.Tensor:
-        """codes @ weight_codes.T, exact, on the kernel trainer.kernels chose (as float32);
-        `codes` are whole float32 values."""
-        from trainer.kernels import Int8Matmul, choice
+        """codes @ weight_codes.T, exact, on the kernel pipeline.keyphrases.kernels chose (as
+        float32); `codes` are whole float32 values."""
+        from pipeline.keyphrases.kernels import Int8Matmul, choice
 
         picked = choice()
         # The int8 ops are CPU kernels; elsewhere (CUDA: no TF32 in matmuls by default) the

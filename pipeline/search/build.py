@@ -25,14 +25,14 @@ from pipeline.core.report import StageReport
 from pipeline.search.manifest import build_manifest
 from pipeline.search.model import load_backbone_model
 from pipeline.stages.inputs import to_model_pixels
-from trainer.atomic import atomic_path
-from trainer.data import InputsMeta
-from trainer.encoders import input_spec
-from trainer.evaluate import embed_images
-from trainer.fusion import DQUModel
-from trainer.progress import Progress
-from trainer.retrieval import IndexSpec, gallery_schema, write_index
+from trainer.data.meta import InputsMeta
+from trainer.eval.embed import embed_images
+from trainer.eval.index import IndexSpec, gallery_schema, write_index
+from trainer.models.clip import input_spec
+from trainer.models.fusion import DQUModel
 from trainer.runtime import resolve_precision
+from trainer.util.atomic import atomic_path
+from trainer.util.progress import Progress
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff")
 CHUNK_IMAGES = 1024  # images per resumable part file

@@ -9,7 +9,7 @@ from pathlib import Path
 import typer
 
 from pipeline.core.params import Params
-from trainer.atomic import write_text
+from trainer.util.atomic import write_text
 
 
 def index(params: Params, model: Path, out: Path, inputs_dir: Path | None,

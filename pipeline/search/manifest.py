@@ -8,8 +8,8 @@ from pathlib import Path
 
 from pipeline.core.params import Params
 from pipeline.core.strict import from_mapping, to_mapping
-from trainer.data import InputsMeta
-from trainer.loop import MODEL_FILE
+from trainer.data.meta import InputsMeta
+from trainer.models.saved import MODEL_FILE
 
 # The params sections a query's unification and encoding read.
 QUERY_SECTIONS = ("caption", "keywords", "render", "clip")

@@ -7,11 +7,10 @@ from pathlib import Path
 import torch
 
 from pipeline.search.manifest import model_digest
-from trainer.checkpoint import CheckpointError
 from trainer.config import ClipConfig
-from trainer.fusion import DQUModel
-from trainer.loop import load_trained
-from trainer.retrieval import RetrievalIndexError
+from trainer.eval.index import RetrievalIndexError
+from trainer.models.fusion import DQUModel
+from trainer.models.saved import CheckpointError, load_trained
 
 
 def load_backbone_model(manifest: dict, model_dir: Path, device: torch.device) -> DQUModel:

@@ -16,10 +16,13 @@ from pipeline.core.images import ImageLoadError, load_rgb, to_rgb
 from pipeline.search.manifest import input_meta, query_params
 from pipeline.search.model import load_search_model
 from pipeline.search.unify import QueryUnifier, UnifiedQuery
-from trainer.data import InputsMeta, to_model_pixels
-from trainer.fusion import DQUModel
-from trainer.retrieval import GalleryIndex, load_index
-from trainer.runtime import eval_mode, resolve_device
+from trainer.data.meta import InputsMeta
+from trainer.data.pixels import PixelStore
+from trainer.data.tables import QueryTable
+from trainer.eval.embed import embed_query_parts, fuse
+from trainer.eval.index import GalleryIndex, load_index
+from trainer.models.fusion import DQUModel
+from trainer.runtime import resolve_device, resolve_precision
 
 ENCODE_BATCH = 256  # queries per encoder call, as evaluate.batch_size
 
@@ -62,22 +65,18 @@ def open_reference(reference: str | Path | bytes | Image.Image) -> Image.Image:
                              "upload the whole file") from err
 
 
-@torch.inference_mode()
 def encode_queries(model: DQUModel, meta: InputsMeta, queries: Sequence[UnifiedQuery],
                    device: torch.device) -> tuple[np.ndarray, np.ndarray]:
-    """f_q (Q, d) float32 and lambda (Q,) of unified queries, as evaluate computes them."""
-    feats, weights = [], []
-    with eval_mode(model):
-        for start in range(0, len(queries), ENCODE_BATCH):
-            part = queries[start:start + ENCODE_BATCH]
-            tokens = torch.from_numpy(np.stack([q.tokens for q in part]).astype(np.int64))
-            pixels = torch.from_numpy(np.stack([q.pixels for q in part]))
-            f_t, f_v = model.encode_query_parts(
-                tokens.to(device), to_model_pixels(pixels.to(device), meta.mean, meta.std))
-            fused, weight = model.fuse(f_t, f_v)
-            feats.append(fused.float().cpu().numpy())
-            weights.append(weight.float().cpu().numpy().reshape(-1))
-    return np.concatenate(feats), np.concatenate(weights)
+    """f_q (Q, d) float32 and lambda (Q,) of unified queries, by evaluate's embedding."""
+    table = QueryTable(split="search", pair_ids=[str(i) for i in range(len(queries))],
+                       reference_ids=[""] * len(queries), target_ids=[""] * len(queries),
+                       tokens=np.stack([q.tokens for q in queries]),
+                       visual=PixelStore([np.stack([q.pixels for q in queries])],
+                                         meta.image_size))
+    text, visual = embed_query_parts(model, table, meta, ENCODE_BATCH, device,
+                                     resolve_precision("off", device))
+    fused, weights = fuse(model, text, visual, ENCODE_BATCH)
+    return fused.float().cpu().numpy(), weights.float().cpu().numpy().reshape(-1)
 
 
 class Searcher:

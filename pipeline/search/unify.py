@@ -17,7 +17,7 @@ from pipeline.core.drawing import DrawStyle, fit_canvas, render_visual_query
 from pipeline.core.param_checks import check_template
 from pipeline.core.params import Params
 from pipeline.stages.inputs import to_model_pixels
-from trainer.encoders import tokenize
+from trainer.models.clip import tokenize
 
 
 class QueryError(ValueError):

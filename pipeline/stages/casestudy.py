@@ -23,7 +23,7 @@ from pipeline.core.images import encode_png, load_rgb
 from pipeline.core.params import Params
 from pipeline.core.report import StageReport
 from pipeline.core.shards import IMAGES, RENDERED, read_shards, read_table
-from trainer.atomic import write_bytes, write_json
+from trainer.util.atomic import write_bytes, write_json
 
 FIGURES = "figures"  # the PNG folder, a DVC image plot
 

@@ -1,16 +1,16 @@
 """Stage `evaluate`: Recall@K of every trained query mode, scored by the dataset's protocol.
 
-metrics.json is {split: {mode: {"R@K": percent, ...}}}. Protocol keys come from params:
-`evaluate.subset_ks` adds CIRR's "Rsubset@K" (and "Avg" = (R@5 + Rsubset@1) / 2),
-`evaluate.hit_rule: caption` scores R@K by Fashion200K's caption equality, and
-`evaluate.submission_split` writes CIRR's rc2 test-server files under submission/<mode>/.
-Per-query data that the input shards do not carry (subset members, image captions) is read
-from the prepare folder. per_query.parquet holds, per split, query and mode, the target's
-exact rank (other gallery items scoring >= the target, the reference masked; the gallery
-size when the target is missing) and the top-10 gallery image ids in the same tie order:
-higher score first, then the target after the items tied with it, then lower gallery index.
-Ranks and ids come from the same scores (exact float64 ones on CPU, float32 elsewhere), so a
-target with rank r < 10 is top10[r].
+metrics.json is {split: {mode: {"R@K": percent, ...}}}. Protocols come from params through the
+registry in trainer.eval.protocols: `evaluate.hit_rule` picks R@K's hit rule (target, or
+Fashion200K's caption equality), `evaluate.subset_ks` adds CIRR's "Rsubset@K" (and "Avg" =
+(R@5 + Rsubset@1) / 2), and `evaluate.submission_split` writes CIRR's rc2 test-server files
+under submission/<mode>/. Per-query data that the input shards do not carry (subset members,
+image captions) is read from the prepare folder. Every mode runs the one flow of trainer.eval:
+embed -> rank -> score. per_query.parquet holds, per split, query and mode, the target's exact
+rank (other gallery items scoring >= the target, the reference masked; the gallery size when
+the target is missing) and the top-10 gallery image ids in the same tie order: higher score
+first, then the target after the items tied with it, then lower gallery index. Ranks and ids
+come from the same exact scores, so a target with rank r < 10 is top10[r].
 """
 
 from __future__ import annotations
@@ -21,26 +21,25 @@ import pyarrow as pa
 import torch
 
 from pipeline.core.params import EvaluateParams, Params
+from pipeline.core.protocol_data import image_captions, subset_members
 from pipeline.core.report import StageReport
-from pipeline.core.shards import CAPTIONS, TRIPLETS, read_table, write_table
-from trainer import protocols
-from trainer.atomic import write_json
+from pipeline.core.shards import write_table
 from trainer.config import QUERY_MODES
-from trainer.evaluate import (
-    EvalResult,
-    EvalSplit,
-    encode_split,
-    encode_split_parts,
-    encode_split_weighted,
-    load_eval_split,
-    rank_queries,
+from trainer.eval.embed import SplitFeatures, embed
+from trainer.eval.protocols import (
+    CirrSubmission,
+    Protocol,
+    protocols_for,
+    score,
+    subsets_needed,
+    top_needed,
 )
-from trainer.fusion import DQUModel
-from trainer.loop import build_model, load_trained
-from trainer.pretrain import start_weights
+from trainer.eval.rank import Rankings, rank
+from trainer.eval.split import EvalSplit, load_eval_split, subset_positions
+from trainer.models.saved import build_model, load_trained, start_weights
 from trainer.runtime import resolve_device
+from trainer.util.atomic import write_json
 
-IMAGE_CAPTIONS = "image_captions.parquet"  # written by adapters whose protocol needs it
 PER_QUERY_TOP = 10
 PER_QUERY = pa.schema([("split", pa.string()), ("pair_id", pa.string()), ("mode", pa.string()),
                        ("target_rank", pa.int64()), ("top10", pa.list_(pa.string())),
@@ -49,45 +48,62 @@ TRAINING_FREE = "training_free"
 TRAINING_FREE_LAMBDA = 0.5  # the paper's training-free DQU: f_t and f_v weighted equally
 
 
+class Scoring:
+    """One split's protocols and the subset positions they read, built once for every mode."""
+
+    def __init__(self, cfg: EvaluateParams, prepare_dir: Path | None, split: EvalSplit,
+                 curve_ks: list[int]) -> None:
+        captions = (image_captions(Path(prepare_dir)) if cfg.hit_rule == "caption"
+                    else None)
+        self.split = split
+        self.protocols: list[Protocol] = protocols_for(curve_ks, cfg.hit_rule, cfg.subset_ks,
+                                                       captions)
+        self.subsets = (subset_positions(split, subset_members(Path(prepare_dir), split.name))
+                        if subsets_needed(self.protocols) else None)
+
+    def rank(self, features: SplitFeatures, top_n: int = 0) -> Rankings:
+        """The split's rankings with what the protocols read (and at least `top_n` ids)."""
+        return rank(features, self.split, max(top_n, top_needed(self.protocols)), self.subsets)
+
+    def score(self, rankings: Rankings) -> dict[str, float]:
+        """Every protocol's metrics."""
+        return score(rankings, self.split, self.protocols)
+
+
 def run(params: Params, inputs_dir: Path, train_dir: Path, out_dir: Path,
         prepare_dir: Path | None = None, pretrain_dir: Path | None = None) -> dict:
     """Write metrics.json, recall_curve.json and, for CIRR test1, the submission files.
 
     metrics.json also holds `training_free`: each query mode scored with the encoders before
     fine-tuning (the pretrain stage's checkpoint, else clip.pretrained) and no fusion head,
-    DQU as f_t and f_v weighted equally.
+    DQU as f_t and f_v weighted equally by the model's own fuse.
     """
     cfg = params.evaluate
     _check_protocol(cfg, prepare_dir)
     device = resolve_device(cfg.device)
     curve_ks = sorted({1, 5, 10, 20, 50, 100, *cfg.ks})
-    data = load_eval_split(Path(inputs_dir), cfg.split)
-    if not data.gallery_ids:
+    split = load_eval_split(Path(inputs_dir), cfg.split)
+    if not split.gallery_ids:
         raise ValueError(f"split {cfg.split!r} has an empty gallery in {inputs_dir}; "
                          "check evaluate.split against prepare/summary.json")
-    extra = _ProtocolData(cfg, prepare_dir)
+    scoring = Scoring(cfg, prepare_dir, split, curve_ks)
     metrics: dict[str, dict[str, float]] = {}
     curves: dict[str, dict[str, float]] = {}
     per_query: list[dict] = []
     for mode in QUERY_MODES:
-        model = load_trained(
-            params.clip, mode, params.train.dropout, Path(train_dir) / mode, device
-        )
-        scored = score_split(model, data, cfg, curve_ks, extra, device,
-                             per_query=per_query, mode=mode)
+        model = load_trained(params.clip, mode, params.train.dropout, Path(train_dir) / mode,
+                             device)
+        features = embed(model, split, cfg.batch_size, device)
+        rankings = scoring.rank(features, PER_QUERY_TOP)
+        per_query.extend(per_query_rows(split, mode, rankings, features.weights))
+        scored = scoring.score(rankings)
         curves[mode] = {k: v for k, v in scored.items() if k.startswith("R@")}
-        metrics[mode] = {
-            key: round(value, 4) for key, value in scored.items()
-            if key not in curves[mode] or int(key[2:]) in cfg.ks
-        }
-        print(
-            f"[evaluate] {cfg.split} {mode}: "
-            + "  ".join(f"{k}={v:.2f}" for k, v in metrics[mode].items())
-        )
+        metrics[mode] = _reported(scored, cfg.ks)
+        _say(f"{cfg.split} {mode}", metrics[mode])
         if cfg.submission_split:
-            write_submission(model, Path(inputs_dir), cfg, extra, device,
+            write_submission(model, Path(inputs_dir), cfg, Path(prepare_dir), device,
                              Path(out_dir) / "submission" / mode)
-    free = training_free(params, data, curve_ks, extra, device, pretrain_dir)
+    free = training_free(params, scoring, device, pretrain_dir)
     out_dir = Path(out_dir)
     write_json(out_dir / "metrics.json", {cfg.split: {**metrics, TRAINING_FREE: free}})
     rows = [
@@ -99,123 +115,60 @@ def run(params: Params, inputs_dir: Path, train_dir: Path, out_dir: Path,
                 PER_QUERY)
     # Every query of the split is scored by every mode (a target outside the gallery is a miss).
     report = StageReport("evaluate")
-    report.n_in = report.n_out = len(data.queries)
+    report.n_in = report.n_out = len(split.queries)
     report.write(out_dir / "report.json")
     return metrics
 
 
-class _ProtocolData:
-    """Subset members per (split, pair_id) and per-image captions, read once from prepare/."""
-
-    def __init__(self, cfg: EvaluateParams, prepare_dir: Path | None) -> None:
-        self.subsets: dict[tuple[str, str], list[str]] = {}
-        self.captions: dict[str, str] = {}
-        if prepare_dir is None:
-            return
-        if cfg.subset_ks or cfg.submission_split:
-            table = read_table(Path(prepare_dir) / "triplets.parquet", TRIPLETS)
-            for split, pair, subset in zip(table["split"].to_pylist(),
-                                           table["pair_id"].to_pylist(),
-                                           table["subset"].to_pylist(), strict=True):
-                if subset is not None:
-                    self.subsets[(split, pair)] = subset
-        if cfg.hit_rule == "caption":
-            table = read_table(Path(prepare_dir) / IMAGE_CAPTIONS, CAPTIONS)
-            self.captions = dict(zip(table["image_id"].to_pylist(),
-                                     table["caption"].to_pylist(), strict=True))
-
-    def subset_index(self, data: EvalSplit) -> list[list[int]]:
-        """Gallery positions of each query's subset members (error naming a query without)."""
-        position = {image_id: i for i, image_id in enumerate(data.gallery_ids)}
-        out = []
-        for pair in data.queries.pair_ids:
-            members = self.subsets.get((data.queries.split, pair))
-            if members is None:
-                raise ValueError(f"query {data.queries.split}/{pair} has no subset members in "
-                                 "prepare/triplets.parquet; evaluate.subset_ks needs CIRR data")
-            out.append([position.get(m, -1) for m in members])
-        return out
+def _reported(scored: dict[str, float], ks: list[int]) -> dict[str, float]:
+    """The metrics.json entries: R@K for the evaluate.ks, every other protocol key, rounded."""
+    return {key: round(value, 4) for key, value in scored.items()
+            if not key.startswith("R@") or int(key[2:]) in ks}
 
 
-def score_split(model: DQUModel, data: EvalSplit, cfg: EvaluateParams, curve_ks: list[int],
-                extra: _ProtocolData, device: torch.device, *,
-                per_query: list[dict] | None = None, mode: str = "") -> dict[str, float]:
-    """R@K for every curve K under the hit rule, plus the protocol's extra keys.
-
-    With `per_query`, appends one PER_QUERY row (exact rank, top-10 ids) per query.
-    """
-    queries, lam, gallery = encode_split_weighted(model, data, cfg.batch_size, device)
-    return score_features(queries, gallery, data, cfg, curve_ks, extra, per_query=per_query,
-                          mode=mode, lam=lam)
+def _say(what: str, metrics: dict[str, float]) -> None:
+    print(f"[evaluate] {what}: " + "  ".join(f"{k}={v:.2f}" for k, v in metrics.items()))
 
 
-def training_free(params: Params, data: EvalSplit, curve_ks: list[int], extra: _ProtocolData,
-                  device: torch.device, pretrain_dir: Path | None) -> dict[str, dict]:
+def per_query_rows(split: EvalSplit, mode: str, rankings: Rankings,
+                   weights: torch.Tensor | None) -> list[dict]:
+    """One PER_QUERY row per query: exact target rank, top-10 ids and lambda (dqu)."""
+    lam = [None] * len(split.queries) if weights is None else weights.cpu().tolist()
+    return [{"split": split.name, "pair_id": pair, "mode": mode, "target_rank": rank_,
+             "top10": top[:PER_QUERY_TOP], "lambda": weight}
+            for pair, rank_, top, weight in zip(split.queries.pair_ids,
+                                                rankings.target_ranks.tolist(),
+                                                rankings.top_ids(), lam, strict=True)]
+
+
+def training_free(params: Params, scoring: Scoring, device: torch.device,
+                  pretrain_dir: Path | None) -> dict[str, dict]:
     """R@K of text, visual and lambda = 0.5 queries from the encoders before fine-tuning."""
     cfg = params.evaluate
     model = build_model(start_weights(params.clip, pretrain_dir), "dqu", params.train.dropout,
-                        1.0, device)
-    text, visual, gallery = encode_split_parts(model, data, cfg.batch_size, device)
-    if text is None:
+                        1.0, device, fixed_lambda=TRAINING_FREE_LAMBDA)
+    features = embed(model, scoring.split, cfg.batch_size, device)
+    if features.text is None:
         return {}
-    fused = torch.nn.functional.normalize(
-        TRAINING_FREE_LAMBDA * text + (1 - TRAINING_FREE_LAMBDA) * visual, dim=-1)
     out = {}
-    for mode, queries in {"dqu": fused, "text": text, "visual": visual}.items():
-        scored = score_features(queries, gallery, data, cfg, curve_ks, extra)
-        out[mode] = {k: round(v, 4) for k, v in scored.items()
-                     if not k.startswith("R@") or int(k[2:]) in cfg.ks}
-        print(f"[evaluate] {cfg.split} training-free {mode}: "
-              + "  ".join(f"{k}={v:.2f}" for k, v in out[mode].items()))
+    for mode, queries in {"dqu": features.queries, "text": features.text,
+                          "visual": features.visual}.items():
+        scored = scoring.score(scoring.rank(features.with_queries(queries)))
+        out[mode] = _reported(scored, cfg.ks)
+        _say(f"{cfg.split} training-free {mode}", out[mode])
     return out
 
 
-def score_features(queries: torch.Tensor, gallery: torch.Tensor, data: EvalSplit,
-                   cfg: EvaluateParams, curve_ks: list[int], extra: _ProtocolData, *,
-                   per_query: list[dict] | None = None, mode: str = "",
-                   lam: torch.Tensor | None = None) -> dict[str, float]:
-    """score_split's scoring of already encoded queries and gallery."""
-    # The caption hit rule reads the top max(K) ids; per_query.parquet the top 10.
-    top_n = max(curve_ks) if cfg.hit_rule == "caption" else 0
-    if per_query is not None:
-        top_n = max(top_n, PER_QUERY_TOP)
-    result = rank_queries(queries, gallery, data, curve_ks, top_n, cfg.batch_size,
-                          exact_ranks=per_query is not None)
-    if per_query is not None:
-        weights = [None] * len(result.pair_ids) if lam is None else lam.cpu().tolist()
-        per_query.extend(
-            {"split": result.split, "pair_id": pair, "mode": mode, "target_rank": rank,
-             "top10": top[:PER_QUERY_TOP], "lambda": weight}
-            for pair, rank, top, weight in zip(result.pair_ids, result.target_ranks,
-                                               result.top_ids, weights, strict=True))
-    scored = dict(result.metrics)
-    if cfg.hit_rule == "caption":
-        targets = [extra.captions.get(t) for t in data.queries.target_ids]
-        scored = protocols.caption_recall(result.top_ids, targets, extra.captions, curve_ks)
-    if cfg.subset_ks:
-        rankings = protocols.subset_rankings(queries, gallery, extra.subset_index(data),
-                                             data.reference_index, data.target_index)
-        scored |= protocols.recall_subset(rankings, data.target_index.tolist(), cfg.subset_ks)
-        if 1 in cfg.subset_ks:
-            scored["Avg"] = protocols.cirr_average(scored)
-    return scored
-
-
-def write_submission(model: DQUModel, inputs_dir: Path, cfg: EvaluateParams,
-                     extra: _ProtocolData, device: torch.device, folder: Path) -> EvalResult:
+def write_submission(model: torch.nn.Module, inputs_dir: Path, cfg: EvaluateParams,
+                     prepare_dir: Path, device: torch.device, folder: Path) -> Rankings:
     """Rank the submission split (no targets needed) and write its two rc2 files."""
-    split = cfg.submission_split
-    data = load_eval_split(inputs_dir, split)
-    queries, gallery = encode_split(model, data, cfg.batch_size, device)
-    top_n = protocols.SUBMISSION_TOP["recall"]
-    result = rank_queries(queries, gallery, data, [1], top_n, cfg.batch_size)
-    rankings = protocols.subset_rankings(queries, gallery, extra.subset_index(data),
-                                         data.reference_index)
-    subset_names = [[data.gallery_ids[i] for i in r] for r in rankings]
-    files = protocols.cirr_submissions(result.pair_ids, result.top_ids, subset_names)
-    for metric, body in files.items():
-        write_json(folder / protocols.submission_name(split, metric), body)
-    return result
+    split = load_eval_split(inputs_dir, cfg.submission_split)
+    protocol = CirrSubmission(cfg.submission_split)
+    subsets = subset_positions(split, subset_members(prepare_dir, split.name))
+    rankings = rank(embed(model, split, cfg.batch_size, device), split, protocol.top_n, subsets)
+    for name, body in protocol.files(rankings, split).items():
+        write_json(folder / name, body)
+    return rankings
 
 
 def _check_protocol(cfg: EvaluateParams, prepare_dir: Path | None) -> None:

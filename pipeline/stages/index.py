@@ -15,10 +15,10 @@ from pipeline.core.params import Params
 from pipeline.core.report import StageReport
 from pipeline.core.shards import IMAGES, read_table
 from pipeline.search.build import embed, open_model
-from trainer.data import read_gallery, read_meta
-from trainer.retrieval import IndexSpec, write_index
+from trainer.data.meta import read_gallery, read_meta
+from trainer.data.streaming import streamed_gallery
+from trainer.eval.index import IndexSpec, write_index
 from trainer.runtime import resolve_device
-from trainer.streaming import streamed_gallery
 
 
 def index_spec(params: Params) -> IndexSpec:

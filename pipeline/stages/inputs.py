@@ -4,9 +4,9 @@ Training and evaluation read only these shards: no image is decoded, resized or 
 epoch. Pixels are stored as uint8 after open_clip's eval resize (shortest side, bicubic) and
 centre crop; normalisation happens on the fly because it is cheap and model-specific.
 With `train.augment: official` every query and image also stores a training canvas: the same
-geometry at side R = trainer.augment.canvas_size(S) (256 for 224 models), which the trainer
-crops afresh each epoch (RandomResizedCrop, see trainer/augment.py for how this approximates the
-official crop of the full image); the model-size pixels, used by validation and evaluation,
+geometry at side R = trainer.data.augment.canvas_size(S) (256 for 224 models), which the trainer
+crops afresh each epoch (RandomResizedCrop, see trainer/data/augment.py for how this approximates
+the official crop of the full image); the model-size pixels, used by validation and evaluation,
 are unchanged.
 
 Resume: like render, every shard carries in its Parquet metadata a fingerprint of what produced
@@ -58,11 +58,11 @@ from pipeline.core.shards import (
     shard_ranges,
     write_table,
 )
-from trainer.atomic import write_json
-from trainer.augment import canvas_size
 from trainer.config import ClipConfig
-from trainer.encoders import input_spec, tokenize
-from trainer.shards import list_shards, shard_name
+from trainer.data.augment import canvas_size
+from trainer.models.clip import input_spec, tokenize
+from trainer.util.atomic import write_json
+from trainer.util.shards import list_shards, shard_name
 
 # Bump when pixels or token layout change, so shards written by older code are not reused.
 INPUTS_CODE_VERSION = 1

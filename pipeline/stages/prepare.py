@@ -15,7 +15,7 @@ from pipeline.core.stretch import stretch_images
 from pipeline.core.strict import ParamsError
 from pipeline.datasets import build_tables
 from pipeline.datasets.tables import DatasetTables
-from trainer.atomic import write_json
+from trainer.util.atomic import write_json
 
 
 def check_tables(tables: DatasetTables, report: StageReport) -> DatasetTables:

@@ -24,11 +24,11 @@ from pipeline.core.params import Params
 from pipeline.core.report import StageReport
 from pipeline.core.shards import CAPTIONS, GALLERY, IMAGES, KEYWORDS, read_table
 from pipeline.stages.inputs import to_model_pixels
-from trainer.atomic import write_json
-from trainer.checkpoint import save_model_weights
-from trainer.encoders import input_spec, load_clip, tokenize
-from trainer.pretrain import CHECKPOINT, PairSet, pair_recall, pretrain
+from trainer.models.clip import input_spec, load_clip, tokenize
+from trainer.models.saved import PRETRAINED_CLIP, save_model_weights
 from trainer.runtime import resolve_device, seed_everything
+from trainer.train.pretrain import PairSet, pair_recall, pretrain
+from trainer.util.atomic import write_json
 
 IMAGE_CAPTIONS = "image_captions.parquet"  # written by adapters with per-image captions
 VAL_PAIRS = 512  # val images (and as many drawn-word images) scored in the summary
@@ -37,7 +37,7 @@ VAL_PAIRS = 512  # val images (and as many drawn-word images) scored in the summ
 def run(params: Params, prepare_dir: Path, keywords_dir: Path, out_dir: Path) -> dict:
     """Pretrain clip.model (from clip.pretrained) and write clip.safetensors and a summary."""
     cfg, out_dir = params.pretrain, Path(out_dir)
-    (out_dir / CHECKPOINT).unlink(missing_ok=True)
+    (out_dir / PRETRAINED_CLIP).unlink(missing_ok=True)
     report = StageReport("pretrain")
     if cfg.epochs == 0:
         report.write(out_dir / "report.json")
@@ -62,7 +62,7 @@ def run(params: Params, prepare_dir: Path, keywords_dir: Path, out_dir: Path) ->
     }
     print(f"[pretrain] val image->text R@1: descriptions {summary['val_description_R@1']:.1f}, "
           f"drawn words {summary['val_words_R@1']:.1f}")
-    save_model_weights(bundle.model.cpu(), out_dir / CHECKPOINT)
+    save_model_weights(bundle.model.cpu(), out_dir / PRETRAINED_CLIP)
     write_json(out_dir / "pretrain_summary.json", summary)
     report.write(out_dir / "report.json")
     return summary

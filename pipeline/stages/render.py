@@ -45,8 +45,8 @@ from pipeline.core.shards import (
     remove_stale,
     shard_ranges,
 )
-from trainer.atomic import atomic_path
-from trainer.shards import shard_name
+from trainer.util.atomic import atomic_path
+from trainer.util.shards import shard_name
 
 STAGE = "render"
 STEM = "queries"

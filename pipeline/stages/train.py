@@ -15,16 +15,14 @@ import pyarrow.parquet as pq
 
 from pipeline.core.models import check_clip_weights
 from pipeline.core.params import Params
+from pipeline.core.protocol_data import image_captions, subset_members
 from pipeline.core.report import StageReport
-from pipeline.core.shards import CAPTIONS, TRIPLETS, read_table
 from pipeline.core.train_inputs import check_augment
 from trainer.config import QUERY_MODES, val_metric_names
-from trainer.distributed import env_rank
-from trainer.loop import train
-from trainer.pretrain import start_weights
-from trainer.shards import list_shards
-
-IMAGE_CAPTIONS = "image_captions.parquet"  # written by adapters whose protocol needs it
+from trainer.models.saved import start_weights
+from trainer.train.distributed import env_rank
+from trainer.train.loop import train
+from trainer.util.shards import list_shards
 
 
 def run(params: Params, mode: str, inputs_dir: Path, out_dir: Path, resume: bool = True,
@@ -58,23 +56,9 @@ def _protocol_data(params: Params, prepare_dir: Path | None
     if (wants_subsets or wants_captions) and prepare_dir is None:
         raise ValueError("train.val_metric Rsubset@K / train.val_hit_rule caption need the "
                          "prepare folder: run `dqu train MODE --prepare artifacts/prepare ...`")
-    subsets = val_subsets(Path(prepare_dir)) if wants_subsets else None
+    subsets = subset_members(Path(prepare_dir), "val") if wants_subsets else None
     captions = image_captions(Path(prepare_dir)) if wants_captions else None
     return subsets, captions
-
-
-def image_captions(prepare_dir: Path) -> dict[str, str]:
-    """Image id -> caption, from the prepare folder (adapters with a caption hit rule)."""
-    table = read_table(prepare_dir / IMAGE_CAPTIONS, CAPTIONS)
-    return dict(zip(table["image_id"].to_pylist(), table["caption"].to_pylist(), strict=True))
-
-
-def val_subsets(prepare_dir: Path) -> dict[str, list[str]]:
-    """Val pair id -> CIRR subset members, from prepare/triplets.parquet."""
-    table = read_table(prepare_dir / "triplets.parquet", TRIPLETS)
-    return {pair: subset for split, pair, subset in zip(
-        table["split"].to_pylist(), table["pair_id"].to_pylist(), table["subset"].to_pylist(),
-        strict=True) if split == "val" and subset is not None}
 
 
 def count_queries(inputs_dir: Path, split: str) -> int:

@@ -5,7 +5,7 @@ import re
 import pytest
 from typer.testing import CliRunner
 
-import trainer.kernels as kernels
+import pipeline.keyphrases.kernels as kernels
 from bench import BENCHMARKS, goals_line, run_benchmarks
 from bench.common import BenchResult
 from pipeline.cli import app
@@ -35,23 +35,24 @@ def test_every_cpu_benchmark_prints_one_line_each(capsys, monkeypatch, int8):
     assert "(toy sizes: goals apply to full runs)" in lines[-1]
     matches = [LINE.match(line) for line in lines[1:-1]]
     assert all(m and m["path"] for m in matches), lines
-    assert [m["name"] for m in matches] == ["loader", "frozen", "eval", "eval-rss", "dask",
+    assert [m["name"] for m in matches] == ["loader", "frozen", "eval", "eval-limit",
+                                           "eval-rss", "dask",
                                            "search-latency", "search-approx", "search-batch",
                                            "search-build", "keywords"]
     assert [r.name for r in results] == [m["name"] for m in matches]
     for match, result in zip(matches, results, strict=True):
         assert float(match["ratio"]) == pytest.approx(result.ratio, abs=0.051)
-    eval_path = matches[2]["path"]
-    assert (eval_path == "float32") == (int8 == "off")
-    if int8 == "off" and kernels.exact_ops():  # the other path is timed and noted
-        assert "eval: other path int8" in out.err
+    assert matches[2]["path"] == matches[3]["path"] == "float32"  # one ranking path
+    assert "eval: seconds side by side: official" in out.err
+    keywords_path = matches[-1]["path"]
+    assert (keywords_path == "float32") == (int8 == "off" or not kernels.use_int8())
 
 
 def test_goals_line_says_which_goals_are_met():
     results = [BenchResult("eval", 0.1, 6.0, "s", False), BenchResult("eval-rss", 3000.0,
                                                                       9000.0, "MiB peak", False)]
     line = goals_line(results, "full")
-    assert line == ("bench goals: eval 60.0x >= 50x met; eval-rss 3000.0 MiB < 2048 MiB "
+    assert line == ("bench goals: eval 60.0x >= 25x met; eval-rss 3000.0 MiB < 2048 MiB "
                     "NOT MET (some NOT MET)")
 
 

@@ -9,7 +9,8 @@ from PIL import Image
 from devkit import faults
 from pipeline.core.report import BadRecordError
 from pipeline.core.shards import GALLERY, read_table
-from trainer.data import ImageStore, TripletDataset, load_queries
+from trainer.data.dataset import TripletDataset
+from trainer.data.tables import ImageStore, load_queries
 
 
 @pytest.fixture

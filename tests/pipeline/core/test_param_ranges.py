@@ -28,6 +28,9 @@ OUT_OF_RANGE = [
     ("prepare.demo.val_pairs", -1),
     ("prepare.demo.test_pairs", -5),
     ("prepare.demo.image_size", 0),
+    ("prepare.demo.image_size", 3),  # no shape, no pattern and no keyword line fit
+    ("prepare.demo.image_size", 5000),
+    ("prepare.resize", 8),
     ("caption.backend", "blip3"),
     ("caption.blip2.batch_size", 0),
     ("caption.blip2.max_new_tokens", 0),
@@ -43,7 +46,9 @@ OUT_OF_RANGE = [
     ("render.text_template", "{caption} only"),
     ("render.text_template", "{modification"),
     ("render.canvas_size", 0),
+    ("render.canvas_size", 8),
     ("render.font_size", 0),
+    ("render.font_size", 2),
     ("render.text_color", [256, 0, 0]),
     ("render.text_color", [255, 0]),
     ("render.box_color", [-1, 0, 0]),
@@ -154,6 +159,23 @@ def test_dataset_specific_choices_are_checked(tmp_path, data, needle):
 )
 def test_edge_values_inside_the_range_load(tmp_path, section, values):
     load_params(_write(tmp_path, {section: values}))
+
+
+@pytest.mark.parametrize(("data", "side"), [
+    ({"prepare": {"demo": {"image_size": 32}}, "render": {"font_size": 30}}, "32 px canvas "
+     "(prepare.demo.image_size)"),
+    ({"prepare": {"resize": 64}, "render": {"font_size": 61, "margin": 2}}, "64 px canvas "
+     "(prepare.resize)"),
+    ({"render": {"canvas_size": 48, "font_size": 40, "margin": 5}}, "48 px canvas "
+     "(render.canvas_size)"),
+])
+def test_a_font_that_cannot_fit_the_drawn_canvas_is_refused(tmp_path, data, side):
+    with pytest.raises(ParamsError, match="render.font_size: .*" + side.replace("(", r"\(")
+                       .replace(")", r"\)")):
+        load_params(_write(tmp_path, data))
+    data["render"]["font_size"] = 20
+    data["render"]["margin"] = 6
+    load_params(_write(tmp_path, data))  # 20 + 2 * 6 = 32 fits the smallest canvas
 
 
 def test_repository_params_and_every_preset_load(tmp_path):

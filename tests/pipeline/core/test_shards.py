@@ -10,7 +10,7 @@ from pipeline.core.shards import (
     shard_ranges,
     write_table,
 )
-from trainer.shards import ShardError, list_shards, shard_name
+from trainer.util.shards import ShardError, list_shards, shard_name
 
 
 def _table(n: int, offset: int = 0) -> pa.Table:

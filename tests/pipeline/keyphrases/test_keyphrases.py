@@ -178,7 +178,7 @@ def test_extract_file_bad_line_names_the_line(minilm, tmp_path) -> None:
 @pytest.fixture
 def fresh_kernels(monkeypatch):
     """No cached kernel choice before or after (trainer.kernels probes once per process)."""
-    import trainer.kernels as kernels
+    import pipeline.keyphrases.kernels as kernels
 
     kernels._choice.cache_clear()
     yield monkeypatch
@@ -202,7 +202,7 @@ def test_integer_linear_is_close_to_float_and_row_independent() -> None:
 def test_integer_linear_gives_the_same_floats_on_every_kernel(fresh_kernels) -> None:
     import torch
 
-    import trainer.kernels as kernels
+    import pipeline.keyphrases.kernels as kernels
     from pipeline.keyphrases.int8 import MAX_EXACT_WIDTH, RowInt8Linear
 
     torch.manual_seed(0)
@@ -242,7 +242,7 @@ def test_attention_projections_share_their_input_codes(minilm) -> None:
 
 
 def test_keywords_do_not_depend_on_the_kernel(minilm, fresh_kernels) -> None:
-    import trainer.kernels as kernels
+    import pipeline.keyphrases.kernels as kernels
 
     texts = ["is darker and has long sleeves", "Add a red ball next to the dog.",
              "shift it to the bottom left and make it striped", "is grey without a collar"]

@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from pipeline.cli import app
 from pipeline.search import build
-from trainer.retrieval import load_index
+from trainer.eval.index import load_index
 
 RUNNER = CliRunner()
 

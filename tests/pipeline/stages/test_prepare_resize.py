@@ -66,18 +66,18 @@ def test_jpeg_sources_stay_jpeg(root, tmp_path):
         Image.open(png).convert("RGB").save(root / "images" / f"{name}.jpg")
         png.unlink()
     out = tmp_path / "prepare"
-    prepare.run(_params(root, 12), out)
+    prepare.run(_params(root, 20), out)
     for path in read_table(out / "images.parquet", IMAGES)["path"].to_pylist():
         with Image.open(path) as copy:
-            assert (copy.format, copy.size) == ("JPEG", (12, 12))
+            assert (copy.format, copy.size) == ("JPEG", (20, 20))
 
 
 def test_unreadable_image_fails_or_keeps_its_path_when_skipping(root, tmp_path):
     (root / "images" / "D.png").write_bytes(b"not an image")
     with pytest.raises(BadRecordError, match="prepare.resize"):
-        prepare.run(_params(root, 8), tmp_path / "fail")
+        prepare.run(_params(root, 16), tmp_path / "fail")
     out = tmp_path / "skip"
-    prepare.run(_params(root, 8, on_bad_record="skip"), out)
+    prepare.run(_params(root, 16, on_bad_record="skip"), out)
     table = read_table(out / "images.parquet", IMAGES)
     paths = dict(zip(table["image_id"].to_pylist(), table["path"].to_pylist(), strict=True))
     assert paths["D"] == str(root / "images" / "D.png")
@@ -95,6 +95,7 @@ def test_images_already_that_size_are_used_as_they_are(root, tmp_path):
     assert Path(paths["A"]).parent == out / "images"
 
 
-def test_resize_must_be_positive(root):
-    with pytest.raises(RangeError, match="resize >= 1"):
-        _params(root, 0)
+def test_resize_must_leave_room_for_a_keyword_line(root):
+    for side in (0, 8):
+        with pytest.raises(RangeError, match="16 <= resize <= 8192"):
+            _params(root, side)

@@ -25,7 +25,7 @@ from pipeline.core.shards import (
     write_table,
 )
 from pipeline.stages.render import run
-from trainer.shards import list_shards
+from trainer.util.shards import list_shards
 
 COLORS = [(200, 30, 30), (30, 200, 30), (30, 30, 200), (200, 200, 30), (90, 90, 90)]
 # (split, pair_id, reference, target, modification); deliberately not in sorted order.

@@ -10,6 +10,7 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
+from pipeline.core import protocol_data
 from pipeline.core.params import Params
 from pipeline.stages import train as stage
 from trainer.config import ClipConfig, TrainConfig
@@ -45,7 +46,7 @@ def test_rsubset_validation_reads_val_subsets_from_prepare(monkeypatch, tmp_path
     calls = _capture(monkeypatch)
     rows = {"split": ["train", "val"], "pair_id": ["0", "1"], "subset": [["a"], ["b", "c"]]}
     pq.write_table(pa.table(rows), tmp_path / "triplets.parquet")
-    monkeypatch.setattr(stage, "read_table", lambda path, schema: pq.read_table(path))
+    monkeypatch.setattr(protocol_data, "read_table", lambda path, schema: pq.read_table(path))
     train_cfg = TrainConfig(val_metric=["R@10", "Rsubset@1"])
     params = dataclasses.replace(Params(clip=ClipConfig(model="dqu-test")), train=train_cfg)
     with pytest.raises(ValueError, match="prepare folder"):

@@ -1,0 +1,7 @@
+"""The one reader of the inputs stage's shards, and what training draws from them.
+
+`meta` (meta.json, the shard set, galleries, the digest, InputsFormatError), `pixels` (uint8
+views of pixel columns, model normalisation), `tables` (query and image tables in memory),
+`streaming` (pixels read batch by batch, for evaluation), `dataset` (the training Dataset),
+`sampler` (batches from (seed, epoch)), `augment` (open_clip's training crop, per batch).
+"""

@@ -1,0 +1,44 @@
+"""The training Dataset: whole batches of (tokens, visual-query pixels, target pixels) by row."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from trainer.data.tables import ImageStore, QueryTable, load_canvases
+
+
+class TripletDataset(Dataset):
+    """Training triplets indexed by a list of rows: (tokens, visual pixels, target pixels).
+
+    When the inputs carry training canvases (meta.train_size), batches hold those canvases
+    instead of the model-size pixels, and the training step crops them (trainer.augment);
+    `queries` and `images` keep the centre-crop pixels that cached features and validation use.
+    """
+
+    def __init__(self, queries: QueryTable, images: ImageStore) -> None:
+        self.queries = queries
+        self.target_rows = images.rows(queries.target_ids, what=f"{queries.split} target_id")
+        self.images = images
+        self._visual, self._target = queries.visual, images.pixels
+        if images.meta.train_size is not None:
+            self._visual = load_canvases(images.inputs_dir, "queries", "pair_id",
+                                         queries.pair_ids, images.meta, queries.split)
+            self._target = load_canvases(images.inputs_dir, "images", "image_id", images.ids,
+                                         images.meta)
+
+    def __len__(self) -> int:
+        return len(self.queries)
+
+    def __getitem__(self, rows: Sequence[int]) -> dict[str, torch.Tensor]:
+        """A whole batch at once (vectorised gathers, no per-sample Python work)."""
+        rows = np.asarray(rows, dtype=np.int64)
+        return {
+            "index": torch.from_numpy(rows),
+            "tokens": torch.from_numpy(self.queries.tokens[rows].astype(np.int64)),
+            "visual": torch.from_numpy(self._visual.take(rows)),
+            "target": torch.from_numpy(self._target.take(self.target_rows[rows])),
+        }

@@ -1,0 +1,132 @@
+"""Pixel batches streamed from the input shards, so evaluation never holds a split's pixels.
+
+A CIRR-sized split at 224 px is ~900 MB of uint8 pixels, and reading it through filtered
+`read_table` calls briefly doubles that; evaluation needs each image once, in batches. So only
+the id columns are read up front; the pixel column is read later in small record batches,
+skipping row groups without a wanted row, and only the batch being embedded is kept.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+
+from trainer.data.meta import InputsFormatError, InputsMeta, shard_paths
+from trainer.data.pixels import pixel_chunk
+from trainer.data.tables import QueryTable, query_table, read_query_fields
+
+STREAM_ROWS = 64  # rows per Parquet record batch: ~10 MB of pixels at 224 px
+
+
+@dataclass(frozen=True)
+class ShardRows:
+    """Which rows of one shard are wanted, and where each goes (-1: not wanted)."""
+
+    path: Path
+    positions: np.ndarray  # (shard rows,) int64
+    ids: Sequence[str]  # record id per shard row, for error messages
+
+
+class StreamedPixels:
+    """The wanted rows' pixels of one binary column across shards, addressed by position."""
+
+    def __init__(self, shards: Sequence[ShardRows], column: str, image_size: int) -> None:
+        self.shards = list(shards)
+        self.column = column
+        self.image_size = image_size
+        self._count = sum(int((s.positions >= 0).sum()) for s in self.shards)
+
+    def __len__(self) -> int:
+        return self._count
+
+    def batches(self, batch_size: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """(positions (B,), uint8 pixels (B, S, S, 3)), in shard order, `batch_size` at a time."""
+        side = self.image_size
+        positions = np.empty(batch_size, dtype=np.int64)
+        pixels = np.empty((batch_size, side, side, 3), dtype=np.uint8)
+        filled = 0
+        for rows, view in self._wanted_views():
+            done = 0
+            while done < len(rows):
+                # A record batch may straddle two output batches.
+                take = min(len(rows) - done, batch_size - filled)
+                chosen = rows[done:done + take]
+                positions[filled:filled + take] = chosen[:, 1]
+                pixels[filled:filled + take] = view[chosen[:, 0]]
+                filled, done = filled + take, done + take
+                if filled == batch_size:
+                    yield positions.copy(), pixels
+                    pixels = np.empty_like(pixels)  # the caller may still hold the last one
+                    filled = 0
+        if filled:
+            yield positions[:filled].copy(), pixels[:filled]
+
+    def _wanted_views(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """Per record batch with wanted rows: ((row in batch, position) pairs, pixel view)."""
+        for shard in self.shards:
+            parquet = pq.ParquetFile(shard.path)
+            first = 0
+            for group in range(parquet.metadata.num_row_groups):
+                size = parquet.metadata.row_group(group).num_rows
+                if (shard.positions[first:first + size] >= 0).any():  # else skip the group
+                    yield from self._group_views(parquet, shard, group, first)
+                first += size
+
+    def _group_views(self, parquet: pq.ParquetFile, shard: ShardRows, group: int, first: int
+                     ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """_wanted_views of one row group, whose first row is shard row `first`."""
+        offset = first
+        for batch in parquet.iter_batches(batch_size=STREAM_ROWS, row_groups=[group],
+                                          columns=[self.column]):
+            wanted = shard.positions[offset:offset + batch.num_rows]
+            local = np.flatnonzero(wanted >= 0)
+            if local.size:
+                def record_id(row: int, base: int = offset, ids: Sequence[str] = shard.ids
+                              ) -> str:
+                    return ids[base + row]
+
+                view = pixel_chunk(batch.column(0), self.image_size, record_id, shard.path)
+                yield np.stack([local, wanted[local]], axis=1), view
+            offset += batch.num_rows
+
+
+def streamed_queries(inputs_dir: str | Path, split: str, meta: InputsMeta) -> QueryTable:
+    """One split's queries with ids and tokens in memory and visual pixels streamed."""
+    fields, shards, count = [], [], 0
+    for path in shard_paths(inputs_dir, "queries"):
+        shard = read_query_fields(path, split, meta)
+        fields.append(shard)
+        rows = pq.read_metadata(path).num_rows
+        positions = np.full(rows, -1, dtype=np.int64)
+        positions[shard.rows] = np.arange(count, count + len(shard.rows))
+        ids = np.full(rows, "", dtype=object)
+        ids[shard.rows] = shard.pair_ids
+        shards.append(ShardRows(path, positions, ids))
+        count += len(shard.rows)
+    visual = StreamedPixels(shards, "visual_pixels", meta.image_size)
+    return query_table(split, fields, visual, meta, inputs_dir)
+
+
+def streamed_gallery(inputs_dir: str | Path, split: str, gallery_ids: Sequence[str],
+                     meta: InputsMeta) -> StreamedPixels:
+    """Pixels of the gallery images, position = index in `gallery_ids` (ids checked now)."""
+    position = {image_id: i for i, image_id in enumerate(gallery_ids)}
+    shards, found = [], np.zeros(len(gallery_ids), dtype=bool)
+    for path in shard_paths(inputs_dir, "images"):
+        ids = pq.read_table(path, columns=["image_id"]).column("image_id").to_pylist()
+        positions = np.array([position.get(i, -1) for i in ids], dtype=np.int64)
+        wanted = positions[positions >= 0]
+        if found[wanted].any() or len(np.unique(wanted)) != len(wanted):
+            dup = gallery_ids[next(p for p in wanted if found[p] or (wanted == p).sum() > 1)]
+            raise InputsFormatError(f"image id {dup!r} appears more than once in {inputs_dir}")
+        found[wanted] = True
+        shards.append(ShardRows(path, positions, ids))
+    if not found.all():
+        missing = gallery_ids[int(np.flatnonzero(~found)[0])]
+        raise InputsFormatError(f"gallery image {missing!r} of split {split!r} is not in the "
+                                f"image shards of {inputs_dir}; rerun the `inputs` stage")
+    return StreamedPixels(shards, "pixels", meta.image_size)
