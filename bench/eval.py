@@ -11,10 +11,10 @@ the top 10 per query for per_query.parquet, one tie rule), `per_query_rows` and 
   per-row normalisation loops, one `sims = queries.dot(gallery.T)` (NumPy), a per-query mask
   through `list.index`, a per-query full `np.argsort`, and per-K loops of `list.index(...) in
   nns[:k]` (line `bench eval`, goal >= 25x);
-- limit: a bare float32 matmul + torch.topk(10) of the same shapes, no masking, no ranks, the
-  faster of torch's own threads over 1,024-query chunks and our single-threaded workers over
-  cache-sized blocks (line `bench eval-limit`, ratio = limit / ours, goal >= 0.8x: ours at most
-  1.25x the limit);
+- limit: a bare float32 matmul + torch.topk(10) of the same shapes into reused score buffers,
+  no masking, no ranks: the faster of torch's own threads over 1,024-query chunks and ours'
+  blocks in single-threaded workers (line `bench eval-limit`, ratio = limit / ours, goal >= 0.8x:
+  ours at most 1.25x the limit);
 - ours.
 
 Checks: ours' recall equals the official's within two queries (two BLAS libraries may order
@@ -40,6 +40,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -50,7 +51,6 @@ from bench.common import (
     BenchResult,
     check_scale,
     emit,
-    interleaved,
     median,
     note,
     script_main,
@@ -169,24 +169,41 @@ def ours_call(features: SplitFeatures, split: EvalSplit, scoring: Scoring
 
 
 def limit_threads(queries: torch.Tensor, gallery: torch.Tensor) -> torch.Tensor:
-    """Bare matmul + topk(10) over 1,024-query chunks on torch's own threads."""
-    return torch.cat([torch.topk(queries[s:s + 1024] @ gallery.T, PER_QUERY_TOP, dim=1).indices
-                      for s in range(0, len(queries), 1024)])
+    """Bare matmul + topk(10) over 1,024-query chunks on torch's own threads, one score buffer."""
+    gallery_t, rows = gallery.T, min(1024, len(queries))
+    scores = torch.empty(rows, gallery.shape[0])
+    out = torch.empty(len(queries), min(PER_QUERY_TOP, gallery.shape[0]), dtype=torch.long)
+    with torch.inference_mode():
+        for start in range(0, len(queries), rows):
+            part = slice(start, start + rows)
+            block = scores[:len(queries[part])]
+            torch.mm(queries[part], gallery_t, out=block)
+            out[part] = torch.topk(block, out.shape[1], dim=1).indices
+    return out
 
 
 def limit_blocks(queries: torch.Tensor, gallery: torch.Tensor) -> torch.Tensor:
-    """Bare matmul + topk(10) over cache-sized blocks in single-threaded workers (as ours)."""
+    """Bare matmul + topk(10) over ours' blocks, in single-threaded workers with reused buffers."""
     rows = block_rows_for(gallery.shape[0], queries.shape[0])
     starts = list(range(0, len(queries), rows))
     out = torch.empty(len(queries), min(PER_QUERY_TOP, gallery.shape[0]), dtype=torch.long)
-    gallery_t = gallery.T
+    gallery_t, workers = gallery.T, min(torch.get_num_threads(), len(starts)) or 1
+    buffers = [torch.empty(rows, gallery.shape[0]) for _ in range(workers)]
+    pending, lock = iter(starts), threading.Lock()
 
-    def block(i: int) -> None:
-        part = slice(starts[i], starts[i] + rows)
-        out[part] = torch.topk(queries[part] @ gallery_t, out.shape[1], dim=1).indices
+    def worker(i: int) -> None:
+        while True:
+            with lock:
+                start = next(pending, None)
+            if start is None:
+                return
+            part = slice(start, start + rows)
+            block = buffers[i][:len(queries[part])]
+            torch.mm(queries[part], gallery_t, out=block)
+            out[part] = torch.topk(block, out.shape[1], dim=1).indices
 
     with torch.inference_mode(), torch_threads(1):
-        run_single_threaded(block, len(starts), min(torch.get_num_threads(), len(starts)) or 1)
+        run_single_threaded(worker, workers, workers)
     return out
 
 
@@ -249,8 +266,12 @@ def bench_recall(scale: str) -> list[BenchResult]:
         results["limit_top"] = blocks[-1][1]
         return min(results["limit_threads"], results["limit_blocks"])
 
-    ours_times, official_times = interleaved(ours, official, size["rounds"])
-    limit_times = [limit() for _ in range(size["rounds"])]
+    # The three alternate round by round, so load drift hits them alike.
+    ours_times, official_times, limit_times = [], [], []
+    for _ in range(size["rounds"]):
+        ours_times.append(ours())
+        official_times.append(official())
+        limit_times.append(limit())
     mine, rows = results["ours"]
     theirs = results["official"]
     # Two BLAS libraries may order near-equal scores differently: allow a couple of queries.

@@ -6,29 +6,21 @@ import re
 from dataclasses import dataclass, field
 from typing import Literal
 
-from trainer.checks import (
-    above,
-    at_least,
-    between,
-    check_fields,
-    device,
-    one_of,
-    satisfies,
-)
+from trainer.checks import above, at_least, between, check_fields, device, one_of, satisfies
 from trainer.models.names import is_known_model
 
 QueryMode = Literal["dqu", "text", "visual"]
 QUERY_MODES: tuple[str, ...] = ("dqu", "text", "visual")
 AMP_MODES: tuple[str, ...] = ("auto", "off", "fp16", "bf16")
 # none: train on the stored centre crop; official: open_clip's train RandomResizedCrop
-# (trainer.augment), drawn afresh each epoch, on the visual query and the target.
+# (trainer.data.augment), drawn afresh each epoch, on the visual query and the target.
 AUGMENT_MODES: tuple[str, ...] = ("none", "official")
 # all: every training triplet each epoch; one_per_reference: each epoch one triplet per distinct
 # reference id, drawn from (seed, epoch), as the official Fashion200K loader draws a fresh target
 # per source image every epoch (from the pool prepare.train_pairs_per_image writes).
 EPOCH_SAMPLING: tuple[str, ...] = ("all", "one_per_reference")
-# Metrics validation can compute: R@K (trainer.metrics), and CIRR's Rsubset@K when the run is
-# given each val query's subset members (trainer.selection).
+# Metrics validation can compute: R@K, and CIRR's Rsubset@K when the run is given each val
+# query's subset members (trainer.eval.protocols, through trainer.train.selection).
 VAL_METRIC_PATTERN = r"(R|Rsubset)@[1-9][0-9]*"
 
 

@@ -15,7 +15,7 @@ class TripletDataset(Dataset):
     """Training triplets indexed by a list of rows: (tokens, visual pixels, target pixels).
 
     When the inputs carry training canvases (meta.train_size), batches hold those canvases
-    instead of the model-size pixels, and the training step crops them (trainer.augment);
+    instead of the model-size pixels, and the training step crops them (trainer.data.augment);
     `queries` and `images` keep the centre-crop pixels that cached features and validation use.
     """
 

@@ -69,7 +69,7 @@ def inputs_digest(inputs_dir: str | Path) -> str:
 
 
 def shard_paths(inputs_dir: str | Path, name: str) -> list[Path]:
-    """The complete, ordered `NAME-0000i-of-0000N.parquet` shard set (trainer.shards)."""
+    """The complete, ordered `NAME-0000i-of-0000N.parquet` shard set (trainer.util.shards)."""
     try:
         return list_shards(inputs_dir, name)
     except ShardError as err:

@@ -51,7 +51,7 @@ def pixel_chunk(array: pa.Array, image_size: int, record_id: Callable[[int], str
     return data.reshape(-1, image_size, image_size, 3)
 
 
-def _pixel_chunks(column: pa.ChunkedArray, image_size: int, ids: pa.ChunkedArray,
+def pixel_chunks(column: pa.ChunkedArray, image_size: int, ids: pa.ChunkedArray,
                   source: Path) -> list[np.ndarray]:
     """Zero-copy uint8 (n, S, S, 3) views of every chunk of a binary pixel column.
 
@@ -96,7 +96,7 @@ class PixelStore:
 
 
 class PixelSource(Protocol):
-    """Pixels addressed by row: held in memory (PixelStore) or streamed (trainer.streaming)."""
+    """Pixels addressed by row: held in memory (PixelStore) or streamed (trainer.data.streaming)."""
 
     def __len__(self) -> int: ...
 

@@ -12,13 +12,13 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from trainer.data.meta import InputsFormatError, InputsMeta, read_meta, shard_paths
-from trainer.data.pixels import PixelSource, PixelStore, _pixel_chunks
+from trainer.data.pixels import PixelSource, PixelStore, pixel_chunks
 
 QUERY_COLUMNS = ("split", "pair_id", "reference_id", "target_id", "text_tokens", "visual_pixels")
 
 
 # Training canvases (R*R*3 uint8, R = meta.train_size), present when inputs were built for
-# `train.augment: official`; trainer.augment crops them per batch.
+# `train.augment: official`; trainer.data.augment crops them per batch.
 QUERY_CANVAS_COLUMN, IMAGE_CANVAS_COLUMN = "visual_canvas", "canvas"
 
 
@@ -109,7 +109,7 @@ def load_queries(inputs_dir: str | Path, split: str, meta: InputsMeta | None = N
         if len(shard.rows):
             table = pq.read_table(path, columns=["pair_id", "visual_pixels"],
                                   filters=[("split", "==", split)])
-            pixels.extend(_pixel_chunks(table.column("visual_pixels"), meta.image_size,
+            pixels.extend(pixel_chunks(table.column("visual_pixels"), meta.image_size,
                                         table.column("pair_id"), path))
     return query_table(split, fields, PixelStore(pixels, meta.image_size), meta, inputs_dir)
 
@@ -130,7 +130,7 @@ class ImageStore:
             table = pq.read_table(path, columns=["image_id", "pixels"], filters=filters)
             ids = table.column("image_id")
             self.ids.extend(ids.to_pylist())
-            chunks.extend(_pixel_chunks(table.column("pixels"), meta.image_size, ids, path))
+            chunks.extend(pixel_chunks(table.column("pixels"), meta.image_size, ids, path))
         self._row = {image_id: row for row, image_id in enumerate(self.ids)}
         if len(self._row) != len(self.ids):
             dup = next(i for i in self.ids if self.ids.count(i) > 1)
@@ -176,7 +176,7 @@ def load_canvases(inputs_dir: str | Path, name: str, key: str, keys: Sequence[st
         filters = [(key, "in", wanted)] + ([("split", "==", split)] if split else [])
         table = pq.read_table(path, columns=[key, column], filters=filters)
         ids.extend(table.column(key).to_pylist())
-        chunks.extend(_pixel_chunks(table.column(column), side, table.column(key), path))
+        chunks.extend(pixel_chunks(table.column(column), side, table.column(key), path))
     store = PixelStore(chunks, side)
     row_of = {k: i for i, k in enumerate(ids)}
     missing = [k for k in keys if k not in row_of]

@@ -17,13 +17,7 @@ from trainer.data.pixels import PixelSource, to_model_pixels
 from trainer.data.tables import QueryTable
 from trainer.eval.split import EvalSplit
 from trainer.models.fusion import DQUModel
-from trainer.runtime import (
-    Precision,
-    autocast,
-    eval_mode,
-    is_main_process,
-    resolve_precision,
-)
+from trainer.runtime import Precision, autocast, eval_mode, is_main_process, resolve_precision
 from trainer.util.progress import Progress
 
 

@@ -7,7 +7,7 @@ import importlib.util
 from pathlib import Path
 
 # Our small configs (dqu-tiny-rn: the demo's; dqu-tiny: a ViT one; dqu-test: for tests);
-# trainer.encoders registers them with open_clip.
+# trainer.models.clip registers them with open_clip.
 MODEL_CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 
 

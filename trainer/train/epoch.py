@@ -37,7 +37,7 @@ class FeatureCache:
 def _batch_to_device(batch: dict[str, torch.Tensor], meta: InputsMeta, device: torch.device,
                      crop_key: tuple[int, int] | None = None
                      ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Tokens and normalised pixels on `device`; canvases are cropped there (trainer.augment)."""
+    """Tokens and normalised pixels on `device`; canvases cropped there (trainer.data.augment)."""
     tokens = batch["tokens"].to(device, non_blocking=True)
     visual = batch["visual"].to(device, non_blocking=True)
     target = batch["target"].to(device, non_blocking=True)

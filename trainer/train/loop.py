@@ -14,14 +14,9 @@ import torch
 from trainer.config import ClipConfig, TrainConfig, val_metric_names
 from trainer.eval.embed import embed, features_from_parts
 from trainer.models.saved import MODEL_FILE, save_model_weights
-from trainer.runtime import (
-    resolve_device,
-)
+from trainer.runtime import resolve_device
 from trainer.train import distributed
-from trainer.train.epoch import (
-    train_epoch_cached,
-    train_epoch_end_to_end,
-)
+from trainer.train.epoch import train_epoch_cached, train_epoch_end_to_end
 from trainer.train.live_log import EpochLogger
 from trainer.train.optim import head_state, lr_factor
 from trainer.train.run import (
@@ -47,8 +42,6 @@ from trainer.util.atomic import write_text
 from trainer.util.progress import Progress
 
 SUMMARY_FILE = "train_summary.json"
-
-
 LIVE_DIR = "dvclive"
 
 

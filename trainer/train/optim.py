@@ -6,9 +6,7 @@ import torch
 
 from trainer.config import TrainConfig
 from trainer.models.fusion import DQUModel
-from trainer.runtime import (
-    Precision,
-)
+from trainer.runtime import Precision
 
 
 def lr_factor(train_cfg: TrainConfig, epoch: int) -> float:

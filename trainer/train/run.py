@@ -35,22 +35,12 @@ from trainer.runtime import (
 )
 from trainer.train import distributed
 from trainer.train.checkpoint import load_state, save_state
-from trainer.train.epoch import (
-    FeatureCache,
-    build_cache,
-)
+from trainer.train.epoch import FeatureCache, build_cache
 from trainer.train.optim import build_optimizer, make_scaler
-from trainer.train.selection import (
-    Captions,
-    Subsets,
-    ValScoring,
-    val_scoring,
-)
+from trainer.train.selection import Captions, Subsets, ValScoring, val_scoring
 
-CHECKPOINT_FILE = Path("checkpoint") / "state.pt"
-
-
-VAL_KS = (1, 5, 10, 50)
+CHECKPOINT_FILE = Path("checkpoint") / "state.pt"  # the resumable state, in the run folder
+VAL_KS = (1, 5, 10, 50)  # R@K logged every epoch, whatever train.val_metric sums
 
 
 class TrainConfigError(ValueError):

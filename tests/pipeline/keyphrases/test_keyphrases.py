@@ -177,7 +177,7 @@ def test_extract_file_bad_line_names_the_line(minilm, tmp_path) -> None:
 
 @pytest.fixture
 def fresh_kernels(monkeypatch):
-    """No cached kernel choice before or after (trainer.kernels probes once per process)."""
+    """No cached kernel choice before or after (the kernels module probes once per process)."""
     import pipeline.keyphrases.kernels as kernels
 
     kernels._choice.cache_clear()

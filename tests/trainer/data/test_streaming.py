@@ -1,4 +1,4 @@
-"""Streamed evaluation pixels (trainer.streaming) against what the shards hold."""
+"""Streamed evaluation pixels (trainer.data.streaming) against what the shards hold."""
 
 from pathlib import Path
 

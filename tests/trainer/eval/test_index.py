@@ -1,4 +1,4 @@
-"""trainer.retrieval: exact order with evaluate's tie rule, masking, approximate kinds, files."""
+"""trainer.eval.index: exact order with evaluate's tie rule, masking, approximate kinds, files."""
 
 from __future__ import annotations
 

@@ -8,7 +8,7 @@ import torch
 from tests.trainer.eval.reference import target_ranks, topk_ids
 from trainer.eval.embed import SplitFeatures
 from trainer.eval.protocols import recall_from_ranks
-from trainer.eval.rank import rank, rank_targets
+from trainer.eval.rank import exact_scores, rank, rank_targets
 
 
 def _features(queries: int, gallery: int, dim: int = 8, seed: int = 0):
@@ -161,3 +161,40 @@ def test_bit_identical_gallery_rows_tie_in_the_ranking_and_in_the_subset() -> No
         assert rankings.subsets[row].index(150) == 4  # after its four copies
         assert top[row, 4:].tolist().count(150) <= 1
         assert 150 not in top[row, :4].tolist()
+
+
+def _exact_naive(q: torch.Tensor, g: torch.Tensor, target: torch.Tensor,
+                 reference: torch.Tensor, top_n: int) -> tuple[list[int], list[list[int]]]:
+    """Ranks and tie-rule top-n from float64 scores summed as exact_scores sums them."""
+    ranks, tops = [], []
+    for row in range(q.shape[0]):
+        scores = exact_scores(q[row].expand(g.shape[0], -1), g).tolist()
+        t, r = int(target[row]), int(reference[row])
+        others = [i for i in range(len(scores)) if i not in (r, t)]
+        ranks.append(len(scores) if t < 0 or t == r
+                     else sum(scores[i] >= scores[t] for i in others))
+        kept = [i for i in range(len(scores)) if i != r]
+        kept.sort(key=lambda i: (-scores[i], i == t, i))
+        tops.append(kept[:top_n])
+    return ranks, tops
+
+
+@pytest.mark.parametrize("block_rows", [None, 5])
+def test_near_ties_within_float32_rounding_rank_by_the_exact_scores(block_rows) -> None:
+    # Items a few float32 ulps from the target: float32 matmul rounding can order them either
+    # way; the ranking must follow the exact float64 scores.
+    generator = torch.Generator().manual_seed(11)
+    dim, queries = 96, 24
+    base = torch.nn.functional.normalize(torch.randn(queries, dim, generator=generator), dim=1)
+    near = [base + 3e-7 * torch.randn(queries, dim, generator=generator) for _ in range(6)]
+    noise = torch.nn.functional.normalize(torch.randn(200, dim, generator=generator), dim=1)
+    g = torch.cat([noise, base, *near])
+    target = torch.arange(200, 200 + queries)
+    reference = torch.where(torch.arange(queries) % 3 == 0, target + queries, -1)
+    q = torch.nn.functional.normalize(base + 0.05 * torch.randn(queries, dim,
+                                                                generator=generator), dim=1)
+    ranks, top = rank_targets(q, g, target, reference, top_n=4, block_rows=block_rows)
+    want_ranks, want_top = _exact_naive(q, g, target, reference, 4)
+    assert ranks.tolist() == want_ranks
+    assert top.tolist() == want_top
+    assert any(0 < r < 7 for r in want_ranks)  # near-ties really rank above some targets

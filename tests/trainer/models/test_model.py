@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from trainer.config import ClipConfig
+from trainer.config import QUERY_MODES, ClipConfig
 from trainer.models.clip import EncoderConfigError, input_spec, load_clip, tokenize
-from trainer.models.fusion import DQUModel
+from trainer.models.fusion import FUSIONS, DQUModel, fusion_method, register
 from trainer.models.loss import gather_with_grad, info_nce_loss
 
 
@@ -77,6 +77,30 @@ def test_fused_query_is_lambda_mix_of_text_and_visual(bundle) -> None:
     assert bool(((weight > 0) & (weight < 1)).all())
     expected = weight * text + (1 - weight) * image
     torch.testing.assert_close(fused, expected / expected.norm(dim=-1, keepdim=True))
+
+
+def test_every_query_mode_is_a_registered_fusion_method() -> None:
+    assert tuple(FUSIONS) == QUERY_MODES
+    assert [(m.uses_text, m.uses_visual) for m in FUSIONS.values()] == [
+        (True, True), (True, False), (False, True)]
+    with pytest.raises(ValueError, match="unknown query mode 'late'"):
+        fusion_method("late")
+    with pytest.raises(ValueError, match="registered already"):
+        register(FUSIONS["dqu"])
+
+
+def test_fixed_lambda_is_the_training_free_mix_without_a_head(bundle) -> None:
+    model = DQUModel(bundle.model, bundle.embed_dim, "dqu", fixed_lambda=0.5).eval()
+    assert model.head is None and model.head_parameters() == [model.logit_scale]
+    tokens, visual, _ = _batch(3)
+    with torch.no_grad():
+        text, image = model.encode_query_parts(tokens, visual)
+        fused, weight = model.fuse(text, image)
+    assert torch.equal(weight, torch.full((3, 1), 0.5))
+    # Bit for bit the normalised equal mix the paper's training-free DQU is.
+    assert torch.equal(fused, torch.nn.functional.normalize(0.5 * text + 0.5 * image, dim=-1))
+    with pytest.raises(ValueError, match="fixed_lambda is a dqu setting"):
+        DQUModel(bundle.model, bundle.embed_dim, "text", fixed_lambda=0.5)
 
 
 def test_head_layout_is_the_official_one(bundle) -> None:

@@ -1,4 +1,4 @@
-"""trainer.progress: log lines at the interval, a bar on a terminal, nothing when off."""
+"""trainer.util.progress: log lines at the interval, a bar on a terminal, nothing when off."""
 
 import io
 
