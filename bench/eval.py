@@ -289,8 +289,9 @@ def bench_recall(scale: str) -> list[BenchResult]:
          f"check: recall ours {_shown(mine)} official {_shown(theirs)} (within {tolerance:.2f}); "
          f"top-10 ids equal torch.topk's in {compared - differ} of {compared} rows without "
          "near-ties")
-    note(f"eval: seconds side by side: official {official_s:.2f}  limit {limit_s:.3f} (torch "
-         f"threads {results['limit_threads']:.3f}, blocks {results['limit_blocks']:.3f})  ours "
+    note(f"eval: seconds side by side: official {official_s:.2f}  limit {limit_s:.3f} (last "
+         f"round: torch threads {results['limit_threads']:.3f}, blocks "
+         f"{results['limit_blocks']:.3f})  ours "
          f"{ours_s:.3f} = {ours_s / limit_s:.2f}x the limit; rounds ours "
          f"{[round(t, 3) for t in ours_times]}, torch threads {torch.get_num_threads()}, load "
          f"average {os.getloadavg()[0]:.1f}")
