@@ -74,7 +74,7 @@ def encode_queries(model: DQUModel, meta: InputsMeta, queries: Sequence[UnifiedQ
                        visual=PixelStore([np.stack([q.pixels for q in queries])],
                                          meta.image_size))
     text, visual = embed_query_parts(model, table, meta, ENCODE_BATCH, device,
-                                     resolve_precision("off", device))
+                                     resolve_precision("off", device), report=False)
     fused, weights = fuse(model, text, visual, ENCODE_BATCH)
     return fused.float().cpu().numpy(), weights.float().cpu().numpy().reshape(-1)
 

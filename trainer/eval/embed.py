@@ -45,17 +45,22 @@ def _scatter(parts: list[tuple[np.ndarray, torch.Tensor]], size: int) -> torch.T
     return out
 
 
-def _progress(unit: str, total: int) -> Progress:
+def _progress(unit: str, total: int, report: bool) -> Progress:
     """Progress of one embedding pass, reported by the main process only (torchrun rank 0)."""
-    return Progress(f"embed {unit}", total, unit, enabled=is_main_process())
+    return Progress(f"embed {unit}", total, unit, enabled=report and is_main_process())
 
 
 @torch.inference_mode()
 def embed_images(model: DQUModel, images: PixelSource, meta: InputsMeta, batch_size: int,
-                 device: torch.device, precision: Precision) -> torch.Tensor:
-    """Normalised target-side features (N, d) of every row of `images`, on `device`."""
+                 device: torch.device, precision: Precision, report: bool = True
+                 ) -> torch.Tensor:
+    """Normalised target-side features (N, d) of every row of `images`, on `device`.
+
+    `report` False: no progress line (a search answers many small requests).
+    """
     feats = []
-    with eval_mode(model), autocast(device, precision), _progress("images", len(images)) as bar:
+    with eval_mode(model), autocast(device, precision), _progress("images", len(images),
+                                                                  report) as bar:
         for rows, pixels in images.batches(batch_size):
             pixels = torch.from_numpy(pixels).to(device)
             feats.append((rows, model.encode_image(to_model_pixels(pixels, meta.mean,
@@ -73,12 +78,15 @@ def _join(parts: list[tuple[np.ndarray, torch.Tensor | None]], size: int
 
 @torch.inference_mode()
 def embed_query_parts(model: DQUModel, queries: QueryTable, meta: InputsMeta, batch_size: int,
-                      device: torch.device, precision: Precision
+                      device: torch.device, precision: Precision, report: bool = True
                       ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
-    """Normalised f_t and f_v (each (Q, d) or None when the mode skips it), on `device`."""
+    """Normalised f_t and f_v (each (Q, d) or None when the mode skips it), on `device`.
+
+    `report` False: no progress line (a search answers many small requests).
+    """
     text, visual = [], []
-    with eval_mode(model), autocast(device, precision), _progress("queries",
-                                                                  len(queries)) as bar:
+    with eval_mode(model), autocast(device, precision), _progress("queries", len(queries),
+                                                                  report) as bar:
         for rows, pixels in queries.visual.batches(batch_size):
             tokens = torch.from_numpy(queries.tokens[rows].astype(np.int64)).to(device)
             pixels = torch.from_numpy(pixels).to(device)
