@@ -134,7 +134,8 @@ def per_query_rows(split: EvalSplit, mode: str, rankings: Rankings,
                    weights: torch.Tensor | None) -> list[dict]:
     """One PER_QUERY row per query: exact target rank, top-10 ids and lambda (dqu)."""
     lam = [None] * len(split.queries) if weights is None else weights.cpu().tolist()
-    return [{"split": split.name, "pair_id": pair, "mode": mode, "target_rank": rank_,
+    name = split.name
+    return [{"split": name, "pair_id": pair, "mode": mode, "target_rank": rank_,
              "top10": top[:PER_QUERY_TOP], "lambda": weight}
             for pair, rank_, top, weight in zip(split.queries.pair_ids,
                                                 rankings.target_ranks.tolist(),
