@@ -31,6 +31,7 @@ import numpy as np
 import torch
 
 from trainer.eval.embed import SplitFeatures
+from trainer.eval.folded import Folded, fold, grouped_counts, grouped_topk
 from trainer.eval.split import EvalSplit
 from trainer.runtime import run_single_threaded, torch_threads
 
@@ -39,6 +40,11 @@ from trainer.runtime import run_single_threaded, torch_threads
 # skinny matmul more efficient until the scores no longer stay in cache between passes.
 BLOCK_BYTES = 16 * 2**20
 RESCORE_ITEMS = 4096  # undecided items rescored at a time (keeps float64 temporaries small)
+
+
+# A block's top n + 1 float32 scores taken before the target is masked, their positions, and
+# the block folded into group maxima (None where folding does not pay).
+Leaders = tuple[torch.Tensor, torch.Tensor, Folded | None]
 
 
 @dataclass
@@ -178,24 +184,31 @@ class _Blocks:
 
 
 def _counts(scores: torch.Tensor, low: torch.Tensor, high: torch.Tensor, target: torch.Tensor,
-            leaders: tuple[torch.Tensor, torch.Tensor] | None, scratch: torch.Tensor
-            ) -> tuple[torch.Tensor, torch.Tensor]:
+            leaders: Leaders | None, scratch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Per row, the items scoring >= low and > high (the target and reference masked).
 
     Leaders are a row's top scores taken before the target was masked (the target among them
     when it is that high). When a row's last leader is below low, every item >= low is a
-    leader, so both counts are read off the leaders; the other rows take passes over their
-    scores (all rows when there are no leaders or few rows are that near).
+    leader, so both counts are read off the leaders. The other rows ("far") are counted from
+    the members of their groups reaching low (trainer.eval.folded) while few groups do, else
+    by passes over their scores (all rows when there are no leaders).
     """
-    if leaders is not None:
-        values, ids = leaders
-        far = (values[:, -1] >= low).nonzero().flatten()
-    if leaders is None or 2 * len(far) > len(scores):
+    if leaders is None:
+        return (_count_at_least(scores, low, scratch),
+                _count_at_least(scores, _up(high), scratch))
+    values, ids, folded = leaders
+    far = (values[:, -1] >= low).nonzero().flatten()
+    if folded is None and 2 * len(far) > len(scores):
         return (_count_at_least(scores, low, scratch),
                 _count_at_least(scores, _up(high), scratch))
     others = ids != target.unsqueeze(1)
     at_least_low = ((values >= low.unsqueeze(1)) & others).sum(dim=1)
     above_high = ((values > high.unsqueeze(1)) & others).sum(dim=1)
+    if len(far) and folded is not None:
+        counted, far_low, far_high = grouped_counts(folded, far, low[far], high[far])
+        at_least_low[far[counted]] = far_low[counted]
+        above_high[far[counted]] = far_high[counted]
+        far = far[~counted]
     if len(far):
         rows = scores.index_select(0, far)
         at_least_low[far] = _count_at_least(rows, low[far], scratch[:len(far)])
@@ -265,8 +278,8 @@ def _rescore_band(block: torch.Tensor, scores: torch.Tensor, gallery: torch.Tens
 
 def _exact_top(block: torch.Tensor, scores: torch.Tensor, gallery: torch.Tensor,
                target: torch.Tensor, reference: torch.Tensor, top_n: int,
-               slack: torch.Tensor) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
-    """Top-n positions by exact scores, and the float32 leaders (values, positions) behind them.
+               slack: torch.Tensor) -> tuple[torch.Tensor, Leaders]:
+    """Top-n positions by exact scores, and the float32 leaders behind them (see Leaders).
 
     The leaders are the top n + 1 float32 scores. Where each is more than twice the slack above
     the next, float32 and exact scores order them alike and the top n is the first n. Else every
@@ -277,12 +290,13 @@ def _exact_top(block: torch.Tensor, scores: torch.Tensor, gallery: torch.Tensor,
     """
     size = scores.shape[1]
     wide = min(top_n + 1, size)
-    values, ids = torch.topk(scores, wide, dim=1, sorted=True)
+    folded = fold(scores)
+    values, ids = grouped_topk(scores, wide, folded)
     twice = 2 * slack.float().unsqueeze(1)
     top = ids[:, :top_n].clone()
     close = (~(values[:, :-1] - values[:, 1:] > twice).all(dim=1)).nonzero().flatten()
     if len(close) == 0:
-        return top, (values, ids)
+        return top, (values, ids, folded)
     floor = values[close, top_n - 1] - twice[close, 0]
     top[close] = _rescored_top(block[close], ids[close], gallery, target[close],
                                reference[close], top_n)
@@ -293,7 +307,7 @@ def _exact_top(block: torch.Tensor, scores: torch.Tensor, gallery: torch.Tensor,
         width = int((few >= floor.unsqueeze(1)).sum(dim=1).max())
         top[past] = _rescored_top(block[past], torch.topk(few, width, dim=1).indices, gallery,
                                   target[past], reference[past], top_n)
-    return top, (values, ids)
+    return top, (values, ids, folded)
 
 
 def _rescored_top(block: torch.Tensor, ids: torch.Tensor, gallery: torch.Tensor,
