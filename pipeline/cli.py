@@ -166,7 +166,7 @@ def pretrain(
 @app.command()
 @_user_errors
 def train(
-    mode: Annotated[str, typer.Argument(help="query mode: dqu, text or visual")],
+    mode: Annotated[str, typer.Argument(help="query mode: dqu, text, visual, combiner or sum")],
     params: ParamsOpt = Path("params.yaml"),
     inputs_dir: Annotated[Path, typer.Option("--inputs")] = ...,
     out: OutOpt = ...,

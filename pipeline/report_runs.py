@@ -7,8 +7,11 @@ workspace's metrics file and from `dvc exp show --json` (a list of experiment st
 "experiments": [{"revs": [state, ...]}]}). Not in pipeline/core: that folder is a dependency
 of every stage, and reporting must not invalidate their caches.
 
-Runs are grouped by dataset, FashionIQ category, split and query mode; std is the sample
-standard deviation (n - 1; 0 for one run). FashionIQ's category average pairs runs by
+Runs are grouped by dataset, FashionIQ category, split, query mode and config: the params that
+differ between the runs other than `train.seed` (so `dvc exp run --queue -S clip.model=A -S
+clip.model=B ...` over seeds gives one table per backbone); std is the sample standard deviation
+(n - 1; 0 for one run). Nested metrics (training_free, geometry) flatten to dotted modes such as
+"training_free.dqu" and "geometry.training_free.sum". FashionIQ's category average pairs runs by
 `train.seed`: each seed's mean over the categories is one value of the average.
 """
 
@@ -45,6 +48,7 @@ class Summary:
     n: int
     mean: float
     std: float
+    config: str = ""  # "param=value, ..." of the params the runs differ in ("" when none)
 
 
 def mean_std(values: Sequence[float]) -> tuple[float, float]:
@@ -92,6 +96,11 @@ def unique_runs(runs: Iterable[dict]) -> list[dict]:
     return out
 
 
+# Params that never make two runs a different config: the seed being swept, and the ones that
+# name the dataset and category (their own grouping columns).
+NOT_CONFIG = ("train.seed", "prepare.dataset", "prepare.category")
+
+
 def _group(run: Mapping[str, Any]) -> tuple[str, str, Any]:
     params = run.get("params") or {}
     prepare = params.get("prepare") or {}
@@ -99,41 +108,67 @@ def _group(run: Mapping[str, Any]) -> tuple[str, str, Any]:
     return str(prepare.get("dataset") or "?"), str(prepare.get("category") or ""), seed
 
 
-def _values(runs: Iterable[dict]) -> dict[tuple[str, str, str, str, str], dict[Any, float]]:
-    """(dataset, category, split, mode, metric) -> {seed or run index: value}."""
-    out: dict[tuple[str, str, str, str, str], dict[Any, float]] = {}
-    for index, run in enumerate(runs):
+def _flat_params(params: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
+    """Dotted param names -> their values as text (strings as they are, others as JSON)."""
+    out = {}
+    for key, value in params.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            out.update(_flat_params(value, f"{name}."))
+        else:
+            out[name] = value if isinstance(value, str) else json.dumps(value, sort_keys=True)
+    return out
+
+
+def configs(runs: Sequence[Mapping[str, Any]]) -> list[str]:
+    """Per run, "param=value, ..." of the params in which the runs differ, other than NOT_CONFIG."""
+    flat = [_flat_params(run.get("params") or {}) for run in runs]
+    names = sorted({name for params in flat for name in params} - set(NOT_CONFIG))
+    differing = [n for n in names if len({params.get(n, "null") for params in flat}) > 1]
+    return [", ".join(f"{n}={params.get(n, 'null')}" for n in differing) for params in flat]
+
+
+Key = tuple[str, str, str, str, str, str]  # dataset, category, split, mode, metric, config
+
+
+def _values(runs: Sequence[dict]) -> dict[Key, dict[Any, float]]:
+    """(dataset, category, split, mode, metric, config) -> {seed or run index: value}."""
+    out: dict[Key, dict[Any, float]] = {}
+    for index, (run, config) in enumerate(zip(runs, configs(runs), strict=True)):
         dataset, category, seed = _group(run)
         for split, modes in run["metrics"].items():
             for mode, metrics in _flat_modes(modes):
                 for metric, value in metrics.items():
-                    by_seed = out.setdefault((dataset, category, split, mode, metric), {})
+                    by_seed = out.setdefault((dataset, category, split, mode, metric, config),
+                                             {})
                     # Same seed twice (runs differing in another param): keep both, unpaired.
                     tag = seed if seed is not None and seed not in by_seed else f"{seed}#{index}"
                     by_seed[tag] = value
     return out
 
 
-def _flat_modes(modes: Mapping[str, Any]) -> list[tuple[str, Mapping[str, float]]]:
-    """(mode, metrics) pairs; a nested group such as training_free gives "training_free.dqu"."""
+def _flat_modes(modes: Mapping[str, Any], prefix: str = ""
+                ) -> list[tuple[str, Mapping[str, float]]]:
+    """(mode, metrics) pairs; nested groups give dotted modes ("geometry.training_free.dqu")."""
     out = []
     for mode, metrics in modes.items():
         nested = {k: v for k, v in metrics.items() if isinstance(v, Mapping)}
+        leaves = {k: v for k, v in metrics.items() if isinstance(v, int | float)}
         if nested:
-            out.extend((f"{mode}.{sub}", values) for sub, values in nested.items())
-        else:
-            out.append((mode, metrics))
+            out.extend(_flat_modes(nested, f"{prefix}{mode}."))
+        if leaves:
+            out.append((f"{prefix}{mode}", leaves))
     return out
 
 
 def _category_averages(values: Mapping[tuple, dict[Any, float]]) -> list[Summary]:
     """FashionIQ "Avg" rows: per seed run in every category, the mean over the categories."""
-    grouped: dict[tuple[str, str, str, str], dict[str, dict[Any, float]]] = {}
-    for (dataset, category, split, mode, metric), by_seed in values.items():
+    grouped: dict[tuple[str, str, str, str, str], dict[str, dict[Any, float]]] = {}
+    for (dataset, category, split, mode, metric, config), by_seed in values.items():
         if dataset == "fashioniq" and category:
-            grouped.setdefault((dataset, split, mode, metric), {})[category] = by_seed
+            grouped.setdefault((dataset, split, mode, metric, config), {})[category] = by_seed
     out = []
-    for (dataset, split, mode, metric), per_category in grouped.items():
+    for (dataset, split, mode, metric, config), per_category in grouped.items():
         if len(per_category) < 2:
             continue
         seeds = set.intersection(*(set(v) for v in per_category.values()))
@@ -141,17 +176,19 @@ def _category_averages(values: Mapping[tuple, dict[Any, float]]) -> list[Summary
                     for s in sorted(seeds, key=str)]
         if averages:
             out.append(Summary(dataset, AVERAGE, split, mode, metric, len(averages),
-                               *mean_std(averages)))
+                               *mean_std(averages), config))
     return out
 
 
 def summarise(runs: Iterable[dict]) -> list[Summary]:
-    """Mean ± std per dataset, category, split, query mode and metric (+ FashionIQ average)."""
-    values = _values(runs)
-    rows = [Summary(*key, len(by_seed), *mean_std(list(by_seed.values())))
+    """Mean ± std per dataset, category, split, mode, metric and config (+ FashionIQ average)."""
+    values = _values(list(runs))
+    rows = [Summary(*key[:5], len(by_seed), *mean_std(list(by_seed.values())), key[5])
             for key, by_seed in values.items()]
+    # stable sort: modes keep metrics.json's order (dqu, text, visual, combiner, sum, ...)
     return sorted(rows + _category_averages(values),
-                  key=lambda r: (r.dataset, r.split, r.category == AVERAGE, r.category, r.mode))
+                  key=lambda r: (r.dataset, r.config, r.split, r.category == AVERAGE,
+                                 r.category))
 
 
 def _columns(dataset: str, rows: Sequence[Summary]) -> list[tuple[str, str]]:
@@ -166,15 +203,18 @@ def _columns(dataset: str, rows: Sequence[Summary]) -> list[tuple[str, str]]:
 
 
 def markdown(summaries: Sequence[Summary]) -> str:
-    """One markdown table per dataset and split: a row per query mode, "mean ± std" cells."""
+    """One markdown table per dataset, config and split: a row per mode, "mean ± std" cells."""
     blocks = []
-    for dataset, split in dict.fromkeys((s.dataset, s.split) for s in summaries):
-        rows = [s for s in summaries if s.dataset == dataset and s.split == split]
+    for dataset, config, split in dict.fromkeys((s.dataset, s.config, s.split)
+                                                for s in summaries):
+        rows = [s for s in summaries
+                if (s.dataset, s.config, s.split) == (dataset, config, split)]
         columns = _columns(dataset, rows)
         cell = {(r.mode, r.category, r.metric): r for r in rows}
         runs = max(r.n for r in rows)
         header = ["mode"] + [f"{c} {m}".strip() for c, m in columns]
-        lines = [f"### {dataset} ({split}, {runs} run{'s' if runs != 1 else ''})", "",
+        where = f"{split}, {config}" if config else split
+        lines = [f"### {dataset} ({where}, {runs} run{'s' if runs != 1 else ''})", "",
                  "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
         for mode in dict.fromkeys(r.mode for r in rows):
             cells = [mode]
@@ -194,13 +234,14 @@ def _cell(found: Summary | None) -> str:
 
 
 def csv_text(summaries: Sequence[Summary]) -> str:
-    """Long-format CSV: dataset, category, split, mode, metric, n, mean, std."""
+    """Long-format CSV: dataset, category, split, mode, metric, n, mean, std, config."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(["dataset", "category", "split", "mode", "metric", "n", "mean", "std"])
+    writer.writerow(["dataset", "category", "split", "mode", "metric", "n", "mean", "std",
+                     "config"])
     for s in summaries:
         writer.writerow([s.dataset, s.category, s.split, s.mode, s.metric, s.n,
-                         f"{s.mean:.4f}", f"{s.std:.4f}"])
+                         f"{s.mean:.4f}", f"{s.std:.4f}", s.config])
     return out.getvalue()
 
 

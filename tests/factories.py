@@ -73,6 +73,7 @@ def write_inputs(root: Path, *, n_train: int = 24, n_val: int = 8, n_images: int
                  row_group_size: int | None = None) -> dict:
     """Write a random inputs dir (meta, query/image shards, gallery); return what was written."""
     rng = np.random.default_rng(seed)
+    raw_rng = np.random.default_rng([seed, 1])
     root.mkdir(parents=True, exist_ok=True)
     pixel_bytes = image_size * image_size * 3
     image_ids = [f"img{i:03d}" for i in range(n_images)]
@@ -82,6 +83,9 @@ def write_inputs(root: Path, *, n_train: int = 24, n_val: int = 8, n_images: int
         for q in range(count):
             tokens = rng.integers(1, 49000, context_length).astype(np.int32)
             tokens[-1] = 49407  # CLIP pools the text at the highest (end-of-text) id
+            # its own generator, so the other columns stay what they were before it existed
+            modification = raw_rng.integers(1, 49000, context_length).astype(np.int32)
+            modification[-1] = 49407
             reference, target = rng.choice(n_images, 2, replace=False)
             queries.append({
                 "split": split,
@@ -89,12 +93,15 @@ def write_inputs(root: Path, *, n_train: int = 24, n_val: int = 8, n_images: int
                 "reference_id": image_ids[reference],
                 "target_id": image_ids[target],
                 "text_tokens": tokens.tolist(),
+                "modification_tokens": modification.tolist(),
                 "visual_pixels": rng.integers(0, 256, pixel_bytes, dtype=np.uint8).tobytes(),
             })
     queries.sort(key=lambda r: (r["split"], r["pair_id"]))
     schema = pa.schema([("split", pa.string()), ("pair_id", pa.string()),
                         ("reference_id", pa.string()), ("target_id", pa.string()),
-                        ("text_tokens", pa.list_(pa.int32())), ("visual_pixels", pa.binary())])
+                        ("text_tokens", pa.list_(pa.int32())),
+                        ("modification_tokens", pa.list_(pa.int32())),
+                        ("visual_pixels", pa.binary())])
     for shard, part in enumerate(np.array_split(np.arange(len(queries)), query_shards)):
         rows = [queries[i] for i in part]
         pq.write_table(pa.Table.from_pylist(rows, schema=schema),

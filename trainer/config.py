@@ -9,8 +9,10 @@ from typing import Literal
 from trainer.checks import above, at_least, between, check_fields, device, one_of, satisfies
 from trainer.models.names import is_known_model
 
-QueryMode = Literal["dqu", "text", "visual"]
-QUERY_MODES: tuple[str, ...] = ("dqu", "text", "visual")
+QueryMode = Literal["dqu", "text", "visual", "combiner", "sum"]
+# DQU, its two single-query ablations, and two feature-level fusion baselines on the raw query
+# (trainer.models.fusion says what each fuses)
+QUERY_MODES: tuple[str, ...] = ("dqu", "text", "visual", "combiner", "sum")
 AMP_MODES: tuple[str, ...] = ("auto", "off", "fp16", "bf16")
 # none: train on the stored centre crop; official: open_clip's train RandomResizedCrop
 # (trainer.data.augment), drawn afresh each epoch, on the visual query and the target.
@@ -72,6 +74,8 @@ class TrainConfig:
     dropout: float = field(default=0.5, metadata=between(0, 1, high_open=True))
     # a plain multiplier of the cosines (not a log-scale): negative would rank backwards
     logit_scale_init: float = field(default=10.0, metadata=above(0))
+    # false: the scale stays at logit_scale_init (CLIP4Cir's recipe: false with 100)
+    learn_logit_scale: bool = True
     freeze_encoders: bool = False  # encoder outputs computed once and cached, only head trains
     device: str = field(default="auto", metadata=device())  # auto | cpu | cuda | cuda:N | mps
     # auto (bf16 autocast on cuda if supported else fp16+GradScaler; off on cpu) | off | fp16 | bf16

@@ -22,11 +22,13 @@ def _font(size: int) -> ImageFont.FreeTypeFont:
 
 
 def draw_case(case: dict, reference: Image.Image, visual: Image.Image,
-              top: list[Image.Image]) -> Image.Image:
+              top: list[Image.Image], compared: list[Image.Image] | None = None) -> Image.Image:
     """One figure: text lines on top, then reference | visual query || top-k (target framed).
 
     `case` holds pair_id, lambda, modification, text_query, keywords and top (image ids);
     target_rank and target_id are optional (a search has no known target); label names the id.
+    With `compared` (the images of case["compared"]: {"mode", "top", "target_rank"}), a second
+    row shows that mode's top-k under dqu's.
     """
     font = _font(TEXT)
     lam = case["lambda"]
@@ -43,7 +45,8 @@ def draw_case(case: dict, reference: Image.Image, visual: Image.Image,
     labels = line_h
     tiles = 2 + len(top)
     width = PAD + tiles * (THUMB + PAD) + 2 * PAD
-    height = header + PAD + labels + THUMB + 2 * PAD
+    row_h = labels + THUMB + PAD
+    height = header + PAD + row_h * (1 if compared is None else 2) + PAD
     canvas = Image.new("RGB", (width, height), (255, 255, 255))
     draw = ImageDraw.Draw(canvas)
     for i, line in enumerate(lines):
@@ -63,4 +66,27 @@ def draw_case(case: dict, reference: Image.Image, visual: Image.Image,
             draw.rectangle((x - 3, top_y - 3, x + THUMB + 2, top_y + THUMB + 2), outline=FRAME,
                            width=4)
         x += THUMB + PAD
+    if compared is not None:
+        _draw_compared(draw, canvas, case["compared"], compared, case.get("target_id"),
+                       top_y + THUMB + PAD, font)
     return canvas
+
+
+def _draw_compared(draw: ImageDraw.ImageDraw, canvas: Image.Image, other: dict,
+                   images: list[Image.Image], target_id: str | None, y: int,
+                   font: ImageFont.FreeTypeFont) -> None:
+    """The second row: another mode's top-k under the first row's results."""
+    x = PAD + 2 * (THUMB + PAD) + 2 * PAD
+    rank = other.get("target_rank")
+    title = f"{other['mode']} (target rank {rank + 1})" if rank is not None else other["mode"]
+    draw.text((PAD, y + TEXT + 4), title, fill=(0, 0, 0), font=font)
+    for k, image in enumerate(images):
+        is_target = other["top"][k] == target_id
+        draw.text((x, y), f"top {k + 1}" + (" (target)" if is_target else ""),
+                  fill=FRAME if is_target else (0, 0, 0), font=font)
+        top_y = y + TEXT + 4
+        canvas.paste(image.resize((THUMB, THUMB), Image.Resampling.BICUBIC), (x, top_y))
+        if is_target:
+            draw.rectangle((x - 3, top_y - 3, x + THUMB + 2, top_y + THUMB + 2), outline=FRAME,
+                           width=4)
+        x += THUMB + PAD

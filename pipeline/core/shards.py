@@ -61,6 +61,7 @@ INPUT_QUERIES = pa.schema(
         ("reference_id", pa.string()),
         ("target_id", pa.string()),
         ("text_tokens", pa.list_(pa.int32())),
+        ("modification_tokens", pa.list_(pa.int32())),  # the raw modification text's tokens
         ("visual_pixels", pa.binary()),  # S*S*3 uint8, HWC, at the model's input size
     ]
 )

@@ -6,7 +6,9 @@ unified visual query (the keywords drawn on the reference), the text weight lamb
 fixed rule that never looks at whether retrieval succeeded: the evaluation split's dqu queries
 sorted by lambda (ties by pair id), taken at `casestudy.queries` evenly spaced quantiles from
 the lowest lambda to the highest, so the figures span queries leaning on the visual query to
-queries leaning on the text.
+queries leaning on the text. cases.json also holds, per chosen query, every evaluated mode's
+target rank and top-k, and each figure shows the combiner's top-k (feature-level fusion of the
+raw query) under dqu's when it was evaluated.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from pipeline.core.shards import IMAGES, RENDERED, read_shards, read_table
 from trainer.util.atomic import write_bytes, write_json
 
 FIGURES = "figures"  # the PNG folder, a DVC image plot
+COMPARED_MODE = "combiner"  # the second row of each figure
 
 
 def pick_rows(pair_ids: list[str], lambdas: list[float], count: int) -> list[int]:
@@ -44,9 +47,11 @@ def run(params: Params, prepare_dir: Path, render_dir: Path, evaluate_dir: Path,
     """Write figures/query-N.png and cases.json (what each figure shows)."""
     cfg, split, out_dir = params.casestudy, params.evaluate.split, Path(out_dir)
     per_query = pq.read_table(Path(evaluate_dir) / "per_query.parquet")
-    rows = per_query.filter(pc.and_(pc.equal(per_query["mode"], "dqu"),
-                                    pc.equal(per_query["split"], split))).to_pylist()
-    rows = [r for r in rows if r["lambda"] is not None]
+    in_split = per_query.filter(pc.equal(per_query["split"], split)).to_pylist()
+    by_mode: dict[str, dict[str, dict]] = {}
+    for row in in_split:
+        by_mode.setdefault(row["mode"], {})[row["pair_id"]] = row
+    rows = [r for r in by_mode.get("dqu", {}).values() if r["lambda"] is not None]
     chosen = [rows[i] for i in pick_rows([r["pair_id"] for r in rows],
                                          [r["lambda"] for r in rows], cfg.queries)]
     rendered = read_shards(render_dir, "queries", RENDERED)
@@ -67,10 +72,17 @@ def run(params: Params, prepare_dir: Path, render_dir: Path, evaluate_dir: Path,
                 "lambda": round(row["lambda"], 4), "target_rank": row["target_rank"],
                 "modification": modification.get(row["pair_id"], ""),
                 "text_query": query["text_query"], "keywords": query["keywords"],
-                "top": row["top10"][:cfg.top_k], "target_id": query["target_id"]}
+                "top": row["top10"][:cfg.top_k], "target_id": query["target_id"],
+                "modes": {mode: {"target_rank": rows_of[row["pair_id"]]["target_rank"],
+                                 "top": rows_of[row["pair_id"]]["top10"][:cfg.top_k]}
+                          for mode, rows_of in by_mode.items() if row["pair_id"] in rows_of}}
+        compared = None
+        if COMPARED_MODE in case["modes"]:
+            case["compared"] = {"mode": COMPARED_MODE, **case["modes"][COMPARED_MODE]}
+            compared = [load_rgb(paths[i]) for i in case["compared"]["top"]]
         figure = draw_case(case, load_rgb(paths[query["reference_id"]]),
                            Image.open(io.BytesIO(query["visual_query"])).convert("RGB"),
-                           [load_rgb(paths[i]) for i in case["top"]])
+                           [load_rgb(paths[i]) for i in case["top"]], compared)
         write_bytes(out_dir / FIGURES / case["figure"], encode_png(figure))
         cases.append(case)
     write_json(out_dir / "cases.json", cases)

@@ -1,16 +1,19 @@
 """Stage `evaluate`: Recall@K of every trained query mode, scored by the dataset's protocol.
 
-metrics.json is {split: {mode: {"R@K": percent, ...}}}. Protocols come from params through the
+metrics.json is {split: {mode: {"R@K": percent, ...}, "training_free": {mode: ...}, "geometry":
+{mode: {...}, "training_free": {mode: {...}}}}} (trainer.eval.geometry says what the geometry
+numbers mean). Modes combiner and sum read the raw query (modification text and reference image,
+trainer.data.raw); the others read the unified queries. Protocols come from params through the
 registry in trainer.eval.protocols: `evaluate.hit_rule` picks R@K's hit rule (target, or
-Fashion200K's caption equality), `evaluate.subset_ks` adds CIRR's "Rsubset@K" (and "Avg" =
-(R@5 + Rsubset@1) / 2), and `evaluate.submission_split` writes CIRR's rc2 test-server files
-under submission/<mode>/. Per-query data that the input shards do not carry (subset members,
-image captions) is read from the prepare folder. Every mode runs the one flow of trainer.eval:
-embed -> rank -> score. per_query.parquet holds, per split, query and mode, the target's exact
-rank (other gallery items scoring >= the target, the reference masked; the gallery size when
-the target is missing) and the top-10 gallery image ids in the same tie order: higher score
-first, then the target after the items tied with it, then lower gallery index. Ranks and ids
-come from the same exact scores, so a target with rank r < 10 is top10[r].
+Fashion200K's caption equality), `evaluate.subset_ks` adds CIRR's "Rsubset@K" (and "Avg" = (R@5
++ Rsubset@1) / 2), and `evaluate.submission_split` writes CIRR's rc2 test-server files under
+submission/<mode>/. Per-query data that the input shards do not carry (subset members, image
+captions) is read from the prepare folder. Every mode runs the one flow of trainer.eval: embed
+-> rank -> score. per_query.parquet holds, per split, query and mode, the target's exact rank
+(other gallery items scoring >= the target, the reference masked; the gallery size when the
+target is missing) and the top-10 gallery image ids in the same tie order: higher score first,
+then the target after the items tied with it, then lower gallery index. Ranks and ids come from
+the same exact scores, so a target with rank r < 10 is top10[r].
 """
 
 from __future__ import annotations
@@ -25,7 +28,8 @@ from pipeline.core.protocol_data import image_captions, subset_members
 from pipeline.core.report import StageReport
 from pipeline.core.shards import write_table
 from trainer.config import QUERY_MODES
-from trainer.eval.embed import SplitFeatures, embed
+from trainer.eval.embed import SplitFeatures, embed, embed_query_parts, features_from_parts
+from trainer.eval.geometry import geometry
 from trainer.eval.protocols import (
     CirrSubmission,
     Protocol,
@@ -35,15 +39,16 @@ from trainer.eval.protocols import (
     top_needed,
 )
 from trainer.eval.rank import Rankings, rank
-from trainer.eval.split import EvalSplit, load_eval_split, subset_positions
+from trainer.eval.split import EvalSplit, load_eval_split, raw_split, subset_positions
 from trainer.models.saved import build_model, load_trained, start_weights
-from trainer.runtime import resolve_device
+from trainer.runtime import Precision, resolve_device
 from trainer.util.atomic import write_json
 
 PER_QUERY_TOP = 10
 PER_QUERY = pa.schema([("split", pa.string()), ("pair_id", pa.string()), ("mode", pa.string()),
                        ("target_rank", pa.int64()), ("top10", pa.list_(pa.string())),
-                       ("lambda", pa.float64())])  # the text weight; null unless mode dqu
+                       ("lambda", pa.float64())])  # text weight: dqu's lambda, combiner's s
+GEOMETRY = "geometry"
 TRAINING_FREE = "training_free"
 TRAINING_FREE_LAMBDA = 0.5  # the paper's training-free DQU: f_t and f_v weighted equally
 
@@ -87,25 +92,31 @@ def run(params: Params, inputs_dir: Path, train_dir: Path, out_dir: Path,
         raise ValueError(f"split {cfg.split!r} has an empty gallery in {inputs_dir}; "
                          "check evaluate.split against prepare/summary.json")
     scoring = Scoring(cfg, prepare_dir, split, curve_ks)
+    raw = raw_split(split, Path(inputs_dir))  # the raw query, for the feature-level baselines
     metrics: dict[str, dict[str, float]] = {}
+    shapes: dict[str, dict] = {}
     curves: dict[str, dict[str, float]] = {}
     per_query: list[dict] = []
     for mode in QUERY_MODES:
         model = load_trained(params.clip, mode, params.train.dropout, Path(train_dir) / mode,
                              device)
-        features = embed(model, split, cfg.batch_size, device)
+        features = embed(model, raw if model.method.raw_inputs else split, cfg.batch_size,
+                         device)
         rankings = scoring.rank(features, PER_QUERY_TOP)
         per_query.extend(per_query_rows(split, mode, rankings, features.weights))
         scored = scoring.score(rankings)
         curves[mode] = {k: v for k, v in scored.items() if k.startswith("R@")}
         metrics[mode] = _reported(scored, cfg.ks)
+        shapes[mode] = _geometry(features, split, rankings)
         _say(f"{cfg.split} {mode}", metrics[mode])
+        _say(f"{cfg.split} {mode} geometry", shapes[mode])
         if cfg.submission_split:
             write_submission(model, Path(inputs_dir), cfg, Path(prepare_dir), device,
                              Path(out_dir) / "submission" / mode)
-    free = training_free(params, scoring, device, pretrain_dir)
+    free, shapes[TRAINING_FREE] = training_free(params, scoring, raw, device, pretrain_dir)
     out_dir = Path(out_dir)
-    write_json(out_dir / "metrics.json", {cfg.split: {**metrics, TRAINING_FREE: free}})
+    write_json(out_dir / "metrics.json",
+               {cfg.split: {**metrics, TRAINING_FREE: free, GEOMETRY: shapes}})
     rows = [
         {"k": k, **{mode: round(curves[mode][f"R@{k}"], 4) for mode in QUERY_MODES}}
         for k in curve_ks
@@ -118,6 +129,13 @@ def run(params: Params, inputs_dir: Path, train_dir: Path, out_dir: Path,
     report.n_in = report.n_out = len(split.queries)
     report.write(out_dir / "report.json")
     return metrics
+
+
+def _geometry(features: SplitFeatures, split: EvalSplit, rankings: Rankings) -> dict:
+    """trainer.eval.geometry of a mode, its nearest images from the ranking's top 1."""
+    if rankings.top is None or rankings.top.shape[1] == 0:
+        return {}
+    return geometry(features, split, rankings.top[:, 0])
 
 
 def _reported(scored: dict[str, float], ks: list[int]) -> dict[str, float]:
@@ -142,28 +160,44 @@ def per_query_rows(split: EvalSplit, mode: str, rankings: Rankings,
                                                 rankings.top_ids(), lam, strict=True)]
 
 
-def training_free(params: Params, scoring: Scoring, device: torch.device,
-                  pretrain_dir: Path | None) -> dict[str, dict]:
-    """R@K of text, visual and lambda = 0.5 queries from the encoders before fine-tuning."""
+def training_free(params: Params, scoring: Scoring, raw: EvalSplit, device: torch.device,
+                  pretrain_dir: Path | None) -> tuple[dict[str, dict], dict[str, dict]]:
+    """Recall and geometry of the modes that need no training, with the encoders before it.
+
+    dqu is f_t and f_v weighted equally (lambda = 0.5), text and visual one unified query each,
+    sum norm(f_I + f_T) of the raw query; the combiner has no training-free form. Returns
+    ({mode: metrics}, {mode: geometry}).
+    """
     cfg = params.evaluate
-    model = build_model(start_weights(params.clip, pretrain_dir), "dqu", params.train.dropout,
-                        1.0, device, fixed_lambda=TRAINING_FREE_LAMBDA)
+    start = start_weights(params.clip, pretrain_dir)
+    model = build_model(start, "dqu", params.train.dropout, 1.0, device,
+                        fixed_lambda=TRAINING_FREE_LAMBDA)
     features = embed(model, scoring.split, cfg.batch_size, device)
     if features.text is None:
-        return {}
-    out = {}
-    for mode, queries in {"dqu": features.queries, "text": features.text,
-                          "visual": features.visual}.items():
-        scored = scoring.score(scoring.rank(features.with_queries(queries)))
-        out[mode] = _reported(scored, cfg.ks)
+        return {}, {}
+    summed = build_model(start, "sum", params.train.dropout, 1.0, device)
+    text, visual = embed_query_parts(summed, raw.queries, raw.meta, cfg.batch_size, device,
+                                     Precision(None, False))
+    queries = {"dqu": features, "text": features.with_queries(features.text),
+               "visual": features.with_queries(features.visual),
+               # the same encoders embed the gallery alike: reuse it
+               "sum": features_from_parts(summed, text, visual, features.gallery,
+                                          cfg.batch_size)}
+    out, shapes = {}, {}
+    for mode, mode_features in queries.items():
+        rankings = scoring.rank(mode_features, 1)
+        out[mode] = _reported(scoring.score(rankings), cfg.ks)
+        shapes[mode] = _geometry(mode_features, scoring.split, rankings)
         _say(f"{cfg.split} training-free {mode}", out[mode])
-    return out
+    return out, shapes
 
 
 def write_submission(model: torch.nn.Module, inputs_dir: Path, cfg: EvaluateParams,
                      prepare_dir: Path, device: torch.device, folder: Path) -> Rankings:
     """Rank the submission split (no targets needed) and write its two rc2 files."""
     split = load_eval_split(inputs_dir, cfg.submission_split)
+    if model.method.raw_inputs:
+        split = raw_split(split, inputs_dir)
     protocol = CirrSubmission(cfg.submission_split)
     subsets = subset_positions(split, subset_members(prepare_dir, split.name))
     rankings = rank(embed(model, split, cfg.batch_size, device), split, protocol.top_n, subsets)

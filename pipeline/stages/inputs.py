@@ -3,6 +3,9 @@
 Training and evaluation read only these shards: no image is decoded, resized or re-drawn per
 epoch. Pixels are stored as uint8 after open_clip's eval resize (shortest side, bicubic) and
 centre crop; normalisation happens on the fly because it is cheap and model-specific.
+Each query also stores the tokens of its raw modification text, and the image shards hold every
+reference image: the feature-level baselines (combiner, sum) read those instead of the unified
+queries (trainer.data.raw), so they need no render of their own.
 With `train.augment: official` every query and image also stores a training canvas: the same
 geometry at side R = trainer.data.augment.canvas_size(S) (256 for 224 models), which the trainer
 crops afresh each epoch (RandomResizedCrop, see trainer/data/augment.py for how this approximates
@@ -65,7 +68,7 @@ from trainer.util.atomic import write_json
 from trainer.util.shards import list_shards, shard_name
 
 # Bump when pixels or token layout change, so shards written by older code are not reused.
-INPUTS_CODE_VERSION = 1
+INPUTS_CODE_VERSION = 2
 STAGE = "inputs"
 FINGERPRINT_KEY, REPORT_KEY = shard_keys(STAGE)
 
@@ -86,8 +89,11 @@ class QueryShardTask:
     clip: ClipConfig
     on_bad_record: str = "fail"
     # Images the image shards left out (skip mode); queries aiming at them are dropped.
-    unusable_targets: frozenset[str] = frozenset()
+    unusable_images: frozenset[str] = frozenset()
     canvas_size: int | None = None  # also store training canvases of this side
+    # prepare's triplets.parquet: the modification texts whose tokens the raw-query
+    # baselines read (trainer.data.raw)
+    triplets_path: str | None = None
 
 
 @dataclass(frozen=True)
@@ -103,11 +109,13 @@ class ImageShardTask:
 
 
 def build_query_shard(task: QueryShardTask) -> StageReport:
-    """Tokenize the text queries and convert the visual queries of one render shard."""
+    """Tokenize the text queries and modification texts, convert the visual queries of a shard."""
     rendered = read_table(task.render_shard, RENDERED)
-    # Only the unusable targets this shard meets enter its fingerprint, so the other shards
-    # stay reusable when an image elsewhere goes bad.
-    unusable = sorted(task.unusable_targets & set(rendered["target_id"].to_pylist()))
+    # Only the unusable targets / references this shard meets enter its fingerprint, so the
+    # other shards stay reusable when an image elsewhere goes bad.
+    met = set(rendered["target_id"].to_pylist()) | set(rendered["reference_id"].to_pylist())
+    unusable = sorted(task.unusable_images & met)
+    modifications = _modifications(task.triplets_path, rendered)
     spec = input_spec(task.clip.model, task.clip.pretrained)
     fingerprint = _fingerprint(
         task.out_path,
@@ -115,7 +123,9 @@ def build_query_shard(task: QueryShardTask) -> StageReport:
             "render_shard_sha256": file_digest(task.render_shard),
             "clip": dataclasses.asdict(task.clip),
             "spec": dataclasses.asdict(spec),
-            "unusable_targets": unusable,
+            "unusable_images": unusable,
+            "modifications_sha256": hashlib.sha256(
+                json.dumps(modifications).encode()).hexdigest(),
             "on_bad_record": task.on_bad_record,
             **_canvas_key(task.canvas_size),
         },
@@ -126,16 +136,23 @@ def build_query_shard(task: QueryShardTask) -> StageReport:
     report = StageReport(STAGE, task.on_bad_record)
     report.n_in = rendered.num_rows
     if unusable:
-        aims_at_unusable = pc.is_in(rendered["target_id"], value_set=pa.array(unusable))
-        dropped = rendered.filter(aims_at_unusable).select(["split", "pair_id", "target_id"])
+        bad = pa.array(unusable, type=pa.string())
+        aims_at_unusable = pc.or_(pc.is_in(rendered["target_id"], value_set=bad),
+                                  pc.is_in(rendered["reference_id"], value_set=bad))
+        dropped = rendered.filter(aims_at_unusable).select(
+            ["split", "pair_id", "reference_id", "target_id"])
         for row in dropped.to_pylist():
+            which = "target" if row["target_id"] in unusable else "reference"
             report.bad(
                 f"triplet {row['split']}/{row['pair_id']}",
-                f"its target image {row['target_id']!r} could not be loaded (skipped above)",
+                f"its {which} image {row[which + '_id']!r} could not be loaded (skipped above)",
                 "replace the image file",
             )
-        rendered = rendered.filter(pc.invert(aims_at_unusable))
+        keep = pc.invert(aims_at_unusable).to_numpy(zero_copy_only=False)
+        rendered = rendered.filter(pa.array(keep))
+        modifications = [m for m, kept in zip(modifications, keep, strict=True) if kept]
     tokens = tokenize(task.clip.model, rendered["text_query"].to_pylist())
+    modification_tokens = tokenize(task.clip.model, modifications)
     images = [Image.open(io.BytesIO(png)) for png in rendered["visual_query"].to_pylist()]
     columns = {
         "split": rendered["split"],
@@ -143,6 +160,7 @@ def build_query_shard(task: QueryShardTask) -> StageReport:
         "reference_id": rendered["reference_id"],
         "target_id": rendered["target_id"],
         "text_tokens": pa.array(list(tokens), type=pa.list_(pa.int32())),
+        "modification_tokens": pa.array(list(modification_tokens), type=pa.list_(pa.int32())),
         "visual_pixels": pa.array([to_model_pixels(i, spec.image_size) for i in images],
                                   type=pa.binary()),
     }
@@ -155,6 +173,23 @@ def build_query_shard(task: QueryShardTask) -> StageReport:
     report.n_out = table.num_rows
     write_table(table, task.out_path, _with_stamp(schema, fingerprint, report))
     return report
+
+
+def _modifications(triplets_path: str | None, rendered: pa.Table) -> list[str]:
+    """The modification text of each rendered row (split, pair_id), from prepare's triplets."""
+    if triplets_path is None:
+        raise ValueError("inputs: a query shard task needs prepare's triplets.parquet")
+    triplets = pq.read_table(triplets_path, columns=["split", "pair_id", "modification"])
+    text_of = dict(zip(zip(triplets["split"].to_pylist(), triplets["pair_id"].to_pylist(),
+                           strict=True), triplets["modification"].to_pylist(), strict=True))
+    out = []
+    for split, pair in zip(rendered["split"].to_pylist(), rendered["pair_id"].to_pylist(),
+                           strict=True):
+        if (split, pair) not in text_of:
+            raise ValueError(f"inputs: rendered query {split}/{pair} is not in {triplets_path}; "
+                             "rerun `dvc repro` from the render stage")
+        out.append(text_of[split, pair] or "")
+    return out
 
 
 def build_image_shard(task: ImageShardTask) -> StageReport:
@@ -233,16 +268,18 @@ def run(params: Params, prepare_dir: Path, render_dir: Path, out_dir: Path) -> S
     query_tasks = [
         QueryShardTask(
             str(path), str(out_dir / shard_name("queries", i, n_query)), params.clip, on_bad_record,
-            canvas_size=canvas,
+            canvas_size=canvas, triplets_path=str(prepare_dir / "triplets.parquet"),
         )
         for i, path in enumerate(render_shards)
     ]
 
-    # Every image a query can need: its target, plus each split's gallery.
+    # Every image a query can need: its target, its reference (the raw-query baselines read
+    # it, trainer.data.raw), plus each split's gallery.
     triplets = read_table(prepare_dir / "triplets.parquet", TRIPLETS)
     gallery = read_table(prepare_dir / "gallery.parquet", GALLERY)
     images = read_table(prepare_dir / "images.parquet", IMAGES)
-    needed = set(triplets["target_id"].to_pylist()) | set(gallery["image_id"].to_pylist())
+    needed = (set(triplets["target_id"].to_pylist()) | set(triplets["reference_id"].to_pylist())
+              | set(gallery["image_id"].to_pylist()))
     needed.discard(None)  # hidden targets (CIRR test1) have no image to load
     path_of = dict(zip(images["image_id"].to_pylist(), images["path"].to_pylist(), strict=True))
     image_ids = sorted(needed)
@@ -269,7 +306,7 @@ def run(params: Params, prepare_dir: Path, render_dir: Path, out_dir: Path) -> S
     unusable = frozenset(needed - written)
     if unusable:
         # Rare (skip mode with bad images): redo, in-process, the query shards that aim at them.
-        query_tasks = [dataclasses.replace(t, unusable_targets=unusable) for t in query_tasks]
+        query_tasks = [dataclasses.replace(t, unusable_images=unusable) for t in query_tasks]
         parts[: len(query_tasks)] = [build_query_shard(t) for t in query_tasks]
     report = StageReport(STAGE, on_bad_record)
     for part in parts:

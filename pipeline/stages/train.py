@@ -1,4 +1,4 @@
-"""Stage `train`: fit the DQU-CIR model in one query mode (dqu, text or visual) on input shards.
+"""Stage `train`: fit one query mode (dqu, text, visual, combiner or sum) on the input shards.
 
 Training is seeded by `train.seed` alone (top-level `seed` seeds the data), so a seed sweep
 reuses every stage before this one. Validation data that the input shards do not carry is

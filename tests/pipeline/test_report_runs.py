@@ -68,7 +68,7 @@ def test_fashioniq_categories_and_their_seed_paired_average() -> None:
     table = markdown(summaries)
     assert "| mode | dress R@10 | shirt R@10 | Avg R@10 |" in table
     assert "| dqu | 52.00 ± 2.83 | 43.00 ± 4.24 | 47.50 ± 3.54 |" in table
-    assert csv_text(summaries).splitlines()[1] == "fashioniq,dress,val,dqu,R@10,2,52.0000,2.8284"
+    assert csv_text(summaries).splitlines()[1] == "fashioniq,dress,val,dqu,R@10,2,52.0000,2.8284,"
 
 
 def test_one_category_has_no_average() -> None:
@@ -116,3 +116,38 @@ def test_training_free_scores_are_rows_of_their_own() -> None:
     table = markdown(summarise(runs))
     assert "| dqu | 28.50 ± 0.71 |" in table
     assert "| training_free.dqu | 1.50 ± 0.71 |" in table
+
+
+def test_runs_group_by_the_params_they_differ_in_other_than_the_seed() -> None:
+    runs = []
+    for model, base in (("A", 40.0), ("B", 60.0)):
+        for seed in (0, 1, 2):
+            run = _run("demo", seed, {"R@10": base + seed}, split="test")
+            run["params"]["clip"] = {"model": model}
+            run["params"]["seed"] = 0  # the same everywhere: no config of its own
+            runs.append(run)
+    summaries = summarise(runs)
+    a = _find(summaries, mode="dqu", metric="R@10", config='clip.model=A')
+    b = _find(summaries, mode="dqu", metric="R@10", config='clip.model=B')
+    assert (a.n, a.mean, b.n, b.mean) == (3, 41.0, 3, 61.0)
+    assert a.std == pytest.approx(1.0)
+    table = markdown(summaries)
+    assert '### demo (test, clip.model=A, 3 runs)' in table
+    assert '### demo (test, clip.model=B, 3 runs)' in table
+    assert csv_text(summaries).splitlines()[1].endswith(',clip.model=A')
+
+
+def test_nested_geometry_and_training_free_rows_flatten_to_dotted_modes() -> None:
+    metrics = {"dqu": {"R@10": 50.0}, "combiner": {"R@10": 40.0},
+               "training_free": {"sum": {"R@10": 10.0}},
+               "geometry": {"dqu": {"modality_gap": 0.5},
+                            "training_free": {"sum": {"modality_gap": 0.25}}}}
+    runs = [{"name": str(seed), "params": {"prepare": {"dataset": "demo"},
+                                           "train": {"seed": seed}},
+             "metrics": {"test": metrics}} for seed in (0, 1)]
+    summaries = summarise(runs)
+    modes = [s.mode for s in summaries]
+    assert modes == ["dqu", "combiner", "training_free.sum", "geometry.dqu",
+                     "geometry.training_free.sum"]
+    assert _find(summaries, mode="geometry.training_free.sum").mean == 0.25
+    assert all(s.config == "" and s.n == 2 for s in summaries)

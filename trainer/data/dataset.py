@@ -25,8 +25,12 @@ class TripletDataset(Dataset):
         self.images = images
         self._visual, self._target = queries.visual, images.pixels
         if images.meta.train_size is not None:
-            self._visual = load_canvases(images.inputs_dir, "queries", "pair_id",
-                                         queries.pair_ids, images.meta, queries.split)
+            self._visual = (
+                load_canvases(images.inputs_dir, "queries", "pair_id", queries.pair_ids,
+                              images.meta, queries.split)
+                if queries.visual_ids is None  # else the raw reference images' own canvases
+                else load_canvases(images.inputs_dir, "images", "image_id", queries.visual_ids,
+                                   images.meta))
             self._target = load_canvases(images.inputs_dir, "images", "image_id", images.ids,
                                          images.meta)
 

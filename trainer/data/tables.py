@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,7 +22,7 @@ QUERY_COLUMNS = ("split", "pair_id", "reference_id", "target_id", "text_tokens",
 QUERY_CANVAS_COLUMN, IMAGE_CANVAS_COLUMN = "visual_canvas", "canvas"
 
 
-def _token_matrix(column: pa.ChunkedArray, context_length: int, ids: pa.ChunkedArray,
+def token_matrix(column: pa.ChunkedArray, context_length: int, ids: pa.ChunkedArray,
                   source: Path) -> np.ndarray:
     """Turn a list<int32> column into an int32 (N, L) matrix, checking every length."""
     array = column.combine_chunks() if column.num_chunks != 1 else column.chunk(0)
@@ -47,6 +47,9 @@ class QueryTable:
     target_ids: list[str]
     tokens: np.ndarray
     visual: PixelSource  # random access (`take`) only when a PixelStore
+    # image id of each visual query when it is a stored image (the raw reference,
+    # trainer.data.raw); None when it is the drawn visual query of the query shards
+    visual_ids: list[str] | None = None
 
     def __len__(self) -> int:
         return len(self.pair_ids)
@@ -78,7 +81,7 @@ def read_query_fields(path: Path, split: str, meta: InputsMeta) -> QueryFields:
         pair_ids=ids.to_pylist(),
         reference_ids=table.column("reference_id").to_pylist(),
         target_ids=table.column("target_id").to_pylist(),
-        tokens=_token_matrix(table.column("text_tokens"), meta.context_length, ids, path),
+        tokens=token_matrix(table.column("text_tokens"), meta.context_length, ids, path),
     )
 
 
@@ -161,7 +164,7 @@ class ImageStore:
 
 
 def load_canvases(inputs_dir: str | Path, name: str, key: str, keys: Sequence[str],
-                  meta: InputsMeta, split: str | None = None) -> PixelStore | _Reordered:
+                  meta: InputsMeta, split: str | None = None) -> PixelStore | ReorderedPixels:
     """Training canvases of the `name` shards, rows in the order of `keys` (ids in `key`)."""
     column = QUERY_CANVAS_COLUMN if name == "queries" else IMAGE_CANVAS_COLUMN
     side = meta.train_size
@@ -183,11 +186,11 @@ def load_canvases(inputs_dir: str | Path, name: str, key: str, keys: Sequence[st
     if missing:
         raise InputsFormatError(f"{inputs_dir}: no training canvas for {missing[0]!r}")
     order = np.array([row_of[k] for k in keys], dtype=np.int64)
-    return store if np.array_equal(order, np.arange(len(ids))) else _Reordered(store, order)
+    return store if np.array_equal(order, np.arange(len(ids))) else ReorderedPixels(store, order)
 
 
-class _Reordered:
-    """A PixelStore read through a row permutation (only when shard order differs)."""
+class ReorderedPixels:
+    """A PixelStore read through a row map (shard order differs, or rows repeat)."""
 
     def __init__(self, store: PixelStore, order: np.ndarray) -> None:
         self._store, self._order = store, order
@@ -198,3 +201,9 @@ class _Reordered:
     def take(self, rows: np.ndarray | Sequence[int]) -> np.ndarray:
         """Pixels of the given rows, as PixelStore.take."""
         return self._store.take(self._order[np.asarray(rows, dtype=np.int64)])
+
+    def batches(self, batch_size: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """(rows, pixels) of consecutive rows, `batch_size` at a time."""
+        for start in range(0, len(self), batch_size):
+            rows = np.arange(start, min(start + batch_size, len(self)))
+            yield rows, self.take(rows)

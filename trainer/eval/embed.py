@@ -28,8 +28,10 @@ class SplitFeatures:
     queries: torch.Tensor  # (Q, d) f_q
     gallery: torch.Tensor  # (G, d)
     weights: torch.Tensor | None = None  # (Q,) lambda, None unless the mode has one
-    text: torch.Tensor | None = None  # (Q, d) f_t, None when the mode skips it
-    visual: torch.Tensor | None = None  # (Q, d) f_v, None when the mode skips it
+    # (Q, d) f_t and f_v as the mode's fuse reads them (raw encoder outputs for combiner and
+    # sum, else normalised); None when the mode skips one
+    text: torch.Tensor | None = None
+    visual: torch.Tensor | None = None
 
     def with_queries(self, queries: torch.Tensor) -> SplitFeatures:
         """The same gallery with other query features (e.g. f_t alone: the text ablation)."""
@@ -80,7 +82,7 @@ def _join(parts: list[tuple[np.ndarray, torch.Tensor | None]], size: int
 def embed_query_parts(model: DQUModel, queries: QueryTable, meta: InputsMeta, batch_size: int,
                       device: torch.device, precision: Precision, report: bool = True
                       ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
-    """Normalised f_t and f_v (each (Q, d) or None when the mode skips it), on `device`.
+    """f_t and f_v as the mode reads them (each (Q, d) or None when skipped), on `device`.
 
     `report` False: no progress line (a search answers many small requests).
     """

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
 
 from trainer.data.meta import InputsFormatError, InputsMeta, read_gallery, read_meta
 from trainer.data.pixels import PixelSource
+from trainer.data.raw import raw_queries
 from trainer.data.streaming import streamed_gallery, streamed_queries
 from trainer.data.tables import QueryTable
 
@@ -57,6 +58,11 @@ def load_eval_split(inputs_dir: str | Path, split: str) -> EvalSplit:
         reference_index=torch.tensor([position.get(r, -1) for r in queries.reference_ids],
                                      dtype=torch.long),
     )
+
+
+def raw_split(split: EvalSplit, inputs_dir: str | Path) -> EvalSplit:
+    """The split with raw queries (trainer.data.raw); gallery, targets, references unchanged."""
+    return replace(split, queries=raw_queries(split.queries, inputs_dir, split.meta))
 
 
 def subset_positions(split: EvalSplit, subsets: Mapping[str, Sequence[str]]

@@ -8,7 +8,15 @@ protocols) is shared, so two modes differ only in their fusion:
 - `dqu`: f_q = norm(lambda * f_t + (1 - lambda) * f_v), lambda = sigmoid(MLP([f_t || f_v]))
   (the official head); with `fixed_lambda` the head is left out and lambda is that constant
   (the paper's training-free DQU, lambda = 0.5);
-- `text`, `visual`: the paper's ablations, one unified query alone (no head).
+- `text`, `visual`: the paper's ablations, one unified query alone (no head);
+- `combiner`: CLIP4Cir's Combiner (trainer.models.combiner), feature-level fusion of the raw
+  modification text f_T and the raw reference image f_I;
+- `sum`: norm(f_I + f_T) of the same raw inputs (CLIP4Cir's first stage, late fusion).
+
+The two feature-level methods read the raw query (`raw_inputs`: the modification text's tokens
+and the reference image's pixels, trainer.data.raw) and take the encoder features as they come
+out of CLIP (`normalized_parts` False), as CLIP4Cir does; the others read DQU's unified queries,
+normalised. The target side is always normalised.
 """
 
 from __future__ import annotations
@@ -19,6 +27,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F  # noqa: N812
 from torch import nn
+
+from trainer.models.combiner import CombinerHead
 
 
 class FusionHead(nn.Module):
@@ -57,6 +67,10 @@ class FusionMethod:
     # (head, f_t, f_v, fixed_lambda) -> (f_q, lambda)
     fuse: Callable[[nn.Module | None, torch.Tensor | None, torch.Tensor | None, float | None],
                    Fused]
+    # True: reads the raw modification text and reference image instead of the unified queries
+    raw_inputs: bool = False
+    # False: f_t / f_v are the encoder outputs as they are (CLIP4Cir), not normalised
+    normalized_parts: bool = True
 
 
 def _no_head(embed_dim: int, dropout: float) -> None:
@@ -83,6 +97,16 @@ def _fuse_visual(head: nn.Module | None, text: torch.Tensor | None,
     return visual, None
 
 
+def _fuse_combiner(head: nn.Module | None, text: torch.Tensor | None,
+                   visual: torch.Tensor | None, fixed_lambda: float | None) -> Fused:
+    return head(text, visual)
+
+
+def _fuse_sum(head: nn.Module | None, text: torch.Tensor | None, visual: torch.Tensor | None,
+              fixed_lambda: float | None) -> Fused:
+    return F.normalize(text.float() + visual.float(), dim=-1), None
+
+
 FUSIONS: dict[str, FusionMethod] = {}
 
 
@@ -97,6 +121,10 @@ def register(method: FusionMethod) -> FusionMethod:
 register(FusionMethod("dqu", True, True, FusionHead, _fuse_dqu))
 register(FusionMethod("text", True, False, _no_head, _fuse_text))
 register(FusionMethod("visual", False, True, _no_head, _fuse_visual))
+register(FusionMethod("combiner", True, True, CombinerHead, _fuse_combiner, raw_inputs=True,
+                      normalized_parts=False))
+register(FusionMethod("sum", True, True, _no_head, _fuse_sum, raw_inputs=True,
+                      normalized_parts=False))
 
 
 def fusion_method(mode: str) -> FusionMethod:
@@ -107,14 +135,15 @@ def fusion_method(mode: str) -> FusionMethod:
 
 
 class DQUModel(nn.Module):
-    """CLIP encoders + a registered fusion method + learnable logit scale, for one query mode.
+    """CLIP encoders + a registered fusion method + a logit scale, for one query mode.
 
     `fixed_lambda` (dqu only) builds no head and mixes f_t and f_v with that constant weight.
+    `learn_logit_scale` False keeps the scale at `logit_scale_init` (CLIP4Cir: fixed at 100).
     """
 
     def __init__(self, clip: nn.Module, embed_dim: int, mode: str = "dqu",
                  dropout: float = 0.5, logit_scale_init: float = 10.0,
-                 fixed_lambda: float | None = None) -> None:
+                 fixed_lambda: float | None = None, learn_logit_scale: bool = True) -> None:
         super().__init__()
         self.method = fusion_method(mode)
         if fixed_lambda is not None and mode != "dqu":
@@ -127,11 +156,12 @@ class DQUModel(nn.Module):
         self.head = (None if fixed_lambda is not None
                      else self.method.build_head(embed_dim, dropout))
         # A plain scalar multiplier, as in the official code (not CLIP's exp(log-scale)).
-        self.logit_scale = nn.Parameter(torch.tensor(float(logit_scale_init)))
+        self.logit_scale = nn.Parameter(torch.tensor(float(logit_scale_init)),
+                                        requires_grad=learn_logit_scale)
 
     def head_parameters(self) -> list[nn.Parameter]:
         """Parameters trained at the head learning rate: fusion head and logit scale."""
-        params = [self.logit_scale]
+        params = [self.logit_scale] if self.logit_scale.requires_grad else []
         if self.head is not None:
             params.extend(self.head.parameters())
         return params
@@ -139,6 +169,12 @@ class DQUModel(nn.Module):
     def encode_text(self, tokens: torch.Tensor) -> torch.Tensor:
         """Normalised text features f_t of token ids (B, L)."""
         return F.normalize(self.clip.encode_text(tokens).float(), dim=-1)
+
+    def _query_text(self, tokens: torch.Tensor) -> torch.Tensor:
+        """f_t as the method reads it: normalised, or the raw encoder output (CLIP4Cir)."""
+        if self.method.normalized_parts:
+            return self.encode_text(tokens)
+        return self.clip.encode_text(tokens).float()
 
     def encode_image(self, pixels: torch.Tensor) -> torch.Tensor:
         """Normalised image features of normalised pixels (B, 3, S, S)."""
@@ -152,9 +188,11 @@ class DQUModel(nn.Module):
     def encode_query_parts(self, tokens: torch.Tensor, visual_pixels: torch.Tensor
                            ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
         """f_t and f_v of a query batch; a branch the method does not read is skipped (None)."""
-        text_features = self.encode_text(tokens) if self.method.uses_text else None
-        visual_features = (self.encode_image(visual_pixels) if self.method.uses_visual
-                           else None)
+        text_features = self._query_text(tokens) if self.method.uses_text else None
+        visual_features = None
+        if self.method.uses_visual:
+            visual_features = (self.encode_image(visual_pixels) if self.method.normalized_parts
+                               else self.clip.encode_image(visual_pixels).float())
         return text_features, visual_features
 
     def encode_query(self, tokens: torch.Tensor, visual_pixels: torch.Tensor) -> torch.Tensor:
@@ -166,12 +204,15 @@ class DQUModel(nn.Module):
         """Return (f_q, f_target) for a training batch."""
         batch = target_pixels.shape[0]
         if not self.method.uses_visual:
-            text_features, visual_features = self.encode_text(tokens), None
+            text_features, visual_features = self._query_text(tokens), None
             target_features = self.encode_image(target_pixels)
         else:
             # One image-encoder call for visual queries and targets: same maths, fewer launches.
-            images = self.encode_image(torch.cat([visual_pixels, target_pixels], dim=0))
-            visual_features, target_features = images[:batch], images[batch:]
-            text_features = self.encode_text(tokens) if self.method.uses_text else None
+            images = self.clip.encode_image(torch.cat([visual_pixels, target_pixels],
+                                                      dim=0)).float()
+            target_features = F.normalize(images[batch:], dim=-1)
+            visual_features = (F.normalize(images[:batch], dim=-1)
+                               if self.method.normalized_parts else images[:batch])
+            text_features = self._query_text(tokens) if self.method.uses_text else None
         query_features, _ = self.fuse(text_features, visual_features)
         return query_features, target_features

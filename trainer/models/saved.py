@@ -49,11 +49,12 @@ def load_model_weights(model: nn.Module, path: Path) -> None:
 
 
 def build_model(clip_cfg: ClipConfig, mode: str, dropout: float, logit_scale_init: float,
-                device: torch.device, fixed_lambda: float | None = None) -> DQUModel:
+                device: torch.device, fixed_lambda: float | None = None,
+                learn_logit_scale: bool = True) -> DQUModel:
     """CLIP from the gateway wrapped in the fusion model of `mode`, on `device`."""
     bundle = load_clip(clip_cfg, device)
     return DQUModel(bundle.model, bundle.embed_dim, mode, dropout, logit_scale_init,
-                    fixed_lambda).to(device)
+                    fixed_lambda, learn_logit_scale).to(device)
 
 
 def load_trained(clip_cfg: ClipConfig, mode: str, dropout: float, out_dir: str | Path,

@@ -69,7 +69,7 @@ def train(clip_cfg: ClipConfig, train_cfg: TrainConfig, mode: str, seed: int,
           inputs_dir: str | Path, out_dir: str | Path, resume: bool = True,
           val_subsets: Subsets | None = None, val_captions: Captions | None = None
           ) -> TrainResult:
-    """Train one DQU model (mode dqu / text / visual) on the input shards; see module doc.
+    """Train one model of a query mode (trainer.config.QUERY_MODES) on the input shards.
 
     `seed` seeds initialisation, shuffling and dropout (the pipeline passes train.seed).
     `val_subsets` (val pair id -> CIRR subset members) lets val_metric name Rsubset@K;

@@ -17,11 +17,12 @@ from torch.utils.data import DataLoader
 from trainer.config import QUERY_MODES, ClipConfig, TrainConfig, val_metric_names
 from trainer.data.dataset import TripletDataset
 from trainer.data.meta import InputsFormatError, InputsMeta, inputs_digest, read_meta
+from trainer.data.raw import raw_queries
 from trainer.data.sampler import EpochBatchSampler
 from trainer.data.tables import ImageStore, load_queries
-from trainer.eval.split import EvalSplit, load_eval_split
+from trainer.eval.split import EvalSplit, load_eval_split, raw_split
 from trainer.models.clip import compile_blocks, set_grad_checkpointing
-from trainer.models.fusion import DQUModel
+from trainer.models.fusion import DQUModel, fusion_method
 from trainer.models.saved import build_model
 from trainer.runtime import (
     Precision,
@@ -77,6 +78,11 @@ def check_settings(train_cfg: TrainConfig, mode: str, val_subsets: Subsets | Non
         raise TrainConfigError("train epochs and batch_size must be >= 1")
     if not 0.0 <= train_cfg.dropout < 1.0:
         raise TrainConfigError(f"dropout must be in [0, 1), got {train_cfg.dropout}")
+    has_head = fusion_method(mode).build_head(1, 0.0) is not None
+    if train_cfg.freeze_encoders and not train_cfg.learn_logit_scale and not has_head:
+        raise TrainConfigError(f"mode {mode!r} has no fusion head: with freeze_encoders true and "
+                               "learn_logit_scale false nothing would train; set one of them "
+                               "the other way")
     try:
         return val_scoring(val_metric_names(train_cfg.val_metric), VAL_KS,
                            train_cfg.val_hit_rule, val_subsets, val_captions)
@@ -98,9 +104,11 @@ def _fingerprint(clip_cfg: ClipConfig, train_cfg: TrainConfig, mode: str, seed: 
     """Settings that must match for a checkpoint to be resumed (runtime-only ones excluded)."""
     runtime_only = ("device", "num_workers", "compile")
     train = {k: v for k, v in asdict(train_cfg).items() if k not in runtime_only}
+    # a default adds no key, so checkpoints made before the field existed still resume
     if train["epoch_sampling"] == "all":
-        # the default adds no key, so checkpoints made before the field existed still resume
         del train["epoch_sampling"]
+    if train["learn_logit_scale"]:
+        del train["learn_logit_scale"]
     # The data digest stops a persisted checkpoint from resuming on different inputs, the
     # weights digest from resuming after the start checkpoint (e.g. the pretrain stage's) changed.
     return json.dumps({"clip": asdict(clip_cfg), "train": train, "mode": mode, "seed": seed,
@@ -197,8 +205,9 @@ def setup(clip_cfg: ClipConfig, train_cfg: TrainConfig, mode: str, seed: int,
         out_dir.mkdir(parents=True, exist_ok=True)
     precision = resolve_precision(train_cfg.amp, device)
     seed_everything(seed, train_cfg.deterministic)
-    meta, dataset, val_data = _load_data(clip_cfg, inputs_dir)
-    model = build_model(clip_cfg, mode, train_cfg.dropout, train_cfg.logit_scale_init, device)
+    meta, dataset, val_data = _load_data(clip_cfg, inputs_dir, fusion_method(mode).raw_inputs)
+    model = build_model(clip_cfg, mode, train_cfg.dropout, train_cfg.logit_scale_init, device,
+                        learn_logit_scale=train_cfg.learn_logit_scale)
     if train_cfg.grad_checkpointing:
         set_grad_checkpointing(model.clip)
     if train_cfg.freeze_encoders:
@@ -216,17 +225,25 @@ def setup(clip_cfg: ClipConfig, train_cfg: TrainConfig, mode: str, seed: int,
     )
 
 
-def _load_data(clip_cfg: ClipConfig, inputs_dir: Path
+def _load_data(clip_cfg: ClipConfig, inputs_dir: Path, raw_inputs: bool
                ) -> tuple[InputsMeta, TripletDataset, EvalSplit | None]:
-    """Input spec, train triplets and the val split (None when it has no queries)."""
+    """Input spec, train triplets and the val split (None when it has no queries).
+
+    `raw_inputs`: the queries are the raw modification text and reference image
+    (trainer.data.raw) instead of the unified queries.
+    """
     meta = read_meta(inputs_dir)
     check_meta(meta, clip_cfg, inputs_dir)
     train_queries = load_queries(inputs_dir, "train", meta)
     if len(train_queries) == 0:
         raise InputsFormatError(f"{inputs_dir} has no train queries")
+    if raw_inputs:
+        train_queries = raw_queries(train_queries, inputs_dir, meta)
     dataset = TripletDataset(train_queries, ImageStore(inputs_dir, train_queries.target_ids, meta))
     val_data = load_eval_split(inputs_dir, "val")
-    return meta, dataset, val_data if len(val_data.queries) else None
+    if not len(val_data.queries):
+        return meta, dataset, None
+    return meta, dataset, raw_split(val_data, inputs_dir) if raw_inputs else val_data
 
 
 def restore(run: Run) -> None:

@@ -32,7 +32,8 @@ from pipeline.stages import (
     train,
 )
 from tests.factories import tiny_dataset
-from trainer.config import ClipConfig, TrainConfig
+from trainer.config import QUERY_MODES, ClipConfig, TrainConfig
+from trainer.models.clip import tokenize
 
 
 @pytest.fixture(scope="module")
@@ -57,7 +58,7 @@ def run_all(tmp_path_factory):
     render.run(params, dirs["prepare"], dirs["caption"], dirs["keywords"], dirs["render"])
     inputs.run(params, dirs["prepare"], dirs["render"], dirs["inputs"])
     pretrain.run(params, dirs["prepare"], dirs["keywords"], root / "pretrain")
-    for mode in ("dqu", "text", "visual"):
+    for mode in QUERY_MODES:
         train.run(params, mode, dirs["inputs"], root / "train" / mode,
                   pretrain_dir=root / "pretrain")
     metrics = evaluate.run(params, dirs["inputs"], root / "train", root / "evaluate",
@@ -116,17 +117,37 @@ def test_inputs_meta_matches_the_backbone(run_all):
     assert _report(root / "inputs")["n_in"] == 16 + 18  # queries + images
 
 
+def test_inputs_store_the_modification_tokens_the_raw_query_reads(run_all):
+    import pyarrow.parquet as pq
+
+    root, params, _ = run_all
+    triplets = read_table(root / "prepare" / "triplets.parquet").to_pylist()
+    text_of = {(t["split"], t["pair_id"]): t["modification"] for t in triplets}
+    for path in sorted((root / "inputs").glob("queries-*.parquet")):
+        rows = pq.read_table(path).to_pylist()
+        expected = tokenize(params.clip.model, [text_of[r["split"], r["pair_id"]]
+                                                for r in rows])
+        assert [r["modification_tokens"] for r in rows] == expected.tolist()
+
+
 def test_train_and_evaluate_outputs(run_all):
     root, params, metrics = run_all
-    for mode in ("dqu", "text", "visual"):
+    for mode in QUERY_MODES:
         assert (root / "train" / mode / "model.safetensors").is_file()
-    assert set(metrics) == {"dqu", "text", "visual"}
+    assert set(metrics) == set(QUERY_MODES)
     written = json.loads((root / "evaluate" / "metrics.json").read_text())
     free = written["test"].pop("training_free")
+    shapes = written["test"].pop("geometry")
     assert written == {"test": metrics}
-    # The encoders before fine-tuning, no head: every mode, the same keys.
-    assert set(free) == {"dqu", "text", "visual"}
+    # The encoders before fine-tuning, no head: every mode without a trained head.
+    assert set(free) == {"dqu", "text", "visual", "sum"}
     assert all(set(values) == {"R@1", "R@2", "R@5"} for values in free.values())
+    assert set(shapes) == {*QUERY_MODES, "training_free"}
+    assert set(shapes["training_free"]) == set(free)
+    for shape in [*(shapes[m] for m in QUERY_MODES), *shapes["training_free"].values()]:
+        assert set(shape) == {"query_target_cos", "query_nearest_cos", "modality_gap"}
+        assert -1.0 <= shape["query_target_cos"] <= shape["query_nearest_cos"] <= 1.0
+        assert 0.0 <= shape["modality_gap"] <= 2.0
     for values in metrics.values():
         assert set(values) == {"R@1", "R@2", "R@5"}
         assert 0.0 <= values["R@1"] <= values["R@2"] <= values["R@5"] <= 100.0
@@ -136,8 +157,11 @@ def test_train_and_evaluate_outputs(run_all):
     import pyarrow.parquet as pq
 
     per_query = pq.read_table(root / "evaluate" / "per_query.parquet").to_pylist()
-    assert {row["mode"] for row in per_query} == {"dqu", "text", "visual"}
-    for mode in ("dqu", "text", "visual"):
+    assert {row["mode"] for row in per_query} == set(QUERY_MODES)
+    # the text weight: dqu's lambda and the combiner's dynamic scalar, no other mode's
+    assert {row["mode"] for row in per_query if row["lambda"] is not None} == {"dqu",
+                                                                               "combiner"}
+    for mode in QUERY_MODES:
         rows = [row for row in per_query if row["mode"] == mode]
         hits = sum(row["target_rank"] < 1 for row in rows)
         assert 100.0 * hits / len(rows) == pytest.approx(metrics[mode]["R@1"], abs=1e-3)
@@ -176,6 +200,8 @@ def test_casestudy_figures_span_lambda(run_all):
     dqu = {r["pair_id"]: r for r in rows if r["mode"] == "dqu"}
     for case in cases:
         assert case["top"] == dqu[case["pair_id"]]["top10"][:5]
+        assert set(case["modes"]) == set(QUERY_MODES)
+        assert case["compared"]["mode"] == "combiner"
         with Image.open(root / "casestudy" / "figures" / case["figure"]) as image:
             assert image.width > 7 * case_figure.THUMB
-    assert all(r["lambda"] is None for r in rows if r["mode"] != "dqu")
+    assert all(r["lambda"] is None for r in rows if r["mode"] not in ("dqu", "combiner"))

@@ -11,6 +11,7 @@ import torch
 
 from trainer.config import QUERY_MODES, ClipConfig
 from trainer.models.clip import EncoderConfigError, input_spec, load_clip, tokenize
+from trainer.models.combiner import CombinerHead
 from trainer.models.fusion import FUSIONS, DQUModel, fusion_method, register
 from trainer.models.loss import gather_with_grad, info_nce_loss
 
@@ -51,7 +52,7 @@ def test_local_checkpoint_is_loaded(tmp_path: Path, bundle) -> None:
         torch.testing.assert_close(loaded.model.state_dict()[name], value)
 
 
-@pytest.mark.parametrize("mode", ["dqu", "text", "visual"])
+@pytest.mark.parametrize("mode", QUERY_MODES)
 def test_modes_give_normalised_features_of_the_right_shape(bundle, mode: str) -> None:
     model = DQUModel(bundle.model, bundle.embed_dim, mode, dropout=0.5).eval()
     tokens, visual, target = _batch()
@@ -63,7 +64,7 @@ def test_modes_give_normalised_features_of_the_right_shape(bundle, mode: str) ->
             torch.testing.assert_close(query, model.encode_text(tokens))
         if mode == "visual":
             torch.testing.assert_close(query, model.encode_image(visual))
-    assert (model.head is None) == (mode != "dqu")
+    assert (model.head is None) == (mode not in ("dqu", "combiner"))
     assert model.logit_scale.item() == 10.0
 
 
@@ -81,8 +82,9 @@ def test_fused_query_is_lambda_mix_of_text_and_visual(bundle) -> None:
 
 def test_every_query_mode_is_a_registered_fusion_method() -> None:
     assert tuple(FUSIONS) == QUERY_MODES
-    assert [(m.uses_text, m.uses_visual) for m in FUSIONS.values()] == [
-        (True, True), (True, False), (False, True)]
+    assert [(m.uses_text, m.uses_visual, m.raw_inputs) for m in FUSIONS.values()] == [
+        (True, True, False), (True, False, False), (False, True, False), (True, True, True),
+        (True, True, True)]
     with pytest.raises(ValueError, match="unknown query mode 'late'"):
         fusion_method("late")
     with pytest.raises(ValueError, match="registered already"):
@@ -153,3 +155,47 @@ def test_compiled_blocks_compute_the_same_features_and_gradients() -> None:
         if name == "logit_scale":  # CLIP's own scale; DQU uses its own
             continue
         torch.testing.assert_close(grads[1][name], grad_eager, rtol=1e-4, atol=1e-6, msg=name)
+
+
+def test_combiner_has_clip4cirs_layout_and_size() -> None:
+    head = CombinerHead(128, 0.5)
+    # 2 x Linear(128, 512) + 2 x Linear(1024, 1024) + Linear(1024, 128) + Linear(1024, 1)
+    assert sum(p.numel() for p in head.parameters()) == 2_363_521
+    assert [type(m).__name__ for m in head.dynamic_scalar] == [
+        "Linear", "ReLU", "Dropout", "Linear", "Sigmoid"]
+    assert head.text_projection[2].p == 0.5
+
+
+def test_combiner_output_is_the_residual_plus_the_scalar_mix_of_raw_features(bundle) -> None:
+    model = DQUModel(bundle.model, bundle.embed_dim, "combiner", dropout=0.5).eval()
+    tokens, visual, _ = _batch(4)
+    with torch.no_grad():
+        text, image = model.encode_query_parts(tokens, visual)
+        # raw encoder outputs, as CLIP4Cir feeds them (not normalised)
+        torch.testing.assert_close(text, bundle.model.encode_text(tokens).float())
+        torch.testing.assert_close(image, bundle.model.encode_image(visual).float())
+        fused, weight = model.fuse(text, image)
+        head = model.head
+        joint = torch.cat([head.text_projection(text), head.image_projection(image)], dim=-1)
+        expected = head.residual(joint) + weight * text + (1 - weight) * image
+    assert weight.shape == (4, 1) and bool(((weight > 0) & (weight < 1)).all())
+    torch.testing.assert_close(fused, torch.nn.functional.normalize(expected, dim=-1))
+
+
+def test_sum_is_the_normalised_sum_of_raw_features(bundle) -> None:
+    model = DQUModel(bundle.model, bundle.embed_dim, "sum").eval()
+    tokens, visual, target = _batch(3)
+    with torch.no_grad():
+        query, target_features = model(tokens, visual, target)
+        raw = bundle.model.encode_text(tokens) + bundle.model.encode_image(visual)
+    torch.testing.assert_close(query, torch.nn.functional.normalize(raw.float(), dim=-1))
+    torch.testing.assert_close(target_features, model.encode_image(target))
+    assert model.head is None
+
+
+def test_a_fixed_logit_scale_is_not_trained(bundle) -> None:
+    model = DQUModel(bundle.model, bundle.embed_dim, "combiner", logit_scale_init=100.0,
+                     learn_logit_scale=False)
+    assert model.logit_scale.item() == 100.0 and not model.logit_scale.requires_grad
+    assert all(p is not model.logit_scale for p in model.head_parameters())
+    assert len(model.head_parameters()) == len(list(model.head.parameters()))

@@ -1,0 +1,55 @@
+"""The raw query of the feature-level baselines: modification-text tokens and reference pixels.
+
+The CLIP4Cir-style methods (trainer.models.fusion: combiner, sum) read neither of DQU's unified
+queries: their text input is the modification text alone (its tokens, which the inputs stage
+stores in the MODIFICATION_COLUMN of the query shards) and their image input is the reference
+image itself (the image shards hold every reference). `raw_queries` turns a split's QueryTable
+into one whose tokens and visual pixels are those, row for row, so embedding, training,
+validation and evaluation run unchanged.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+
+from trainer.data.meta import InputsFormatError, InputsMeta, shard_paths
+from trainer.data.tables import ImageStore, QueryTable, ReorderedPixels, token_matrix
+
+MODIFICATION_COLUMN = "modification_tokens"
+
+
+def modification_tokens(inputs_dir: str | Path, queries: QueryTable, meta: InputsMeta
+                        ) -> np.ndarray:
+    """Token ids (N, L) of each query's modification text, in the table's row order."""
+    row_of = {pair: row for row, pair in enumerate(queries.pair_ids)}
+    out = np.zeros((len(queries), meta.context_length), dtype=np.int32)
+    found = np.zeros(len(queries), dtype=bool)
+    for path in shard_paths(inputs_dir, "queries"):
+        if MODIFICATION_COLUMN not in pq.read_schema(path).names:
+            raise InputsFormatError(f"{path} has no {MODIFICATION_COLUMN!r} column (inputs "
+                                    "written by an older version); rerun the `inputs` stage")
+        table = pq.read_table(path, columns=["pair_id", MODIFICATION_COLUMN],
+                              filters=[("split", "==", queries.split)])
+        ids = table.column("pair_id")
+        rows = np.array([row_of.get(pair, -1) for pair in ids.to_pylist()], dtype=np.int64)
+        tokens = token_matrix(table.column(MODIFICATION_COLUMN), meta.context_length, ids, path)
+        out[rows[rows >= 0]] = tokens[rows >= 0]
+        found[rows[rows >= 0]] = True
+    if not found.all():
+        missing = queries.pair_ids[int(np.flatnonzero(~found)[0])]
+        raise InputsFormatError(f"query {queries.split}/{missing} has no modification tokens "
+                                f"in {inputs_dir}; rerun the `inputs` stage")
+    return out
+
+
+def raw_queries(queries: QueryTable, inputs_dir: str | Path, meta: InputsMeta) -> QueryTable:
+    """The same queries with the modification text's tokens and the reference's pixels."""
+    references = ImageStore(inputs_dir, queries.reference_ids, meta)
+    rows = references.rows(queries.reference_ids, what=f"{queries.split} reference_id")
+    return replace(queries, tokens=modification_tokens(inputs_dir, queries, meta),
+                   visual=ReorderedPixels(references.pixels, rows),
+                   visual_ids=list(queries.reference_ids))
