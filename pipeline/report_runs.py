@@ -30,7 +30,10 @@ from typing import Any
 
 import yaml
 
+from trainer.config import QUERY_MODES
+
 METRICS_FILE = "artifacts/evaluate/metrics.json"
+GEOMETRY, TRAINING_FREE = "geometry", "training_free"  # the evaluate stage's nested groups
 PARAMS_FILE = "params.yaml"
 CIRR_COLUMNS = ("R@1", "R@5", "R@10", "R@50", "Rsubset@1", "Rsubset@2", "Rsubset@3", "Avg")
 AVERAGE = "Avg"  # the FashionIQ category average / CIRR's (R@5 + Rsubset@1) / 2
@@ -202,35 +205,47 @@ def _columns(dataset: str, rows: Sequence[Summary]) -> list[tuple[str, str]]:
             if any(r.category == c and r.metric == m for r in rows)]
 
 
+def _mode_order(mode: str) -> tuple[int, int, str]:
+    """Trained modes first, then training_free; each in QUERY_MODES order, others after."""
+    name = mode.removeprefix(f"{GEOMETRY}.").removeprefix(f"{TRAINING_FREE}.")
+    known = QUERY_MODES.index(name) if name in QUERY_MODES else len(QUERY_MODES)
+    return (TRAINING_FREE in mode, known, name)
+
+
 def markdown(summaries: Sequence[Summary]) -> str:
-    """One markdown table per dataset, config and split: a row per mode, "mean ± std" cells."""
+    """Tables per dataset, config and split (recall, then geometry): "mean ± std" per mode."""
     blocks = []
-    for dataset, config, split in dict.fromkeys((s.dataset, s.config, s.split)
-                                                for s in summaries):
+    groups = dict.fromkeys((s.dataset, s.config, s.split, s.mode.startswith(f"{GEOMETRY}."))
+                           for s in summaries)
+    for dataset, config, split, is_geometry in sorted(groups, key=lambda g: g[:3] + (g[3],)):
         rows = [s for s in summaries
-                if (s.dataset, s.config, s.split) == (dataset, config, split)]
+                if (s.dataset, s.config, s.split, s.mode.startswith(f"{GEOMETRY}."))
+                == (dataset, config, split, is_geometry)]
         columns = _columns(dataset, rows)
         cell = {(r.mode, r.category, r.metric): r for r in rows}
         runs = max(r.n for r in rows)
         header = ["mode"] + [f"{c} {m}".strip() for c, m in columns]
         where = f"{split}, {config}" if config else split
-        lines = [f"### {dataset} ({where}, {runs} run{'s' if runs != 1 else ''})", "",
+        title = f"{dataset} {GEOMETRY}" if is_geometry else dataset
+        lines = [f"### {title} ({where}, {runs} run{'s' if runs != 1 else ''})", "",
                  "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-        for mode in dict.fromkeys(r.mode for r in rows):
+        for mode in sorted(dict.fromkeys(r.mode for r in rows), key=_mode_order):
             cells = [mode]
             for category, metric in columns:
                 found = cell.get((mode, category, metric))
-                cells.append(_cell(found))
+                cells.append(_cell(found, 3 if is_geometry else 2))
             lines.append("| " + " | ".join(cells) + " |")
         blocks.append("\n".join(lines))
     return "\n\n".join(blocks) + "\n" if blocks else "no finished runs\n"
 
 
-def _cell(found: Summary | None) -> str:
+def _cell(found: Summary | None, digits: int = 2) -> str:
     # One run has no spread to show: "± 0.00" would claim a measured std of zero.
     if found is None:
         return "-"
-    return f"{found.mean:.2f} ± {found.std:.2f}" if found.n > 1 else f"{found.mean:.2f}"
+    if found.n < 2:
+        return f"{found.mean:.{digits}f}"
+    return f"{found.mean:.{digits}f} ± {found.std:.{digits}f}"
 
 
 def csv_text(summaries: Sequence[Summary]) -> str:

@@ -151,3 +151,8 @@ def test_nested_geometry_and_training_free_rows_flatten_to_dotted_modes() -> Non
                      "geometry.training_free.sum"]
     assert _find(summaries, mode="geometry.training_free.sum").mean == 0.25
     assert all(s.config == "" and s.n == 2 for s in summaries)
+    table = markdown(summaries)
+    recall, geometry = table.split("### demo geometry (test, 2 runs)")
+    assert recall.index("| dqu |") < recall.index("| combiner |") < recall.index(
+        "| training_free.sum |")
+    assert "modality_gap" not in recall and "| geometry.dqu | 0.500 ± 0.000 |" in geometry
