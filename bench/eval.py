@@ -370,6 +370,9 @@ def write_cirr_sized_inputs(root: Path, queries: int, gallery: int, image_size: 
             "target_id": [gallery_ids[(i * 7 + 1) % gallery] for i in chunk],
             "text_tokens": pa.array(list(rng.integers(1, 49407, (count, 77), dtype=np.int32)),
                                     type=pa.list_(pa.int32())),
+            "modification_tokens": pa.array(
+                list(rng.integers(1, 49407, (count, 77), dtype=np.int32)),
+                type=pa.list_(pa.int32())),
             "visual_pixels": pa.array(pixels(count), type=pa.binary()),
         }, schema=INPUT_QUERIES)
         write_table(table, out / shard_name("queries", index, n_shards), INPUT_QUERIES)
