@@ -308,3 +308,29 @@ def test_a_removal_keeps_its_verb_and_object(minilm, text) -> None:
     removal = [k for k in keywords if k.startswith("remove")]
     assert len(removal) == 1 and len(removal[0].split()) > 1, keywords
     assert not any(k in ("stripes", "checks") for k in keywords), keywords
+
+
+def test_keybert_ranks_the_candidates_and_only_its_choice_is_kept(minilm, monkeypatch) -> None:
+    """KeyBERT's own extract_keywords, on the real model, ranks our candidates."""
+    calls = []
+    real = minilm.keybert.extract_keywords
+
+    def spy(docs, **kwargs):  # noqa: ANN001, ANN003, ANN202 - wraps KeyBERT's signature
+        found = real(docs, **kwargs)
+        calls.append((list(docs), kwargs, found))
+        return found
+
+    monkeypatch.setattr(minilm.keybert, "extract_keywords", spy)
+    minilm.phrase_cache.clear()
+    text = "is darker and has long sleeves and a floral print"
+    phrases = extract_keywords(minilm, [text, "is blue"])[0]
+    assert len(calls) == 1  # one call per batch; "is blue" has one candidate, nothing to rank
+    docs, kwargs, found = calls[0]
+    assert len(docs) == 1 and kwargs["doc_embeddings"].shape[0] == 1
+    assert kwargs["vectorizer"] is not None and "candidates" not in kwargs
+    ranked = [phrase for phrase, _ in found]  # best first, KeyBERT's cosine order
+    scores = [score for _, score in found]
+    assert scores == sorted(scores, reverse=True)
+    assert set(phrases) <= set(ranked) and ranked[0] in phrases
+    kept = [p for p, s in found if s >= Selection().min_score]
+    assert sorted(phrases) == sorted(kept)  # no near-duplicates among these three
