@@ -79,9 +79,10 @@ def run(params: Params, inputs_dir: Path, train_dir: Path, out_dir: Path,
         prepare_dir: Path | None = None, pretrain_dir: Path | None = None) -> dict:
     """Write metrics.json, recall_curve.json and, for CIRR test1, the submission files.
 
-    metrics.json also holds `training_free`: each query mode scored with the encoders before
-    fine-tuning (the pretrain stage's checkpoint, else clip.pretrained) and no fusion head,
-    DQU as f_t and f_v weighted equally by the model's own fuse.
+    metrics.json also holds `training_free`: the modes that need no trained head (dqu as f_t
+    and f_v weighted equally by the model's own fuse, text, visual, sum) scored with the
+    encoders before fine-tuning (the pretrain stage's checkpoint, else clip.pretrained), and
+    `geometry` for every mode and training-free row (trainer.eval.geometry).
     """
     cfg = params.evaluate
     _check_protocol(cfg, prepare_dir)
