@@ -67,6 +67,24 @@ def pixel_chunks(column: pa.ChunkedArray, image_size: int, ids: pa.ChunkedArray,
     return views
 
 
+class RowPixels(Protocol):
+    """Pixels with random access by row (PixelStore, trainer.data.tables.ReorderedPixels)."""
+
+    def __len__(self) -> int: ...
+
+    def take(self, rows: np.ndarray | Sequence[int]) -> np.ndarray:
+        """Pixels (B, S, S, 3) of the given rows."""
+        ...
+
+
+def taken_batches(source: RowPixels, batch_size: int
+                  ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """(rows, pixels) of consecutive rows of a random-access source, `batch_size` at a time."""
+    for start in range(0, len(source), batch_size):
+        rows = np.arange(start, min(start + batch_size, len(source)))
+        yield rows, source.take(rows)
+
+
 class PixelStore:
     """Uint8 HWC pixel arrays from several shards, addressed by one global row index."""
 
@@ -80,9 +98,7 @@ class PixelStore:
 
     def batches(self, batch_size: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """(rows, pixels) of consecutive rows, `batch_size` at a time."""
-        for start in range(0, len(self), batch_size):
-            rows = np.arange(start, min(start + batch_size, len(self)))
-            yield rows, self.take(rows)
+        return taken_batches(self, batch_size)
 
     def take(self, rows: np.ndarray | Sequence[int]) -> np.ndarray:
         """Pixels of the given global rows as a new (B, S, S, 3) uint8 array."""

@@ -12,7 +12,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from trainer.data.meta import InputsFormatError, InputsMeta, read_meta, shard_paths
-from trainer.data.pixels import PixelSource, PixelStore, pixel_chunks
+from trainer.data.pixels import PixelSource, PixelStore, pixel_chunks, taken_batches
 
 QUERY_COLUMNS = ("split", "pair_id", "reference_id", "target_id", "text_tokens", "visual_pixels")
 
@@ -204,6 +204,4 @@ class ReorderedPixels:
 
     def batches(self, batch_size: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """(rows, pixels) of consecutive rows, `batch_size` at a time."""
-        for start in range(0, len(self), batch_size):
-            rows = np.arange(start, min(start + batch_size, len(self)))
-            yield rows, self.take(rows)
+        return taken_batches(self, batch_size)
