@@ -59,12 +59,7 @@ def draw_case(case: dict, reference: Image.Image, visual: Image.Image,
     for index, (label, image, is_target) in enumerate(tiles_info):
         if index == 2:
             x += 2 * PAD  # a gap between the query and the results
-        draw.text((x, header + PAD), label + (" (target)" if is_target else ""),
-                  fill=FRAME if is_target else (0, 0, 0), font=font)
-        canvas.paste(image.resize((THUMB, THUMB), Image.Resampling.BICUBIC), (x, top_y))
-        if is_target:
-            draw.rectangle((x - 3, top_y - 3, x + THUMB + 2, top_y + THUMB + 2), outline=FRAME,
-                           width=4)
+        _tile(draw, canvas, (x, header + PAD), label, image, is_target, font)
         x += THUMB + PAD
     if compared is not None:
         _draw_compared(draw, canvas, case["compared"], compared, case.get("target_id"),
@@ -81,12 +76,19 @@ def _draw_compared(draw: ImageDraw.ImageDraw, canvas: Image.Image, other: dict,
     title = f"{other['mode']} (target rank {rank + 1})" if rank is not None else other["mode"]
     draw.text((PAD, y + TEXT + 4), title, fill=(0, 0, 0), font=font)
     for k, image in enumerate(images):
-        is_target = other["top"][k] == target_id
-        draw.text((x, y), f"top {k + 1}" + (" (target)" if is_target else ""),
-                  fill=FRAME if is_target else (0, 0, 0), font=font)
-        top_y = y + TEXT + 4
-        canvas.paste(image.resize((THUMB, THUMB), Image.Resampling.BICUBIC), (x, top_y))
-        if is_target:
-            draw.rectangle((x - 3, top_y - 3, x + THUMB + 2, top_y + THUMB + 2), outline=FRAME,
-                           width=4)
+        _tile(draw, canvas, (x, y), f"top {k + 1}", image, other["top"][k] == target_id, font)
         x += THUMB + PAD
+
+
+def _tile(draw: ImageDraw.ImageDraw, canvas: Image.Image, at: tuple[int, int], label: str,
+          image: Image.Image, is_target: bool, font: ImageFont.FreeTypeFont) -> None:
+    """One labelled thumbnail, its label at `at` and the image one text line below, the
+    target framed."""
+    x, y = at
+    draw.text((x, y), label + (" (target)" if is_target else ""),
+              fill=FRAME if is_target else (0, 0, 0), font=font)
+    top_y = y + TEXT + 4
+    canvas.paste(image.resize((THUMB, THUMB), Image.Resampling.BICUBIC), (x, top_y))
+    if is_target:
+        draw.rectangle((x - 3, top_y - 3, x + THUMB + 2, top_y + THUMB + 2), outline=FRAME,
+                       width=4)
