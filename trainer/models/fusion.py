@@ -170,11 +170,10 @@ class DQUModel(nn.Module):
         """Normalised text features f_t of token ids (B, L)."""
         return F.normalize(self.clip.encode_text(tokens).float(), dim=-1)
 
-    def _query_text(self, tokens: torch.Tensor) -> torch.Tensor:
-        """f_t as the method reads it: normalised, or the raw encoder output (CLIP4Cir)."""
-        if self.method.normalized_parts:
-            return self.encode_text(tokens)
-        return self.clip.encode_text(tokens).float()
+    def _as_part(self, encoded: torch.Tensor) -> torch.Tensor:
+        """An encoder output as the method reads it: normalised, or raw (CLIP4Cir)."""
+        encoded = encoded.float()
+        return F.normalize(encoded, dim=-1) if self.method.normalized_parts else encoded
 
     def encode_image(self, pixels: torch.Tensor) -> torch.Tensor:
         """Normalised image features of normalised pixels (B, 3, S, S)."""
@@ -188,11 +187,10 @@ class DQUModel(nn.Module):
     def encode_query_parts(self, tokens: torch.Tensor, visual_pixels: torch.Tensor
                            ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
         """f_t and f_v of a query batch; a branch the method does not read is skipped (None)."""
-        text_features = self._query_text(tokens) if self.method.uses_text else None
-        visual_features = None
-        if self.method.uses_visual:
-            visual_features = (self.encode_image(visual_pixels) if self.method.normalized_parts
-                               else self.clip.encode_image(visual_pixels).float())
+        text_features = (self._as_part(self.clip.encode_text(tokens)) if self.method.uses_text
+                         else None)
+        visual_features = (self._as_part(self.clip.encode_image(visual_pixels))
+                           if self.method.uses_visual else None)
         return text_features, visual_features
 
     def encode_query(self, tokens: torch.Tensor, visual_pixels: torch.Tensor) -> torch.Tensor:
@@ -204,15 +202,15 @@ class DQUModel(nn.Module):
         """Return (f_q, f_target) for a training batch."""
         batch = target_pixels.shape[0]
         if not self.method.uses_visual:
-            text_features, visual_features = self._query_text(tokens), None
-            target_features = self.encode_image(target_pixels)
+            text_features = self._as_part(self.clip.encode_text(tokens))
+            visual_features, target_features = None, self.encode_image(target_pixels)
         else:
             # One image-encoder call for visual queries and targets: same maths, fewer launches.
             images = self.clip.encode_image(torch.cat([visual_pixels, target_pixels],
                                                       dim=0)).float()
             target_features = F.normalize(images[batch:], dim=-1)
-            visual_features = (F.normalize(images[:batch], dim=-1)
-                               if self.method.normalized_parts else images[:batch])
-            text_features = self._query_text(tokens) if self.method.uses_text else None
+            visual_features = self._as_part(images[:batch])
+            text_features = (self._as_part(self.clip.encode_text(tokens))
+                             if self.method.uses_text else None)
         query_features, _ = self.fuse(text_features, visual_features)
         return query_features, target_features
