@@ -214,13 +214,13 @@ def _mode_order(mode: str) -> tuple[int, int, str]:
 
 def markdown(summaries: Sequence[Summary]) -> str:
     """Tables per dataset, config and split (recall, then geometry): "mean ± std" per mode."""
+    def table_of(s: Summary) -> tuple[str, str, str, bool]:
+        return s.dataset, s.config, s.split, s.mode.startswith(f"{GEOMETRY}.")
+
     blocks = []
-    groups = dict.fromkeys((s.dataset, s.config, s.split, s.mode.startswith(f"{GEOMETRY}."))
-                           for s in summaries)
-    for dataset, config, split, is_geometry in sorted(groups, key=lambda g: g[:3] + (g[3],)):
-        rows = [s for s in summaries
-                if (s.dataset, s.config, s.split, s.mode.startswith(f"{GEOMETRY}."))
-                == (dataset, config, split, is_geometry)]
+    for table in sorted(dict.fromkeys(map(table_of, summaries))):
+        dataset, config, split, is_geometry = table
+        rows = [s for s in summaries if table_of(s) == table]
         columns = _columns(dataset, rows)
         cell = {(r.mode, r.category, r.metric): r for r in rows}
         runs = max(r.n for r in rows)
