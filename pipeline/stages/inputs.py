@@ -179,7 +179,11 @@ def _modifications(triplets_path: str | None, rendered: pa.Table) -> list[str]:
     """The modification text of each rendered row (split, pair_id), from prepare's triplets."""
     if triplets_path is None:
         raise ValueError("inputs: a query shard task needs prepare's triplets.parquet")
-    triplets = pq.read_table(triplets_path, columns=["split", "pair_id", "modification"])
+    # Only this shard's pairs: every query shard task reads the file, so a full read per task
+    # would cost shards x triplets.
+    pairs = sorted(set(rendered["pair_id"].to_pylist()))
+    triplets = pq.read_table(triplets_path, columns=["split", "pair_id", "modification"],
+                             filters=[("pair_id", "in", pairs)] if pairs else None)
     text_of = dict(zip(zip(triplets["split"].to_pylist(), triplets["pair_id"].to_pylist(),
                            strict=True), triplets["modification"].to_pylist(), strict=True))
     out = []
