@@ -40,6 +40,7 @@ from trainer.eval.protocols import (
 )
 from trainer.eval.rank import Rankings, rank
 from trainer.eval.split import EvalSplit, load_eval_split, raw_split, subset_positions
+from trainer.models.fusion import DQUModel
 from trainer.models.saved import build_model, load_trained, start_weights
 from trainer.runtime import Precision, resolve_device
 from trainer.util.atomic import write_json
@@ -176,7 +177,8 @@ def training_free(params: Params, scoring: Scoring, raw: EvalSplit, device: torc
     features = embed(model, scoring.split, cfg.batch_size, device)
     if features.text is None:
         return {}, {}
-    summed = build_model(start, "sum", params.train.dropout, 1.0, device)
+    # The same encoders in the sum's fusion: no second load of the start weights.
+    summed = DQUModel(model.clip, features.gallery.shape[1], "sum").to(device)
     text, visual = embed_query_parts(summed, raw.queries, raw.meta, cfg.batch_size, device,
                                      Precision(None, False))
     queries = {"dqu": features, "text": features.with_queries(features.text),
