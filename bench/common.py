@@ -1,9 +1,11 @@
 """Shared benchmark helpers: the result line, interleaved timing, notes, demo data, peak RSS.
 
-Every benchmark prints exactly one stdout line per measurement,
-`bench <name>: ours=<value> baseline=<value> ratio=<r>x`, where ratio > 1 means ours is better
-(whether the value is a rate or a time). Everything else (sizes, checks, units, breakdowns) goes
-to stderr through `note`, so the stdout lines stay machine-readable.
+Every benchmark prints exactly one stdout line per measurement and baseline kind,
+`bench <name>: ours=<value> baseline=<value> ratio=<r>x vs=<kind> [path=<p>] [check=<c>]`, where
+ratio > 1 means ours is better (whether the value is a rate or a time) and `vs` says what the
+baseline stands for (BASELINE_KINDS). `check` is the agreement test of the two sides where they
+should agree. Everything else (sizes, units, breakdowns) goes to stderr through `note`, so the
+stdout lines stay machine-readable.
 """
 
 from __future__ import annotations
@@ -34,6 +36,10 @@ from pipeline.keyphrases.candidates import generate_candidates
 from pipeline.stages import caption, inputs, prepare, render
 
 SCALES = ("full", "tiny")
+# What a baseline stands for: the official code's path (same inputs, batch and settings); what
+# a competent user would write instead (torch.topk, argpartition, FAISS, a batched loop); the
+# machine's bound for the work (a bare matmul, a copy of the bytes); or our own other setting.
+BASELINE_KINDS = ("official", "strong", "limit", "ours")
 MAX_KEYWORDS = 3  # keyword phrases drawn per query, about what KeyBERT keeps on the demo
 
 
@@ -46,10 +52,18 @@ class BenchResult:
     baseline: float
     unit: str
     higher_is_better: bool
+    vs: str
     # Which kernel path ours took (pipeline.keyphrases.kernels: "int8 (int_mm)", "float32",
     # ...); the CPU benchmarks whose code has no int8 choice say "float32"; None (GPU scripts)
     # prints none.
     path: str | None = None
+    # The agreement check of the two sides, e.g. "same-top10=1000/1000" or "loss-diff=0";
+    # None where the sides compute different things on purpose (a bare matmul has no ranks).
+    check: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.vs not in BASELINE_KINDS:
+            raise ValueError(f"bench {self.name}: vs={self.vs!r} is not one of {BASELINE_KINDS}")
 
     @property
     def ratio(self) -> float:
@@ -61,8 +75,10 @@ class BenchResult:
     def line(self) -> str:
         """The one stdout line of this measurement."""
         path = f" path={self.path.replace(' ', '')}" if self.path else ""
+        check = f" check={self.check.replace(' ', '')}" if self.check else ""
         return (f"bench {self.name}: ours={_number(self.ours)} "
-                f"baseline={_number(self.baseline)} ratio={self.ratio:.1f}x{path}")
+                f"baseline={_number(self.baseline)} ratio={self.ratio:.1f}x vs={self.vs}"
+                f"{path}{check}")
 
 
 def _number(value: float) -> str:
@@ -72,7 +88,7 @@ def _number(value: float) -> str:
 
 def emit(result: BenchResult) -> BenchResult:
     """Print the result line (and its unit as a note) and hand the result back."""
-    note(f"{result.name}: values in {result.unit} "
+    note(f"{result.name} vs={result.vs}: values in {result.unit} "
          f"({'higher' if result.higher_is_better else 'lower'} is better)")
     print(result.line(), flush=True)
     return result

@@ -73,7 +73,8 @@ def run(scale: str = "full", workdir: Path | None = None) -> list[BenchResult]:
              f"2 workers {[round(t, 1) for t in two]} 1 worker {[round(t, 1) for t in one]}; "
              "shards byte-identical")
         return [emit(BenchResult("dask", median(two), median(one), "seconds per render stage",
-                                 higher_is_better=False, path="float32"))]
+                                 higher_is_better=False, vs="ours", path="float32",
+                                 check="shards-identical"))]
 
 
 def main(argv: list[str] | None = None) -> None:

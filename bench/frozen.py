@@ -151,7 +151,7 @@ def run(scale: str = "full", workdir: Path | None = None) -> list[BenchResult]:
              f"seconds ours {[round(t, 3) for t in ours]} baseline "
              f"{[round(t, 2) for t in baseline]}")
         return [emit(BenchResult("frozen", median(ours), median(baseline), "seconds per epoch",
-                                 higher_is_better=False, path="float32"))]
+                                 higher_is_better=False, vs="strong", path="float32"))]
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -202,13 +202,13 @@ def run(scale: str = "full", workdir: Path | None = None) -> list[BenchResult]:
          f"{differ} keyword lists differ between the two")
     results = [emit(BenchResult("keywords", rate, other_rate,
                                 f"texts/s (start-up excluded; baseline: {other} forced)", True,
-                                path=kernel_path()))]
+                                vs="ours", path=kernel_path(), check=f"lists-differ={differ}"))]
     if golds is not None:
         ours = phrase_f1(scorer, preds, golds)
         naive = phrase_f1(scorer, [naive_split(t) for t in texts], golds)
         results.append(emit(BenchResult("keywords-f1", ours, naive,
                                         "phrase F1 vs the naive split", True,
-                                        path=kernel_path())))
+                                        vs="strong", path=kernel_path())))
     return results
 
 

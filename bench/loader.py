@@ -224,7 +224,8 @@ def run(scale: str = "full", workdir: Path | None = None, augment: str = "none"
              f"ours {[round(v) for v in ours_rates]} baseline "
              f"{[round(v, 1) for v in baseline_rates]} samples/s per round")
         return [emit(BenchResult("loader", median(ours_rates), median(baseline_rates),
-                                 "training samples/s", higher_is_better=True, path="float32"))]
+                                 "training samples/s", higher_is_better=True, vs="official",
+                                 path="float32", check="first-samples-identical"))]
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -67,7 +67,7 @@ def _latency(gallery_n: int, singles: int, rng: np.random.Generator) -> list[Ben
         note(f"one query, {gallery_n} x {dim}: ours p50 {median(ours):.3f} ms p95 "
              f"{_p95(ours):.3f} ms; baseline p50 {median(base):.3f} ms p95 {_p95(base):.3f} ms")
     out.append(emit(BenchResult("search-latency", median(ours), median(base), "ms", False,
-                                path="float32")))
+                                vs="strong", path="float32")))
     return out + _approx(gallery, queries, exact, median(ours))
 
 
@@ -84,7 +84,7 @@ def _approx(gallery: np.ndarray, queries: np.ndarray, exact: GalleryIndex, exact
              f"{_p95(times):.3f} ms, recall@10 vs exact {recall:.3f}")
         results[spec.kind] = median(times)
     return [emit(BenchResult("search-approx", results["hnsw"], exact_p50, "ms", False,
-                             path="float32"))]
+                             vs="ours", path="float32"))]
 
 
 def _batch(gallery_n: int, batch: int, rng: np.random.Generator) -> BenchResult:
@@ -94,7 +94,7 @@ def _batch(gallery_n: int, batch: int, rng: np.random.Generator) -> BenchResult:
     base = min(timed(lambda: _baseline(gallery, queries))[0] for _ in range(3))
     note(f"batch of {batch}: ours {ours:.3f} s, baseline {base:.3f} s")
     return emit(BenchResult("search-batch", batch / ours, batch / base, "queries/s", True,
-                            path="float32"))
+                            vs="strong", path="float32"))
 
 
 def _build(images: int, rng: np.random.Generator) -> BenchResult:
@@ -123,7 +123,8 @@ def _build(images: int, rng: np.random.Generator) -> BenchResult:
     ours, base = build(256, images), build(1, min(images, 128))
     note(f"index build, {images} images at {side} px (dqu-tiny): batches of 256 "
          f"{ours:.0f} images/s, of 1 {base:.0f} images/s")
-    return emit(BenchResult("search-build", ours, base, "images/s", True, path="float32"))
+    return emit(BenchResult("search-build", ours, base, "images/s", True, vs="ours",
+                            path="float32"))
 
 
 def run(scale: str = "full", workdir: object = None) -> list[BenchResult]:
