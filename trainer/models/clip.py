@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -108,6 +110,30 @@ def tokenize(model_name: str, texts: Sequence[str]) -> np.ndarray:
     return ids.numpy().astype(np.int32, copy=False)
 
 
+class _DropRandomInitNotice(logging.Filter):
+    """Drops open_clip's "Model initialized randomly" warning (weights are loaded right after)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "initialized randomly" not in record.getMessage()
+
+
+@contextlib.contextmanager
+def weights_loaded_after() -> Iterator[None]:
+    """Silence open_clip's random-init warning while building a model whose weights follow.
+
+    open_clip warns "No pretrained weights loaded ... Model initialized randomly" whenever
+    create_model gets no tag; for a model about to load a trained folder or a checkpoint file
+    that is false, and it is the first thing `dqu serve` printed.
+    """
+    root = logging.getLogger()  # open_clip logs through the root logger (logging.warning)
+    notice = _DropRandomInitNotice()
+    root.addFilter(notice)
+    try:
+        yield
+    finally:
+        root.removeFilter(notice)
+
+
 def load_clip(cfg: ClipConfig, device: str | torch.device = "cpu") -> ClipBundle:
     """Build an open_clip model (random init, pretrained tag or local checkpoint) on a device."""
     config = _model_config(cfg.model)
@@ -129,7 +155,10 @@ def load_clip(cfg: ClipConfig, device: str | torch.device = "cpu") -> ClipBundle
                     f"known tags: {tags or 'none'}"
                 )
             tag = cfg.pretrained
-    model = open_clip.create_model(cfg.model, pretrained=tag, device="cpu", weights_only=True)
+    quiet = weights_loaded_after() if checkpoint is not None else contextlib.nullcontext()
+    with quiet:
+        model = open_clip.create_model(cfg.model, pretrained=tag, device="cpu",
+                                       weights_only=True)
     if checkpoint is not None:
         # open_clip's loader uses torch.load(weights_only=True) / safetensors and fixes key formats.
         open_clip.load_checkpoint(model, checkpoint, strict=True, weights_only=True)

@@ -15,7 +15,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from trainer.config import ClipConfig
-from trainer.models.clip import load_clip
+from trainer.models.clip import load_clip, weights_loaded_after
 from trainer.models.fusion import DQUModel
 from trainer.runtime import resolve_device
 from trainer.util.atomic import write_with
@@ -62,8 +62,9 @@ def load_trained(clip_cfg: ClipConfig, mode: str, dropout: float, out_dir: str |
     """Rebuild the model and load the best weights from `out_dir/model.safetensors` (eval mode)."""
     device = resolve_device(str(device)) if isinstance(device, str) else device
     # Random init is enough: every weight is overwritten, and it avoids fetching a pretrained tag.
-    model = build_model(ClipConfig(model=clip_cfg.model, pretrained=None), mode, dropout, 1.0,
-                        device)
+    with weights_loaded_after():
+        model = build_model(ClipConfig(model=clip_cfg.model, pretrained=None), mode, dropout,
+                            1.0, device)
     load_model_weights(model, Path(out_dir) / MODEL_FILE)
     return model.eval()
 
