@@ -13,6 +13,7 @@ import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from pipeline.core.images import ImageLoadError, load_rgb, to_rgb
+from pipeline.search.duplicates import SameBytes
 from pipeline.search.manifest import input_meta, query_params
 from pipeline.search.model import load_search_model
 from pipeline.search.unify import QueryUnifier, UnifiedQuery
@@ -95,6 +96,7 @@ class Searcher:
         self._by_path: dict[str, list[int]] = {}
         for position, path in enumerate(self.index.paths):
             self._by_path.setdefault(os.path.realpath(path), []).append(position)
+        self._same_bytes = SameBytes(self.index.paths)
 
     def search(self, image: str | Path | bytes | Image.Image, text: str, k: int = 10,
                caption: str | None = None) -> dict:
@@ -122,8 +124,20 @@ class Searcher:
         return out
 
     def _excluded(self, query: Query) -> list[int]:
-        """Gallery positions a query never returns: its reference (as evaluate masks it)."""
+        """Gallery positions a query never returns: its reference (as evaluate masks it).
+
+        A reference given as a gallery file's path masks that position (evaluate's rule, so
+        exact duplicates elsewhere in the gallery still count); uploaded bytes, or a file
+        outside the gallery, have no gallery path, so every gallery file with exactly those
+        bytes is masked.
+        """
         banned = [self.index.position(i) for i in query.exclude_ids]
-        if isinstance(query.reference, (str, Path)):
-            banned += self._by_path.get(os.path.realpath(query.reference), [])
+        reference = query.reference
+        if isinstance(reference, (str, Path)):
+            by_path = self._by_path.get(os.path.realpath(reference))
+            if by_path is not None:
+                return banned + by_path
+            reference = Path(reference).read_bytes()  # a copy of a gallery file: like an upload
+        if isinstance(reference, bytes):
+            banned += self._same_bytes.positions(reference)
         return banned

@@ -64,6 +64,24 @@ def test_pick_a_gallery_reference_masks_it(client):
     assert response.status_code == 404 and "nope" in response.json()["detail"]
 
 
+def test_an_upload_byte_identical_to_a_gallery_image_is_masked(client, tiny_search, tmp_path):
+    gallery_file = tiny_search["prepare"] / "img" / "test-red-8.png"
+    body = _post(client, gallery_file.read_bytes(), text="make it green", k="10").json()
+    ids = [h["image_id"] for h in body["results"]]
+    assert "test-red-8" not in ids and len(ids) == 5  # 6 gallery images, the upload masked
+    # other bytes of the same picture (re-encoded) are another image: nothing masked
+    other = io.BytesIO()
+    Image.open(gallery_file).save(other, format="PNG", compress_level=0)
+    assert other.getvalue() != gallery_file.read_bytes()
+    assert len(_post(client, other.getvalue(), text="make it green", k="10").json()["results"]) == 6
+    # a copy of the file outside the gallery, searched by path, is masked the same way
+    copy = tmp_path / "copy.png"
+    copy.write_bytes(gallery_file.read_bytes())
+    hits = Searcher(tiny_search["index"]).search(copy, "make it green", k=10,
+                                                  caption="a red square")["results"]
+    assert "test-red-8" not in [h["image_id"] for h in hits] and len(hits) == 5
+
+
 @pytest.mark.parametrize(("data", "form", "status", "says"), [
     (b"this is not an image", {"text": "make it green"}, 400, "not a recognised image"),
     (_png()[:60], {"text": "make it green"}, 400, "truncated"),  # IDAT cut
