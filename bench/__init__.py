@@ -1,15 +1,18 @@
-"""Benchmarks of dqu-cir against the official DQU-CIR data path (docs/performance.md).
+"""Benchmarks of dqu-cir against the official DQU-CIR code and other baselines.
 
 `python -m bench [NAME ...] [--tiny]` or `dqu bench [NAME]` runs the CPU benchmarks: `loader`,
-`frozen`, `eval` (also prints `eval-rss`), `dask`, `search` and `keywords`. Each prints one
-stdout line per baseline kind, `bench <name>: ours=<value> baseline=<value> ratio=<r>x vs=<kind>
-path=<kernel path> [check=<agreement>]` (ratio > 1: ours is better; kind: official, strong, limit
-or ours, bench.common.BASELINE_KINDS) on data it generates itself, after a `bench cpu:` line
-(CPU capability and the int8-or-float32 choice of pipeline.keyphrases.kernels, with its probe
-figures) and before a `bench goals:` line (each issue goal, met or not); details go to stderr.
-`--int8 off|on` (or DQU_INT8) forces the keyword model's other path, as a CPU of the other kind
-would take it.
-`bench/gpu.sh` is the separate GPU script; `python -m bench.scale` the real-size stage sweep.
+`frozen`, `eval` (also prints `eval-rss`), `eval-stage`, `dask`, `search` and `keywords`, on
+data each generates itself. Each prints one stdout line per baseline kind:
+
+    bench <name>: ours=<value> baseline=<value> ratio=<r>x vs=<kind> path=<p> [check=<c>]
+
+ratio > 1: ours is better; kind: what the baseline stands for (official, strong, limit or ours:
+bench.common.BASELINE_KINDS); path: the kernel path taken; check: the agreement test where the
+two sides must agree. A `bench cpu:` line (CPU capability and the int8-or-float32 choice of
+pipeline.keyphrases.kernels, with its probe figures) comes first, a `bench goals:` line (each
+issue goal, met or not) last; details go to stderr. `--int8 off|on` (or DQU_INT8) forces the
+keyword model's other path, as a CPU of the other kind would take it. `bench/gpu.sh` is the
+separate GPU script; `python -m bench.scale` the real-size stage sweep.
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ BENCHMARKS: dict[str, str] = {
     "loader": "bench.loader",
     "frozen": "bench.frozen",
     "eval": "bench.eval",
+    "eval-stage": "bench.eval_stage",
     "dask": "bench.dask_render",
     "search": "bench.search",
     "keywords": "bench.keywords",

@@ -18,6 +18,7 @@ the same exact scores, so a target with rank r < 10 is top10[r].
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import pyarrow as pa
@@ -102,16 +103,10 @@ def run(params: Params, inputs_dir: Path, train_dir: Path, out_dir: Path,
     for mode in QUERY_MODES:
         model = load_trained(params.clip, mode, params.train.dropout, Path(train_dir) / mode,
                              device)
-        features = embed(model, raw if model.method.raw_inputs else split, cfg.batch_size,
-                         device)
-        rankings = scoring.rank(features, PER_QUERY_TOP)
-        per_query.extend(per_query_rows(split, mode, rankings, features.weights))
-        scored = scoring.score(rankings)
-        curves[mode] = {k: v for k, v in scored.items() if k.startswith("R@")}
-        metrics[mode] = _reported(scored, cfg.ks)
-        shapes[mode] = _geometry(features, split, rankings)
-        _say(f"{cfg.split} {mode}", metrics[mode])
-        _say(f"{cfg.split} {mode} geometry", shapes[mode])
+        result = evaluate_mode(model, mode, scoring, raw, cfg, device)
+        per_query.extend(result.per_query)
+        curves[mode] = {k: v for k, v in result.scored.items() if k.startswith("R@")}
+        metrics[mode], shapes[mode] = result.metrics, result.geometry
         if cfg.submission_split:
             write_submission(model, Path(inputs_dir), cfg, Path(prepare_dir), device,
                              Path(out_dir) / "submission" / mode)
@@ -131,6 +126,31 @@ def run(params: Params, inputs_dir: Path, train_dir: Path, out_dir: Path,
     report.n_in = report.n_out = len(split.queries)
     report.write(out_dir / "report.json")
     return metrics
+
+
+@dataclass
+class ModeResult:
+    """One trained mode on one split: every protocol's scores, the reported metrics, geometry."""
+
+    scored: dict[str, float]  # every protocol key, unrounded (the recall curve reads R@K)
+    metrics: dict[str, float]  # what metrics.json reports
+    geometry: dict
+    per_query: list[dict]  # PER_QUERY rows
+
+
+def evaluate_mode(model: DQUModel, mode: str, scoring: Scoring, raw: EvalSplit,
+                  cfg: EvaluateParams, device: torch.device) -> ModeResult:
+    """One mode's whole evaluation on the split: embed -> rank (top 10 per query) -> score."""
+    split = scoring.split
+    features = embed(model, raw if model.method.raw_inputs else split, cfg.batch_size, device)
+    rankings = scoring.rank(features, PER_QUERY_TOP)
+    rows = per_query_rows(split, mode, rankings, features.weights)
+    scored = scoring.score(rankings)
+    result = ModeResult(scored, _reported(scored, cfg.ks), _geometry(features, split, rankings),
+                        rows)
+    _say(f"{cfg.split} {mode}", result.metrics)
+    _say(f"{cfg.split} {mode} geometry", result.geometry)
+    return result
 
 
 def _geometry(features: SplitFeatures, split: EvalSplit, rankings: Rankings) -> dict:

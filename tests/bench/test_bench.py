@@ -44,7 +44,7 @@ def test_every_cpu_benchmark_prints_one_line_each(capsys, monkeypatch, int8):
     matches = [LINE.match(line) for line in lines[1:-1]]
     assert all(m and m["path"] for m in matches), lines
     assert [m["name"] for m in matches] == ["loader", "frozen", "eval", "eval",
-                                           "eval-rss", "dask",
+                                           "eval-rss", "eval-stage", "eval-stage", "dask",
                                            "search-latency", "search-approx", "search-batch",
                                            "search-build", "keywords"]
     assert [r.name for r in results] == [m["name"] for m in matches]
