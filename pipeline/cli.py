@@ -291,7 +291,8 @@ def checkload_params(params: ParamsOpt = Path("params.yaml")) -> None:
 def bench(
     name: Annotated[
         str | None,
-        typer.Argument(help="loader, frozen, eval, dask, search or keywords; omit to run all"),
+        typer.Argument(help="loader, frozen, eval, eval-stage, dask, search or keywords; "
+                       "omit to run all"),
     ] = None,
     tiny: Annotated[bool, typer.Option(help="tiny sizes, to check that they run")] = False,
     int8: Annotated[str | None, typer.Option(
@@ -316,7 +317,8 @@ def bench(
 @_user_errors
 def index(
     params: ParamsOpt = Path("params.yaml"),
-    model: Annotated[Path, typer.Option("--model", help="trained dqu model folder")] = ...,
+    model: Annotated[Path | None, typer.Option(
+        "--model", help="trained dqu model folder; omit for a training-free index")] = None,
     out: OutOpt = ...,
     inputs_dir: Annotated[Path | None, typer.Option(
         "--inputs", help="stage mode: embed this inputs folder's index.split gallery")] = None,
@@ -325,11 +327,19 @@ def index(
     images: Annotated[Path | None, typer.Option(
         "--images", help="folder mode: index every image under this folder")] = None,
     kind: Annotated[str | None, typer.Option(help="overrides index.kind (flat|ivf|hnsw)")] = None,
+    clip: Annotated[str | None, typer.Option(
+        help="training-free: open_clip model name (default clip.model)")] = None,
+    pretrained: Annotated[str | None, typer.Option(
+        help="training-free: open_clip tag or checkpoint file (default clip.pretrained)")] = None,
+    fixed_lambda: Annotated[float | None, typer.Option(
+        "--lambda", help="training-free: text weight, default 0.5 (1 textual, 0 visual only)")
+    ] = None,
 ) -> None:
-    """Embed a gallery with the trained model into a search index (Parquet + FAISS)."""
+    """Embed a gallery into a search index (Parquet + FAISS): trained dqu model or training-free."""
     from pipeline.search import commands
 
-    commands.index(load_params(params), model, out, inputs_dir, prepare_dir, images, kind)
+    free = commands.TrainingFree(clip, pretrained, fixed_lambda)
+    commands.index(load_params(params), model, out, inputs_dir, prepare_dir, images, kind, free)
 
 
 @app.command()
@@ -364,11 +374,15 @@ def serve(
     port: Annotated[int, typer.Option(help="port")] = 8000,
     model: Annotated[Path | None, typer.Option(
         "--model", help="model folder (default: the one the index was built with)")] = None,
+    max_batch: Annotated[int, typer.Option(
+        help="queries per model pass (1: no batching)")] = 16,
+    max_wait_ms: Annotated[float, typer.Option(
+        help="how long a batch waits for more queries")] = 5.0,
 ) -> None:
     """A web page and a JSON endpoint (POST /search) over an index."""
     from pipeline.search import server
 
-    server.serve(index_dir, model, host, port)
+    server.serve(index_dir, model, host, port, max_batch, max_wait_ms)
 
 
 def main() -> None:

@@ -22,8 +22,8 @@ import pyarrow.parquet as pq
 from pipeline.core.images import ImageLoadError, load_rgb
 from pipeline.core.params import Params
 from pipeline.core.report import StageReport
-from pipeline.search.manifest import build_manifest
-from pipeline.search.model import load_backbone_model
+from pipeline.search.manifest import build_manifest, training_free_manifest
+from pipeline.search.model import load_backbone_model, load_training_free
 from pipeline.stages.inputs import to_model_pixels
 from trainer.data.meta import InputsMeta
 from trainer.eval.embed import embed_images
@@ -40,9 +40,15 @@ PARTS = "parts"
 PART_KEY = b"dqu.index.fingerprint"
 
 
-def open_model(params: Params, model_dir: Path, meta: InputsMeta, device: object
-               ) -> tuple[DQUModel, dict]:
-    """The trained model and the manifest (without sizes) an index of it records."""
+def open_model(params: Params, model_dir: Path | None, meta: InputsMeta, device: object,
+               fixed_lambda: float = 0.5) -> tuple[DQUModel, dict]:
+    """The model and the manifest (without sizes) an index of it records.
+
+    `model_dir` None: training-free DQU, params.clip's pretrained CLIP at `fixed_lambda`.
+    """
+    if model_dir is None:
+        manifest = training_free_manifest(params, fixed_lambda, meta)
+        return load_training_free(manifest, device), manifest
     manifest = build_manifest(params, model_dir, meta, {})
     return load_backbone_model(manifest, model_dir, device), manifest
 
@@ -88,8 +94,9 @@ class _Decoded:
 def _chunk_fingerprint(manifest: dict, files: list[Path]) -> str:
     """What decides a chunk's embeddings: the weights, the input spec and each file's state."""
     stats = [[str(p), p.stat().st_size, p.stat().st_mtime_ns] for p in files]
-    text = json.dumps({"model": manifest["model_sha256"], "input": manifest["input"],
-                       "files": stats}, sort_keys=True)
+    # A tag's index has no digest: the backbone (model, tag) names its weights instead.
+    text = json.dumps({"model": manifest["model_sha256"] or manifest["backbone"],
+                       "input": manifest["input"], "files": stats}, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()
 
 
@@ -116,15 +123,18 @@ def _embed_chunk(model: DQUModel, meta: InputsMeta, root: Path, files: list[Path
                     schema=gallery_schema(width))
 
 
-def index_folder(params: Params, model_dir: Path, folder: Path, out_dir: Path,
+def index_folder(params: Params, model_dir: Path | None, folder: Path, out_dir: Path,
                  spec: IndexSpec, batch_size: int = 64, device: object = "cpu",
-                 on_bad_record: str = "skip") -> StageReport:
-    """Index every image under `folder` into `out_dir`, resuming from finished chunks."""
+                 on_bad_record: str = "skip", fixed_lambda: float = 0.5) -> StageReport:
+    """Index every image under `folder` into `out_dir`, resuming from finished chunks.
+
+    `model_dir` None: a training-free index (params.clip's CLIP, lambda `fixed_lambda`).
+    """
     from trainer.runtime import resolve_device
 
     device = resolve_device(str(device))
     meta = folder_meta(params)
-    model, manifest = open_model(params, model_dir, meta, device)
+    model, manifest = open_model(params, model_dir, meta, device, fixed_lambda)
     files = list_images(folder)
     if not files:
         raise FileNotFoundError(f"--images {folder}: no image files ({', '.join(IMAGE_SUFFIXES)})")

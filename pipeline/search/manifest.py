@@ -21,6 +21,11 @@ def model_digest(model_dir: Path) -> str:
     if not path.is_file():
         raise FileNotFoundError(f"{path} not found: --model must be a trained model folder "
                                 "(e.g. artifacts/train/dqu, written by `dqu train dqu`)")
+    return file_digest(path)
+
+
+def file_digest(path: Path) -> str:
+    """sha256 of a file's bytes."""
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         for block in iter(lambda: handle.read(1 << 22), b""):
@@ -39,6 +44,31 @@ def build_manifest(params: Params, model_dir: Path, meta: InputsMeta, source: di
         "params": {name: to_mapping(getattr(params, name)) for name in QUERY_SECTIONS},
         "source": source,
     }
+
+
+def training_free_manifest(params: Params, fixed_lambda: float, meta: InputsMeta) -> dict:
+    """index.json contents of a training-free index: params.clip's CLIP, a fixed lambda.
+
+    `model_dir` is None (no trained head); `model_sha256` is the checkpoint file's digest, or
+    None for an open_clip tag (open_clip fetches a tag's one published file).
+    """
+    pretrained = params.clip.pretrained
+    is_file = pretrained is not None and Path(pretrained).is_file()
+    return {
+        "backbone": {"model": params.clip.model, "pretrained": pretrained},
+        "model_dir": None,
+        "model_sha256": file_digest(Path(pretrained)) if is_file else None,
+        "training_free": {"lambda": float(fixed_lambda)},
+        "input": dataclasses.asdict(meta),
+        "params": {name: to_mapping(getattr(params, name)) for name in QUERY_SECTIONS},
+        "source": {},
+    }
+
+
+def fixed_lambda(manifest: dict) -> float | None:
+    """The training-free index's fixed lambda, or None for an index of a trained model."""
+    free = manifest.get("training_free")
+    return None if free is None else float(free["lambda"])
 
 
 def query_params(manifest: dict) -> Params:

@@ -14,7 +14,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from pipeline.core.images import ImageLoadError, load_rgb, to_rgb
 from pipeline.search.duplicates import SameBytes
-from pipeline.search.manifest import input_meta, query_params
+from pipeline.search.manifest import fixed_lambda, input_meta, query_params
 from pipeline.search.model import load_search_model
 from pipeline.search.unify import QueryUnifier, UnifiedQuery
 from trainer.data.meta import InputsMeta
@@ -38,6 +38,9 @@ class Query:
     caption: str | None = None
     keywords: list[str] | None = None
     exclude_ids: Sequence[str] = field(default_factory=tuple)
+    # The reference already decoded (a server decodes each upload in its request thread, so
+    # a batch does not decode them one after another); None: decoded from `reference`.
+    image: Image.Image | None = field(default=None, repr=False)
 
 
 def open_reference(reference: str | Path | bytes | Image.Image) -> Image.Image:
@@ -90,8 +93,9 @@ class Searcher:
         self.params = query_params(manifest)
         self.meta = input_meta(manifest)
         self.device = resolve_device(device)
-        self.model_dir = Path(model_dir or manifest["model_dir"])
-        self.model = load_search_model(manifest, self.model_dir, self.device)
+        self.fixed = fixed_lambda(manifest) is not None  # training-free: lambda is a constant
+        self.model = load_search_model(manifest, Path(model_dir) if model_dir else None,
+                                       self.device)
         self.unifier = QueryUnifier(self.params, self.meta.image_size)
         self._by_path: dict[str, list[int]] = {}
         for position, path in enumerate(self.index.paths):
@@ -103,21 +107,30 @@ class Searcher:
         """Top-k gallery images for one query, with lambda, the text query and the keywords."""
         return self.search_many([Query(image, text, caption=caption)], k)[0]
 
-    def search_many(self, queries: Sequence[Query], k: int = 10,
+    def search_many(self, queries: Sequence[Query], k: int | Sequence[int] = 10,
                     with_unified: bool = False) -> list[dict]:
-        """Results of a batch of queries (unified and encoded in batches)."""
-        references = [open_reference(q.reference) for q in queries]
+        """Results of a batch of queries (unified and encoded in batches); `k` one or per query."""
+        ks = [k] * len(queries) if isinstance(k, int) else list(k)
+        references = [q.image if q.image is not None else open_reference(q.reference)
+                      for q in queries]
         unified = self.unifier.unify(references, [q.text for q in queries],
                                      [q.caption for q in queries], [q.keywords for q in queries])
         feats, weights = encode_queries(self.model, self.meta, unified, self.device)
-        positions, scores = self.index.search(feats, k, [self._excluded(q) for q in queries])
+        excluded = [self._excluded(q) for q in queries]
+        hits: list[list[dict]] = [[] for _ in queries]
+        # One index search per distinct k: a query's top-k is what it would get alone.
+        for size in sorted(set(ks)):
+            rows = [i for i, wanted in enumerate(ks) if wanted == size]
+            positions, scores = self.index.search(feats[rows], size, [excluded[i] for i in rows])
+            for row, found, score in zip(rows, positions, scores, strict=True):
+                hits[row] = [{"image_id": self.index.image_ids[p], "path": self.index.paths[p],
+                              "score": float(s)} for p, s in zip(found, score, strict=True)
+                             if p >= 0]
         out = []
         for i, query in enumerate(queries):
-            row = {"id": query.id, "lambda": float(weights[i]), "caption": unified[i].caption,
-                   "text_query": unified[i].text_query, "keywords": unified[i].keywords,
-                   "results": [{"image_id": self.index.image_ids[p],
-                                "path": self.index.paths[p], "score": float(s)}
-                               for p, s in zip(positions[i], scores[i], strict=True) if p >= 0]}
+            row = {"id": query.id, "lambda": float(weights[i]), "lambda_fixed": self.fixed,
+                   "caption": unified[i].caption, "text_query": unified[i].text_query,
+                   "keywords": unified[i].keywords, "results": hits[i]}
             if with_unified:
                 row["unified"] = unified[i]
             out.append(row)

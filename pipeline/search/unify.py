@@ -19,6 +19,11 @@ from pipeline.core.params import Params
 from pipeline.stages.inputs import to_model_pixels
 from trainer.models.clip import tokenize
 
+# Longer texts are refused, not cut: CLIP reads 77 tokens of the text query anyway, and KeyBERT's
+# cost grows with the text; a shop's modification is a phrase, a caption one sentence.
+MAX_TEXT_CHARS = 1000
+MAX_CAPTION_CHARS = 1000
+
 
 class QueryError(ValueError):
     """A query that cannot be unified (empty text, missing caption, ...); says what to give."""
@@ -49,6 +54,10 @@ class QueryUnifier:
 
     def captions(self, images: list[Image.Image], given: list[str | None]) -> list[str]:
         """The given caption where there is one, else the caption backend's."""
+        for i, caption in enumerate(given):
+            if caption is not None and len(caption) > MAX_CAPTION_CHARS:
+                raise QueryError(f"query {i}: the caption is {len(caption)} characters, over the "
+                                 f"limit of {MAX_CAPTION_CHARS}; give a shorter one")
         missing = [i for i, c in enumerate(given) if c is None or not c.strip()]
         out = [c.strip() if c else "" for c in given]
         if not missing:
@@ -117,5 +126,8 @@ def _modification(text: object, index: int) -> str:
     if not isinstance(text, str) or not text.strip():
         raise QueryError(f"query {index}: the modification text is empty; say what to change "
                          "(e.g. 'with long sleeves')")
+    if len(text) > MAX_TEXT_CHARS:
+        raise QueryError(f"query {index}: the modification text is {len(text)} characters, over "
+                         f"the limit of {MAX_TEXT_CHARS}; say what to change in fewer words")
     # Used as given, not stripped: the render stage formats the dataset's text unchanged.
     return text
