@@ -17,6 +17,7 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from trainer.data.meta import InputsFormatError, InputsMeta, shard_paths
+from trainer.data.streaming import RepeatedPixels, streamed_images
 from trainer.data.tables import ImageStore, QueryTable, ReorderedPixels, token_matrix
 
 MODIFICATION_COLUMN = "modification_tokens"
@@ -46,10 +47,24 @@ def modification_tokens(inputs_dir: str | Path, queries: QueryTable, meta: Input
     return out
 
 
-def raw_queries(queries: QueryTable, inputs_dir: str | Path, meta: InputsMeta) -> QueryTable:
-    """The same queries with the modification text's tokens and the reference's pixels."""
-    references = ImageStore(inputs_dir, queries.reference_ids, meta)
-    rows = references.rows(queries.reference_ids, what=f"{queries.split} reference_id")
-    return replace(queries, tokens=modification_tokens(inputs_dir, queries, meta),
-                   visual=ReorderedPixels(references.pixels, rows),
+def raw_queries(queries: QueryTable, inputs_dir: str | Path, meta: InputsMeta,
+                stream: bool = False) -> QueryTable:
+    """The same queries with the modification text's tokens and the reference's pixels.
+
+    `stream`: reference pixels read in batches when embedded (evaluation, validation), each
+    distinct reference once; else held in memory, addressable by row (training's sampler).
+    """
+    tokens = modification_tokens(inputs_dir, queries, meta)
+    if stream:
+        distinct = list(dict.fromkeys(queries.reference_ids))
+        index = {image_id: i for i, image_id in enumerate(distinct)}
+        images = streamed_images(inputs_dir, distinct, meta,
+                                 f"{queries.split} reference_id {{!r}}")
+        visual = RepeatedPixels(images, np.array([index[r] for r in queries.reference_ids],
+                                                 dtype=np.int64))
+    else:
+        references = ImageStore(inputs_dir, queries.reference_ids, meta)
+        rows = references.rows(queries.reference_ids, what=f"{queries.split} reference_id")
+        visual = ReorderedPixels(references.pixels, rows)
+    return replace(queries, tokens=tokens, visual=visual,
                    visual_ids=list(queries.reference_ids))

@@ -114,19 +114,72 @@ def streamed_queries(inputs_dir: str | Path, split: str, meta: InputsMeta) -> Qu
 def streamed_gallery(inputs_dir: str | Path, split: str, gallery_ids: Sequence[str],
                      meta: InputsMeta) -> StreamedPixels:
     """Pixels of the gallery images, position = index in `gallery_ids` (ids checked now)."""
-    position = {image_id: i for i, image_id in enumerate(gallery_ids)}
-    shards, found = [], np.zeros(len(gallery_ids), dtype=bool)
+    return streamed_images(inputs_dir, gallery_ids, meta,
+                           f"gallery image {{!r}} of split {split!r}")
+
+
+def streamed_images(inputs_dir: str | Path, image_ids: Sequence[str], meta: InputsMeta,
+                    what: str) -> StreamedPixels:
+    """Pixels of distinct images, position = index in `image_ids` (ids checked now).
+
+    `what` names a missing image in the error, with `{!r}` where its id goes.
+    """
+    position = {image_id: i for i, image_id in enumerate(image_ids)}
+    shards, found = [], np.zeros(len(image_ids), dtype=bool)
     for path in shard_paths(inputs_dir, "images"):
         ids = pq.read_table(path, columns=["image_id"]).column("image_id").to_pylist()
         positions = np.array([position.get(i, -1) for i in ids], dtype=np.int64)
         wanted = positions[positions >= 0]
         if found[wanted].any() or len(np.unique(wanted)) != len(wanted):
-            dup = gallery_ids[next(p for p in wanted if found[p] or (wanted == p).sum() > 1)]
+            dup = image_ids[next(p for p in wanted if found[p] or (wanted == p).sum() > 1)]
             raise InputsFormatError(f"image id {dup!r} appears more than once in {inputs_dir}")
         found[wanted] = True
         shards.append(ShardRows(path, positions, ids))
     if not found.all():
-        missing = gallery_ids[int(np.flatnonzero(~found)[0])]
-        raise InputsFormatError(f"gallery image {missing!r} of split {split!r} is not in the "
-                                f"image shards of {inputs_dir}; rerun the `inputs` stage")
+        missing = image_ids[int(np.flatnonzero(~found)[0])]
+        raise InputsFormatError(f"{what.format(missing)} is not in the image shards of "
+                                f"{inputs_dir}; rerun the `inputs` stage")
     return StreamedPixels(shards, "pixels", meta.image_size)
+
+
+class RepeatedPixels:
+    """Pixels of distinct images, streamed once each and handed to every row that uses them.
+
+    A reference image shared by several queries is read and decoded once; only the batch being
+    embedded is held, so a split's references are never all in memory.
+    """
+
+    def __init__(self, images: StreamedPixels, image_of_row: np.ndarray) -> None:
+        self.images = images
+        self._count = len(image_of_row)
+        order = np.argsort(image_of_row, kind="stable")
+        starts = np.searchsorted(image_of_row[order], np.arange(len(images) + 1))
+        # rows using image u: order[starts[u]:starts[u + 1]], in row order
+        self._order, self._starts = order, starts
+
+    def __len__(self) -> int:
+        return self._count
+
+    def batches(self, batch_size: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """(rows (B,), uint8 pixels (B, S, S, 3)) covering every row once, in image order."""
+        side = self.images.image_size
+        rows_out = np.empty(batch_size, dtype=np.int64)
+        pixels_out = np.empty((batch_size, side, side, 3), dtype=np.uint8)
+        filled = 0
+        for positions, pixels in self.images.batches(STREAM_ROWS):
+            counts = self._starts[positions + 1] - self._starts[positions]
+            rows = np.concatenate([self._order[self._starts[u]:self._starts[u + 1]]
+                                   for u in positions.tolist()])
+            source = np.repeat(np.arange(len(positions)), counts)
+            done = 0
+            while done < len(rows):
+                take = min(len(rows) - done, batch_size - filled)
+                rows_out[filled:filled + take] = rows[done:done + take]
+                pixels_out[filled:filled + take] = pixels[source[done:done + take]]
+                filled, done = filled + take, done + take
+                if filled == batch_size:
+                    yield rows_out.copy(), pixels_out
+                    pixels_out = np.empty_like(pixels_out)  # the caller may hold the last one
+                    filled = 0
+        if filled:
+            yield rows_out[:filled].copy(), pixels_out[:filled]

@@ -61,8 +61,12 @@ def load_eval_split(inputs_dir: str | Path, split: str) -> EvalSplit:
 
 
 def raw_split(split: EvalSplit, inputs_dir: str | Path) -> EvalSplit:
-    """The split with raw queries (trainer.data.raw); gallery, targets, references unchanged."""
-    return replace(split, queries=raw_queries(split.queries, inputs_dir, split.meta))
+    """The split with raw queries (trainer.data.raw); gallery, targets, references unchanged.
+
+    Reference pixels are streamed like the split's other pixels (each distinct one read once).
+    """
+    return replace(split, queries=raw_queries(split.queries, inputs_dir, split.meta,
+                                              stream=True))
 
 
 def subset_positions(split: EvalSplit, subsets: Mapping[str, Sequence[str]]

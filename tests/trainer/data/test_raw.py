@@ -51,3 +51,38 @@ def test_inputs_without_modification_tokens_name_the_shard_and_the_fix(tmp_path:
     meta = read_meta(tmp_path)
     with pytest.raises(InputsFormatError, match="rerun the `inputs` stage"):
         raw_queries(load_queries(tmp_path, "train", meta), tmp_path, meta)
+
+
+@pytest.mark.parametrize("batch_size", [1, 4, 64])
+def test_streamed_references_give_every_query_its_reference_once(tmp_path: Path, monkeypatch,
+                                                                 batch_size: int) -> None:
+    from trainer.data import streaming
+
+    monkeypatch.setattr(streaming, "STREAM_ROWS", 2)  # record batches straddle output batches
+    # 12 queries over 5 images: most references are shared by several queries
+    write_inputs(tmp_path, n_train=4, n_val=12, n_images=5, query_shards=2)
+    meta = read_meta(tmp_path)
+    held = raw_queries(load_queries(tmp_path, "val", meta), tmp_path, meta)
+    streamed = raw_queries(load_queries(tmp_path, "val", meta), tmp_path, meta, stream=True)
+    assert len(set(held.reference_ids)) < len(held.reference_ids)
+    np.testing.assert_array_equal(streamed.tokens, held.tokens)
+    batches = list(streamed.visual.batches(batch_size))
+    assert all(len(rows) == batch_size for rows, _ in batches[:-1])
+    rows = np.concatenate([r for r, _ in batches])
+    assert sorted(rows.tolist()) == list(range(len(held)))  # each query once
+    np.testing.assert_array_equal(np.concatenate([p for _, p in batches]),
+                                  held.visual.take(rows))
+
+
+def test_a_reference_missing_from_the_image_shards_is_named(tmp_path: Path) -> None:
+    written = write_inputs(tmp_path, n_train=4, n_val=6, n_images=8, query_shards=1)
+    meta = read_meta(tmp_path)
+    queries = load_queries(tmp_path, "val", meta)
+    missing = queries.reference_ids[0]
+    for path in shard_paths(tmp_path, "images"):
+        table = pq.read_table(path)
+        keep = [i != missing for i in table.column("image_id").to_pylist()]
+        pq.write_table(table.filter(keep), path)
+    assert missing in written["images"]
+    with pytest.raises(InputsFormatError, match=f"val reference_id '{missing}' is not in"):
+        raw_queries(queries, tmp_path, meta, stream=True)
