@@ -23,16 +23,16 @@ Checks: ours' recall equals the official's within two queries (two BLAS librarie
 near-equal scores differently), and ours' top-10 ids equal torch.topk's wherever no two scores
 of a row's top 11 lie within float32 rounding of each other.
 
-`bench eval-rss`: peak RSS of the evaluate stage's flow (embed -> rank -> score, per-query rows,
-one mode) on a CIRR-sized split (about 4,000 queries, 2,300 gallery images, 224 px, a small
-random-weight CLIP), measured in a fresh subprocess (`bench/rss_child.py`) as its VmHWM (Linux
-/proc/self/status; ru_maxrss would inherit the parent's peak across fork + exec), so the data
-generation and the parent's memory are not counted; Python, torch, open_clip and the model are.
-Evaluation streams query and gallery pixels from the shards in batches (trainer.data.streaming),
-so the split's pixels (~900 MiB here) are never all in memory. The baseline is not run: it is
-the size of the float32 tensors the official CIRR code keeps in memory for the same split
-(source, target and visual query per query, one tensor per gallery image), a lower bound of its
-RSS.
+`bench eval-rss`: peak RSS of one CIRR-sized split's evaluation (4,000 queries, 2,300 gallery
+images, 224 px, a small random-weight CLIP), each side in a fresh subprocess (`bench/rss_child.py`)
+measured as its VmHWM (Linux /proc/self/status; ru_maxrss would inherit the parent's peak across
+fork + exec), so data generation and the parent's memory are not counted; Python, torch,
+open_clip and the model are. Ours: the evaluate stage's `run`, every query mode (one saved model
+folder each), the training-free rows, per-query rows and metrics; query and gallery pixels are
+streamed from the shards in batches (trainer.data.streaming), never all in memory. Official
+(vs=official): its CIRR class's val records (float32 source, target and visual-query tensors per
+query, one per gallery image, built up front as `get_val_queries` does) and `test_cirr_valset`'s
+encoding, full argsort and recall loops, for its one model.
 """
 
 from __future__ import annotations
@@ -47,6 +47,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+import open_clip
 import pyarrow as pa
 import torch
 
@@ -63,6 +64,7 @@ from bench.common import (
 from pipeline.core.params import EvaluateParams
 from pipeline.core.shards import GALLERY, INPUT_IMAGES, INPUT_QUERIES, write_table
 from pipeline.stages.evaluate import PER_QUERY_TOP, Scoring, per_query_rows
+from trainer.config import QUERY_MODES, ClipConfig
 from trainer.data.meta import InputsMeta
 from trainer.data.pixels import PixelStore
 from trainer.data.tables import QueryTable
@@ -70,6 +72,7 @@ from trainer.eval.embed import SplitFeatures
 from trainer.eval.folded import grouped_topk
 from trainer.eval.rank import block_rows_for
 from trainer.eval.split import EvalSplit
+from trainer.models.saved import build_model, save_model_weights
 from trainer.runtime import run_single_threaded, torch_threads
 from trainer.util.shards import shard_name
 
@@ -392,8 +395,30 @@ def write_cirr_sized_inputs(root: Path, queries: int, gallery: int, image_size: 
     return out
 
 
+def save_mode_models(config_dir: Path, train_dir: Path) -> None:
+    """A random-weight model folder per query mode, as the train stage leaves them."""
+    open_clip.add_model_config(config_dir)
+    for mode in QUERY_MODES:
+        torch.manual_seed(0)
+        model = build_model(ClipConfig(model=RSS_MODEL), mode, 0.5, 10.0, torch.device("cpu"))
+        (train_dir / mode).mkdir(parents=True)
+        save_model_weights(model, train_dir / mode / "model.safetensors")
+
+
+def rss_child(side: str, *args: Path) -> dict:
+    """Run one side of eval-rss in a fresh process; its JSON line."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+        [str(REPO_ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])}
+    seconds, proc = timed(lambda: subprocess.run(
+        [sys.executable, "-m", "bench.rss_child", side, *map(str, args)],
+        cwd=REPO_ROOT, env=env, capture_output=True, text=True, check=False))
+    if proc.returncode != 0:
+        raise RuntimeError(f"eval-rss {side} child failed:\n{proc.stderr[-3000:]}")
+    return {**json.loads(proc.stdout.strip().splitlines()[-1]), "seconds": seconds}
+
+
 def bench_rss(scale: str, workdir: Path | None) -> BenchResult:
-    """Peak RSS of `evaluate` in a subprocess vs the official's held float32 tensors."""
+    """Peak RSS of the evaluate stage's run vs the official CIRR validation, both measured."""
     size = SIZES[scale]
     queries, gallery, side = size["rss_queries"], size["rss_gallery"], size["rss_size"]
     with workspace(workdir) as work, tempfile.TemporaryDirectory(dir=work) as tmp:
@@ -402,27 +427,27 @@ def bench_rss(scale: str, workdir: Path | None) -> BenchResult:
         config_dir = root / "model_configs"
         config_dir.mkdir()
         (config_dir / f"{RSS_MODEL}.json").write_text(json.dumps(rss_model_config(side)))
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(
-            [str(REPO_ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])}
-        seconds, proc = timed(lambda: subprocess.run(
-            [sys.executable, "-m", "bench.rss_child", str(inputs_dir), str(config_dir),
-             RSS_MODEL],
-            cwd=REPO_ROOT, env=env, capture_output=True, text=True, check=False))
-    if proc.returncode != 0:
-        raise RuntimeError(f"eval-rss child failed:\n{proc.stderr[-3000:]}")
-    child = json.loads(proc.stdout.strip().splitlines()[-1])
-    if child["queries"] != queries:
-        raise AssertionError(f"eval-rss child scored {child['queries']} queries, not {queries}")
-    held = (3 * queries + gallery) * 3 * side * side * 4 / 2**20
+        save_mode_models(config_dir, root / "train")
+        mine = rss_child("ours", inputs_dir, config_dir, RSS_MODEL, root / "train",
+                         root / "evaluate")
+        theirs = rss_child("official", inputs_dir, config_dir, RSS_MODEL)
+    for child in (mine, theirs):
+        if child["queries"] != queries:
+            raise AssertionError(f"eval-rss child scored {child['queries']} queries, not "
+                                 f"{queries}")
     pixels = (queries + gallery) * side * side * 3 / 2**20
-    note(f"eval-rss: of our peak, {child['imports_mb']:.0f} MiB is the interpreter with torch "
-         f"and open_clip imported (before any data); the split's {pixels:.0f} MiB of uint8 "
-         "pixels are streamed in batches, never all held")
-    note(f"eval-rss: {queries} queries, {gallery} gallery images at {side}px; child ran "
-         f"{seconds:.1f}s; baseline = float32 tensors the official CIRR val code holds "
-         "(3 per query + 1 per gallery image), computed, not run")
-    return emit(BenchResult("eval-rss", child["peak_rss_mb"], held, "MiB peak RSS",
-                            higher_is_better=False, vs="official", path="float32"))
+    note(f"eval-rss: {queries} queries, {gallery} gallery images at {side}px (CIRR val "
+         f"counts), a 1-layer random CLIP; ours = the evaluate stage's run (modes "
+         f"{', '.join(mine['modes'])}, training-free {', '.join(mine['training_free'])}, "
+         f"per-query rows) in {mine['seconds']:.0f}s; official = its CIRR val records "
+         f"(3 float32 tensors per query, 1 per gallery image) and test_cirr_valset, one model, "
+         f"in {theirs['seconds']:.0f}s")
+    note(f"eval-rss: of each peak, {mine['imports_mb']:.0f} / {theirs['imports_mb']:.0f} MiB "
+         f"is the interpreter with torch and open_clip imported; ours streams the split's "
+         f"{pixels:.0f} MiB of uint8 pixels in batches, never all held")
+    return emit(BenchResult("eval-rss", mine["peak_rss_mb"], theirs["peak_rss_mb"],
+                            "MiB peak RSS", higher_is_better=False, vs="official",
+                            path="float32"))
 
 
 def run(scale: str = "full", workdir: Path | None = None) -> list[BenchResult]:
