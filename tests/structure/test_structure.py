@@ -97,3 +97,46 @@ def test_no_long_functions() -> None:
                     if lines > MAX_FUNCTION_LINES:
                         long.append(f"{path.relative_to(REPO)}:{node.lineno} {node.name} {lines}")
     assert long == [], f"functions over {MAX_FUNCTION_LINES} lines"
+
+
+def _reruns_after(param: str) -> set[str]:
+    """dvc.yaml stages (a foreach stage counts once) that rerun when `param` changes.
+
+    A stage reruns when it lists the param (or its section), or when it depends on a path
+    another rerunning stage writes (at, inside or above that output).
+    """
+    stages = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
+    spec = {name: stage.get("do", stage) for name, stage in stages.items()}
+
+    def paths(entries: list) -> list[str]:
+        out = []
+        for entry in entries or []:
+            name = next(iter(entry)) if isinstance(entry, dict) else entry
+            out.append(name.split("/${item}")[0])
+        return out
+
+    outs = {name: paths(s.get("outs", [])) + paths(s.get("metrics", [])) + paths(s.get("plots", []))
+            for name, s in spec.items()}
+    section = param.split(".")[0]
+    rerun = {name for name, s in spec.items()
+             if any(p in (param, section) for p in paths(s.get("params", [])))}
+    grew = True
+    while grew:
+        grew = False
+        for name, s in spec.items():
+            if name in rerun:
+                continue
+            written = [o for r in rerun for o in outs[r]]
+            if any(d == o or d.startswith(o + "/") or o.startswith(d + "/")
+                   for d in paths(s.get("deps", [])) for o in written):
+                rerun.add(name)
+                grew = True
+    return rerun
+
+
+def test_readme_names_the_stages_a_train_param_reruns() -> None:
+    rerun = _reruns_after("train.lr")
+    assert rerun == {"train", "evaluate", "index", "casestudy"}
+    line = next(line for line in (REPO / "README.md").read_text().splitlines()
+                if line.startswith("dvc exp run -S train.lr="))
+    assert all(name in line for name in rerun), line
