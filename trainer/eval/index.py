@@ -5,8 +5,9 @@ order), `index.faiss` and `index.json` (the backbone, embedding width, index kin
 the caller records to rebuild queries). FAISS proposes candidates; they are re-scored exactly
 (float64 dot products of the stored float32 embeddings) and ordered by score, then gallery
 position, which is evaluate's ranking rule, so an exact index returns evaluate's top-k. A few
-queries on an exact (flat) index take their candidates from a float16 scan instead (`_HalfScan`),
-with a proven error bound, so the top-k stays exact at half the memory traffic.
+queries on an exact (flat) index take their candidates from a scan with a proven error bound
+instead (`_Scan`: the float32 rows by BLAS, or a float16 copy of a large gallery, half the
+bytes), so their top-k is exact even among near ties.
 """
 
 from __future__ import annotations
@@ -30,54 +31,64 @@ INDEX_KINDS: tuple[str, ...] = ("flat", "ivf", "hnsw")
 # Extra FAISS candidates re-scored exactly, so float32 near-ties cannot push an item out of k.
 RERANK_MARGIN = 16
 SMALL_BATCH = 8  # fewer queries than this are searched on one thread (see _faiss_search)
-# Narrower rows fit the caches, where float16's conversions cost more than its bytes save
-# (one query, 20,000 rows: float16 0.61 ms against float32 0.21 ms at 128 wide, 0.52 against
-# 1.27 ms at 256, 1.64 against 4.41 ms at 1,024; torch.mv on one thread, AVX-512 EPYC).
-HALF_MIN_DIM = 256
+# One query scans the whole gallery: past ~8M values (32 MB of float32) the scan is bound by
+# reading memory, and a float16 copy halves the bytes; below, float32 rows sit in the caches
+# and float16's conversions cost more than they save (one query, 20,000 x 1,024: float16 0.85
+# ms against float32 1.79 ms; 20,000 x 128: 0.25 against 0.10 ms; AVX-512 EPYC, 2 threads).
+HALF_MIN_VALUES = 8 << 20
 
 
-def half_error_bound(dim: int) -> float:
-    """Largest |float16-scan score - exact score| per unit of |g| * |q| at width `dim`.
+def scan_error_bound(dim: int, half: bool) -> float:
+    """Largest |scan score - exact score| per unit of |g| * |q| for rows `dim` wide.
 
-    Each input rounds to float16 (2^-11 relative, or 2^-25 absolute below the normal range),
-    the sum accumulates in float32 (at most dim * 2^-24 relative) and the result rounds to
-    float16 (2^-11): 3 * 2^-11 + dim * 2^-24 + 2 * sqrt(dim) * 2^-25, plus a 2^-20 cushion.
+    float32 (the stored rows as they are): the sum accumulates in float32, at most
+    (dim + 1) * 2^-24 relative. float16: each input also rounds (2^-11 relative, or 2^-25
+    absolute below the normal range) and so does the result (2^-11): 3 * 2^-11 + dim * 2^-24
+    + 2 * sqrt(dim) * 2^-25. A 2^-20 cushion on top.
     """
-    return 3 * 2.0 ** -11 + dim * 2.0 ** -24 + 2 * dim ** 0.5 * 2.0 ** -25 + 2.0 ** -20
+    accumulate = (dim + 1) * 2.0 ** -24
+    if not half:
+        return accumulate + 2.0 ** -20
+    return 3 * 2.0 ** -11 + accumulate + 2 * dim ** 0.5 * 2.0 ** -25 + 2.0 ** -20
 
 
 @dataclass
-class _HalfScan:
-    """A float16 copy of an exact index's rows, scanned for one query's candidates.
+class _Scan:
+    """One query's candidates from a full scan whose error is bounded, so they hold the top-k.
 
-    One query is bound by reading the gallery (a matrix-vector product); float16 halves the
-    bytes read. A scan score is within delta = half_error_bound(d) * max|g| * |q| of the exact
-    one, so every row whose exact score reaches the k-th best exact score (k + the excluded,
-    counted among the scan's best) scans at least the k-th best scan score - 2 * delta: those
-    rows, re-scored exactly, hold the exact top-k (ties included).
+    A scan score is within delta = scan_error_bound(d) * max|g| * |q| of the exact one, so every
+    row whose exact score reaches the k-th best exact score (k + the excluded, counted among
+    the scan's best) scans at least the k-th best scan score - 2 * delta: those rows, re-scored
+    exactly, hold the exact top-k, ties included (FAISS's fixed RERANK_MARGIN cannot promise
+    that when more than that many rows tie within float32 rounding).
     """
 
-    rows: torch.Tensor  # (N, d) float16
+    rows: np.ndarray | torch.Tensor  # (N, d): the float32 rows themselves, or a float16 copy
     max_norm: float
 
+    @property
+    def half(self) -> bool:
+        """Whether this scan reads a float16 copy."""
+        return isinstance(self.rows, torch.Tensor)
+
     @classmethod
-    def build(cls, embeddings: np.ndarray) -> _HalfScan | None:
-        """The scan of (N, d) float32 rows, or None where this build's float16 product is not
-        within the bound (checked on a sample: a float16-accumulating kernel would not be)."""
-        rows = torch.from_numpy(embeddings).to(torch.float16)
-        norms = np.linalg.norm(embeddings, axis=1)
-        scan = cls(rows, float(norms.max()) if len(norms) else 0.0)
+    def build(cls, embeddings: np.ndarray, half: bool) -> _Scan | None:
+        """The scan of (N, d) float32 rows, or None where this build's product misses the bound
+        (checked on a sample: a kernel accumulating in float16 would)."""
+        rows = torch.from_numpy(embeddings).to(torch.float16) if half else embeddings
+        scan = cls(rows, float(np.linalg.norm(embeddings, axis=1).max()))
         rng = np.random.default_rng(0)
         sample = rng.integers(0, len(embeddings), min(len(embeddings), 256))
         query = rng.standard_normal(embeddings.shape[1]).astype(np.float32)
         query /= np.linalg.norm(query)
         exact = embeddings[sample].astype(np.float64) @ query.astype(np.float64)
-        approx = scan.scores(query)[sample]
-        worst = half_error_bound(embeddings.shape[1]) * scan.max_norm
-        return scan if np.all(np.abs(approx - exact) <= worst / 2) else None
+        worst = scan_error_bound(embeddings.shape[1], half) * scan.max_norm
+        return scan if np.all(np.abs(scan.scores(query)[sample] - exact) <= worst / 2) else None
 
     def scores(self, query: np.ndarray) -> np.ndarray:
-        """Scan scores (N,) float64 of one float32 query."""
+        """Scan scores (N,) of one float32 query (float64 values of the scan's result)."""
+        if not self.half:
+            return (self.rows @ query).astype(np.float64)  # BLAS sgemv
         q = torch.from_numpy(np.ascontiguousarray(query)).to(torch.float16)
         return torch.mv(self.rows, q).double().numpy()
 
@@ -86,7 +97,8 @@ class _HalfScan:
         scores = self.scores(query)
         wanted = min(wanted, len(scores))
         kth = np.partition(scores, len(scores) - wanted)[len(scores) - wanted]
-        delta = half_error_bound(len(query)) * self.max_norm * float(np.linalg.norm(query))
+        delta = (scan_error_bound(len(query), self.half) * self.max_norm
+                 * float(np.linalg.norm(query)))
         return np.flatnonzero(scores >= kth - 2 * delta)
 
 
@@ -148,22 +160,23 @@ class GalleryIndex:
     faiss_index: object
     manifest: dict = field(default_factory=dict)
     _position: dict[str, int] = field(default_factory=dict, repr=False)
-    _half: _HalfScan | None | bool = field(default=False, repr=False)  # False: not built yet
+    _scan: _Scan | None | bool = field(default=False, repr=False)  # False: not built yet
 
     def __post_init__(self) -> None:
         self._position = {image_id: i for i, image_id in enumerate(self.image_ids)}
 
-    def _half_scan(self) -> _HalfScan | None:
-        """The float16 scan of an exact index (built on first use); None for IVF / HNSW and for
-        rows narrower than HALF_MIN_DIM."""
-        if self._half is False:
+    def _small_scan(self) -> _Scan | None:
+        """The bounded scan few queries use on an exact index (built on first use; float16 for
+        galleries of HALF_MIN_VALUES values or more); None for IVF / HNSW (FAISS searches)."""
+        if self._scan is False:
             import faiss
 
-            exact = isinstance(self.faiss_index, faiss.IndexFlat)
-            wide = self.dim >= HALF_MIN_DIM
-            self._half = (_HalfScan.build(self.embeddings) if exact and wide and len(self)
-                          else None)
-        return self._half
+            exact = isinstance(self.faiss_index, faiss.IndexFlat) and len(self) > 0
+            half = self.embeddings.size >= HALF_MIN_VALUES
+            self._scan = _Scan.build(self.embeddings, half) if exact else None
+            if self._scan is None and half and exact:
+                self._scan = _Scan.build(self.embeddings, False)
+        return self._scan
 
     def __len__(self) -> int:
         return len(self.image_ids)
@@ -194,7 +207,7 @@ class GalleryIndex:
         if width == 0 or len(queries) == 0:
             empty = np.full((len(queries), k), -1, dtype=np.int64)
             return empty, np.zeros((len(queries), k))
-        scan = self._half_scan() if len(queries) < SMALL_BATCH else None
+        scan = self._small_scan() if len(queries) < SMALL_BATCH else None
         if scan is not None:
             candidates = [scan.candidates(q, k + len(e)) for q, e in zip(queries, exclude,
                                                                           strict=True)]
