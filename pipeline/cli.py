@@ -291,13 +291,15 @@ def checkload_params(params: ParamsOpt = Path("params.yaml")) -> None:
 def bench(
     name: Annotated[
         str | None,
-        typer.Argument(help="loader, frozen, eval, eval-stage, dask, search or keywords; "
-                       "omit to run all"),
+        typer.Argument(help="loader, frozen, eval, dask, search, keywords or serve (a ~4 min "
+                       "loopback load test, run only when named); omit to run all but serve"),
     ] = None,
     tiny: Annotated[bool, typer.Option(help="tiny sizes, to check that they run")] = False,
     int8: Annotated[str | None, typer.Option(
         help="auto | on | off: force the kernel path (DQU_INT8); default the measured probe")
     ] = None,
+    index_dir: Annotated[Path | None, typer.Option(
+        "--index", help="serve: the index to serve (default: a training-free demo one)")] = None,
 ) -> None:
     """Benchmarks against the official DQU-CIR data path; one `bench NAME:` line each."""
     if int8 is not None:
@@ -308,9 +310,12 @@ def bench(
     source_root = str(Path(__file__).resolve().parents[1])
     if source_root not in sys.path:
         sys.path.insert(0, source_root)
-    from bench import run_benchmarks
-
-    run_benchmarks([name] if name else None, "tiny" if tiny else "full")
+    if name == "serve":  # not in bench.BENCHMARKS: a load test of minutes, on any --index
+        from bench.serve import run as run_serve
+        run_serve("tiny" if tiny else "full", None, index_dir)
+    else:
+        from bench import run_benchmarks
+        run_benchmarks([name] if name else None, "tiny" if tiny else "full")
 
 
 @app.command()
@@ -338,8 +343,8 @@ def index(
     """Embed a gallery into a search index (Parquet + FAISS): trained dqu model or training-free."""
     from pipeline.search import commands
 
-    free = commands.TrainingFree(clip, pretrained, fixed_lambda)
-    commands.index(load_params(params), model, out, inputs_dir, prepare_dir, images, kind, free)
+    commands.index(load_params(params), model, out, inputs_dir, prepare_dir, images, kind,
+                   commands.TrainingFree(clip, pretrained, fixed_lambda))
 
 
 @app.command()
@@ -374,10 +379,8 @@ def serve(
     port: Annotated[int, typer.Option(help="port")] = 8000,
     model: Annotated[Path | None, typer.Option(
         "--model", help="model folder (default: the one the index was built with)")] = None,
-    max_batch: Annotated[int, typer.Option(
-        help="queries per model pass (1: no batching)")] = 16,
-    max_wait_ms: Annotated[float, typer.Option(
-        help="how long a batch waits for more queries")] = 5.0,
+    max_batch: Annotated[int, typer.Option(help="queries per model pass (1: no batching)")] = 16,
+    max_wait_ms: Annotated[float, typer.Option(help="how long a batch waits for more")] = 5.0,
 ) -> None:
     """A web page and a JSON endpoint (POST /search) over an index."""
     from pipeline.search import server
