@@ -33,9 +33,9 @@ import yaml
 
 from devkit.replicas import WRITERS
 from presets.apply import merge
+from trainer.config import QUERY_MODES  # dvc.yaml's train foreach: evaluate scores every mode
 
 REPO = Path(__file__).resolve().parents[1]
-MODES = ("dqu", "text", "visual")  # dvc.yaml's train foreach
 GROWTH_GOAL = 2.2
 # What differs from the dataset's preset: the demo's backbone, one epoch on the CPU, no
 # optional OpenCV, no test1 submission files (their cost is one more ranking).
@@ -197,8 +197,6 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--datasets", nargs="+", default=["shoes", "cirr"], choices=sorted(WRITERS))
     parser.add_argument("--scales", nargs="+", type=float, default=[1.0, 2.0])
-    parser.add_argument("--modes", nargs="+", default=list(MODES), choices=MODES,
-                        help="train modes to run (evaluate scores every mode, so all by default)")
     parser.add_argument("--tiny", action="store_true", help="scales 0.01 and 0.02: a quick check")
     parser.add_argument("--workdir", type=Path,
                         help="keep the scratch projects here (an earlier run's are replaced)")
@@ -214,7 +212,7 @@ def main(argv: list[str] | None = None) -> None:
         workdir = args.workdir or Path(tmp)
         for dataset in args.datasets:
             for scale in scales:
-                results[dataset, scale] = run_one(dataset, scale, tuple(args.modes), workdir)
+                results[dataset, scale] = run_one(dataset, scale, QUERY_MODES, workdir)
                 if args.json:
                     _dump(results, args.json)
     print(table(results))
