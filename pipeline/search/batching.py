@@ -1,17 +1,21 @@
 """Dynamic micro-batching: concurrent queries wait in a queue and run through a Searcher together.
 
 One worker thread owns the model: it takes the first waiting query, gathers whatever else
-arrives within `max_wait_ms` (up to `max_batch`), and runs the batch through
+is queued or arrives within `max_wait_ms` (up to `max_batch`), and runs the batch through
 `Searcher.search_many` (caption, keywords, drawing, encoders, lambda, index), so one batch is
-in flight at a time and the model is never used by two threads. A batch that fails is rerun
-one query at a time, so a bad query gets its own error and the others their results.
+in flight at a time and the model is never used by two threads. It waits only while callers
+announced by `arriving()` are still preparing their query (a server decoding uploads), so a
+lone client is not slowed by the wait. A batch that fails is rerun one query at a time, so a
+bad query gets its own error and the others their results.
 """
 
 from __future__ import annotations
 
+import contextlib
 import queue
 import threading
 import time
+from collections.abc import Iterator
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 
@@ -45,8 +49,21 @@ class MicroBatcher:
         self.batches = 0  # batches run, and queries in them (what /stats reports)
         self.queries = 0
         self._queue: queue.Queue[_Job | None] = queue.Queue()
+        self._arriving = 0  # callers between arriving() and their submit()
+        self._count_lock = threading.Lock()
         self._worker = threading.Thread(target=self._run, name="dqu-batcher", daemon=True)
         self._worker.start()
+
+    @contextlib.contextmanager
+    def arriving(self) -> Iterator[None]:
+        """Announce a query being prepared (decoded, checked), submitted inside the block."""
+        with self._count_lock:
+            self._arriving += 1
+        try:
+            yield
+        finally:
+            with self._count_lock:
+                self._arriving -= 1
 
     def submit(self, query: Query, k: int) -> Future:
         """Queue one query; the future holds its result dict (with `unified`) or its error."""
@@ -69,12 +86,13 @@ class MicroBatcher:
         jobs = [first]
         deadline = time.monotonic() + self.max_wait
         while len(jobs) < self.max_batch:
-            # What is queued already is taken at once; only an empty queue is waited on.
+            # What is queued already is taken at once; an empty queue is waited on only while
+            # some query is on its way, never on the chance of one.
             try:
                 job = self._queue.get_nowait()
             except queue.Empty:
                 left = deadline - time.monotonic()
-                if left <= 0:
+                if left <= 0 or self._arriving == 0:
                     break
                 try:
                     job = self._queue.get(timeout=left)

@@ -121,9 +121,11 @@ def create_app(searcher: Searcher, max_batch: int = DEFAULT_MAX_BATCH,
         # Checking and decoding run in the thread pool, side by side; the batch worker runs
         # the model. The event loop only waits.
         try:
-            query = await run_in_threadpool(_query, searcher, text, caption, k, reference,
-                                            reference_id)
-            result = await asyncio.wrap_future(batcher.submit(query, k))
+            with batcher.arriving():
+                query = await run_in_threadpool(_query, searcher, text, caption, k, reference,
+                                                reference_id)
+                future = batcher.submit(query, k)
+            result = await asyncio.wrap_future(future)
         except ImageLoadError as err:
             raise HTTPException(400, str(err)) from err
         except QueryError as err:

@@ -1,4 +1,4 @@
-"""`dqu bench serve` end to end on loopback at toy sizes: its lines, 0 errors, every bad request 4xx."""
+"""`dqu bench serve` end to end on loopback at toy sizes: its lines, 0 errors, bad requests 4xx."""
 
 from __future__ import annotations
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 
 import pytest
 
@@ -40,8 +41,9 @@ def test_batched_results_are_the_one_at_a_time_results(searcher, tiny_search):
     start = threading.Barrier(len(queries))
 
     def client(i: int) -> None:
-        start.wait()  # all at once, as concurrent requests come
-        futures[i] = batcher.submit(*queries[i])
+        with batcher.arriving():  # as the server announces a request it is decoding
+            start.wait()  # all at once, as concurrent requests come
+            futures[i] = batcher.submit(*queries[i])
 
     threads = [threading.Thread(target=client, args=(i,)) for i in range(len(queries))]
     for thread in threads:
@@ -73,6 +75,16 @@ def test_a_bad_query_in_a_batch_fails_alone(searcher, tiny_search):
     with pytest.raises(QueryError, match="caption"):
         futures[1].result(timeout=60)
     assert len(futures[2].result(timeout=60)["results"]) == k2
+    batcher.close()
+
+
+def test_a_lone_query_does_not_wait_for_company(searcher, tiny_search):
+    batcher = MicroBatcher(searcher, max_batch=16, max_wait_ms=5000)
+    query, k = _queries(tiny_search)[0]
+    batcher.submit(query, k).result(timeout=60)  # warm
+    start = time.perf_counter()
+    batcher.submit(query, k).result(timeout=60)
+    assert time.perf_counter() - start < 2.5  # nothing else on its way: no 5 s wait
     batcher.close()
 
 
