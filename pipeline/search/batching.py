@@ -3,19 +3,17 @@
 One worker thread owns the model: it takes the first waiting query, gathers whatever else
 is queued or arrives within `max_wait_ms` (up to `max_batch`), and runs the batch through
 `Searcher.search_many` (caption, keywords, drawing, encoders, lambda, index), so one batch is
-in flight at a time and the model is never used by two threads. It waits only while callers
-announced by `arriving()` are still preparing their query (a server decoding uploads), so a
-lone client is not slowed by the wait. A batch that fails is rerun one query at a time, so a
-bad query gets its own error and the others their results.
+in flight at a time and the model is never used by two threads. It waits only while queries
+announced by `announce()` are on their way (a server announces each request as it arrives,
+before its body is parsed), so a lone client is not slowed by the wait. A batch that fails is
+rerun one query at a time, so a bad query gets its own error and the others their results.
 """
 
 from __future__ import annotations
 
-import contextlib
 import queue
 import threading
 import time
-from collections.abc import Iterator
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 
@@ -49,28 +47,30 @@ class MicroBatcher:
         self.batches = 0  # batches run, and queries in them (what /stats reports)
         self.queries = 0
         self._queue: queue.Queue[_Job | None] = queue.Queue()
-        self._arriving = 0  # callers between arriving() and their submit()
+        self._arriving = 0  # queries announced and not yet submitted or withdrawn
         self._count_lock = threading.Lock()
         self._worker = threading.Thread(target=self._run, name="dqu-batcher", daemon=True)
         self._worker.start()
 
-    @contextlib.contextmanager
-    def arriving(self) -> Iterator[None]:
-        """Announce a query being prepared (decoded, checked), submitted inside the block."""
+    def announce(self) -> None:
+        """A query is on its way (a request received, still being parsed and decoded): batches
+        wait up to max_wait for it. Each announce ends in submit(announced=True) or withdraw()."""
         with self._count_lock:
             self._arriving += 1
-        try:
-            yield
-        finally:
-            with self._count_lock:
-                self._arriving -= 1
 
-    def submit(self, query: Query, k: int) -> Future:
+    def withdraw(self) -> None:
+        """An announced query will not come (its request was refused)."""
+        with self._count_lock:
+            self._arriving -= 1
+
+    def submit(self, query: Query, k: int, announced: bool = False) -> Future:
         """Queue one query; the future holds its result dict (with `unified`) or its error."""
         if not self._worker.is_alive():
             raise RuntimeError("the search worker has stopped")
         job = _Job(query, k)
         self._queue.put(job)
+        if announced:  # after the put: the worker never sees neither the job nor its notice
+            self.withdraw()
         return job.future
 
     def close(self) -> None:

@@ -32,6 +32,7 @@ MAX_UPLOAD_BYTES = 20 * 1024 * 1024
 MAX_BODY_BYTES = MAX_UPLOAD_BYTES + (1 << 20)
 MAX_K = 100
 MAX_ID_CHARS = 1024
+ANNOUNCED = "dqu.announced"  # request scope key: the batcher counts this query as on its way
 THUMB = 256
 PAGE = Path(__file__).with_name("page.html")
 
@@ -81,7 +82,16 @@ def create_app(searcher: Searcher, max_batch: int = DEFAULT_MAX_BATCH,
             return JSONResponse({"detail": f"the request is {int(size) >> 20} MB, over the "
                                            f"limit of {MAX_BODY_BYTES >> 20} MB; upload a "
                                            "smaller image"}, status_code=413)
-        return await call_next(request)
+        if request.method != "POST" or request.url.path != "/search":
+            return await call_next(request)
+        # A query on its way, from before its body is parsed: a batch may wait for it.
+        batcher.announce()
+        request.scope[ANNOUNCED] = True
+        try:
+            return await call_next(request)
+        finally:
+            if request.scope.pop(ANNOUNCED, False):  # refused before it reached the queue
+                batcher.withdraw()
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, err: RequestValidationError) -> JSONResponse:
@@ -113,7 +123,7 @@ def create_app(searcher: Searcher, max_batch: int = DEFAULT_MAX_BATCH,
             raise HTTPException(404, f"image {image_id!r} cannot be read here: {err}") from err
 
     @app.post("/search")
-    async def search(text: Annotated[str, Form()] = "",
+    async def search(request: Request, text: Annotated[str, Form()] = "",
                      caption: Annotated[str | None, Form()] = None,
                      k: Annotated[int, Form()] = 10,
                      reference: Annotated[UploadFile | None, File()] = None,
@@ -121,10 +131,9 @@ def create_app(searcher: Searcher, max_batch: int = DEFAULT_MAX_BATCH,
         # Checking and decoding run in the thread pool, side by side; the batch worker runs
         # the model. The event loop only waits.
         try:
-            with batcher.arriving():
-                query = await run_in_threadpool(_query, searcher, text, caption, k, reference,
-                                                reference_id)
-                future = batcher.submit(query, k)
+            query = await run_in_threadpool(_query, searcher, text, caption, k, reference,
+                                            reference_id)
+            future = batcher.submit(query, k, request.scope.pop(ANNOUNCED, False))
             result = await asyncio.wrap_future(future)
         except ImageLoadError as err:
             raise HTTPException(400, str(err)) from err

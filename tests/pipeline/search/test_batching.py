@@ -41,9 +41,9 @@ def test_batched_results_are_the_one_at_a_time_results(searcher, tiny_search):
     start = threading.Barrier(len(queries))
 
     def client(i: int) -> None:
-        with batcher.arriving():  # as the server announces a request it is decoding
-            start.wait()  # all at once, as concurrent requests come
-            futures[i] = batcher.submit(*queries[i])
+        batcher.announce()  # as the server announces each request it receives
+        start.wait()  # all at once, as concurrent requests come
+        futures[i] = batcher.submit(*queries[i], announced=True)
 
     threads = [threading.Thread(target=client, args=(i,)) for i in range(len(queries))]
     for thread in threads:
