@@ -112,6 +112,7 @@ def search(index_dir: Path, model: Path | None, reference: Path | None, text: st
     else:
         batch = [Query(reference, text, id="query", caption=caption)]
     searcher = Searcher(index_dir, model)
+    searcher.unifier.warm()
     results = searcher.search_many(batch, k, with_unified=figure is not None)
     if figure is not None:
         from pipeline.search.figure import case_study

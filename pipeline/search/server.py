@@ -188,6 +188,7 @@ def serve(index_dir: Path, model_dir: Path | None, host: str, port: int,
     import uvicorn
 
     searcher = Searcher(index_dir, model_dir)
+    searcher.unifier.warm()
     app = create_app(searcher, max_batch, max_wait_ms)
     kind = "training-free, lambda fixed" if searcher.fixed else "trained model"
     print(f"[serve] http://{host}:{port}/  (index {index_dir}, {kind}; batches of up to "

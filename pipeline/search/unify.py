@@ -52,6 +52,18 @@ class QueryUnifier:
         check_template(params.render.text_template)
         self._captioner = None
 
+    def warm(self) -> None:
+        """Load the keyword model now (a server's start), not on the first user's query."""
+        if self.params.keywords.backend == "keybert":
+            from transformers.utils import logging as hf_logging
+
+            from pipeline.stages.keywords import keyword_model
+
+            # transformers draws a "Loading weights" bar for a local model; a server's log
+            # should say what it serves, not that.
+            hf_logging.disable_progress_bar()
+            keyword_model(self.params.keywords.model)
+
     def captions(self, images: list[Image.Image], given: list[str | None]) -> list[str]:
         """The given caption where there is one, else the caption backend's."""
         for i, caption in enumerate(given):
