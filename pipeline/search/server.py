@@ -75,7 +75,7 @@ def create_app(searcher: Searcher, max_batch: int = DEFAULT_MAX_BATCH,
     app.state.batcher = batcher
 
     @app.middleware("http")
-    async def refuse_large_bodies(request: Request, call_next):  # noqa: ANN001, ANN202
+    async def admit(request: Request, call_next):  # noqa: ANN001, ANN202
         # Before starlette spools the body to disk: an announced size over the limit is refused.
         size = request.headers.get("content-length", "")
         if size.isdigit() and int(size) > MAX_BODY_BYTES:
