@@ -3,17 +3,19 @@
 One worker thread owns the model: it takes the first waiting query, gathers whatever else
 is queued or arrives within `max_wait_ms` (up to `max_batch`), and runs the batch through
 `Searcher.search_many` (caption, keywords, drawing, encoders, lambda, index), so one batch is
-in flight at a time and the model is never used by two threads. It waits only while queries
-announced by `announce()` are on their way (a server announces each request as it arrives,
-before its body is parsed), so a lone client is not slowed by the wait. A batch that fails is
+in flight at a time and the model is never used by two threads. It waits only while the server
+holds more requests than the batch (each counted by `request()` from its arrival to its
+answer), so a lone client is not slowed by the wait. A batch that fails is
 rerun one query at a time, so a bad query gets its own error and the others their results.
 """
 
 from __future__ import annotations
 
+import contextlib
 import queue
 import threading
 import time
+from collections.abc import Iterator
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 
@@ -47,31 +49,27 @@ class MicroBatcher:
         self.batches = 0  # batches run, and queries in them (what /stats reports)
         self.queries = 0
         self._queue: queue.Queue[_Job | None] = queue.Queue()
-        self._arriving = 0  # queries announced and not yet submitted or withdrawn
+        self._in_flight = 0  # requests inside the server (see request())
         self._count_lock = threading.Lock()
         self._worker = threading.Thread(target=self._run, name="dqu-batcher", daemon=True)
         self._worker.start()
 
-    def announce(self) -> None:
-        """A query is on its way (a request received, still being parsed and decoded): batches
-        wait up to max_wait for it. Each announce ends in submit(announced=True) or withdraw()."""
+    @contextlib.contextmanager
+    def request(self) -> Iterator[None]:
+        """Count one request as inside the server (a server wraps each POST /search in it)."""
         with self._count_lock:
-            self._arriving += 1
+            self._in_flight += 1
+        try:
+            yield
+        finally:
+            with self._count_lock:
+                self._in_flight -= 1
 
-    def withdraw(self) -> None:
-        """An announced query will not come (its request was refused)."""
-        with self._count_lock:
-            self._arriving -= 1
-
-    def submit(self, query: Query, k: int, announced: bool = False) -> Future:
+    def submit(self, query: Query, k: int) -> Future:
         """Queue one query; the future holds its result dict (with `unified`) or its error."""
         if not self._worker.is_alive():
             raise RuntimeError("the search worker has stopped")
         job = _Job(query, k)
-        if announced:
-            # Before the put: a worker woken by this job must not count it as still on its way
-            # and wait max_wait for it (the other order cost a lone client 5-10 ms a query).
-            self.withdraw()
         self._queue.put(job)
         return job.future
 
@@ -89,12 +87,13 @@ class MicroBatcher:
         deadline = time.monotonic() + self.max_wait
         while len(jobs) < self.max_batch:
             # What is queued already is taken at once; an empty queue is waited on only while
-            # some query is on its way, never on the chance of one.
+            # the server holds requests outside this batch (being parsed, decoded or answered,
+            # soon to come back), never for a lone client.
             try:
                 job = self._queue.get_nowait()
             except queue.Empty:
                 left = deadline - time.monotonic()
-                if left <= 0 or self._arriving == 0:
+                if left <= 0 or self._in_flight <= len(jobs):
                     break
                 try:
                     job = self._queue.get(timeout=left)

@@ -32,7 +32,6 @@ MAX_UPLOAD_BYTES = 20 * 1024 * 1024
 MAX_BODY_BYTES = MAX_UPLOAD_BYTES + (1 << 20)
 MAX_K = 100
 MAX_ID_CHARS = 1024
-ANNOUNCED = "dqu.announced"  # request scope key: the batcher counts this query as on its way
 THUMB = 256
 PAGE = Path(__file__).with_name("page.html")
 
@@ -84,14 +83,8 @@ def create_app(searcher: Searcher, max_batch: int = DEFAULT_MAX_BATCH,
                                            "smaller image"}, status_code=413)
         if request.method != "POST" or request.url.path != "/search":
             return await call_next(request)
-        # A query on its way, from before its body is parsed: a batch may wait for it.
-        batcher.announce()
-        request.scope[ANNOUNCED] = True
-        try:
+        with batcher.request():  # from before its body is parsed: a batch may wait for it
             return await call_next(request)
-        finally:
-            if request.scope.pop(ANNOUNCED, False):  # refused before it reached the queue
-                batcher.withdraw()
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, err: RequestValidationError) -> JSONResponse:
@@ -123,7 +116,7 @@ def create_app(searcher: Searcher, max_batch: int = DEFAULT_MAX_BATCH,
             raise HTTPException(404, f"image {image_id!r} cannot be read here: {err}") from err
 
     @app.post("/search")
-    async def search(request: Request, text: Annotated[str, Form()] = "",
+    async def search(text: Annotated[str, Form()] = "",
                      caption: Annotated[str | None, Form()] = None,
                      k: Annotated[int, Form()] = 10,
                      reference: Annotated[UploadFile | None, File()] = None,
@@ -133,8 +126,7 @@ def create_app(searcher: Searcher, max_batch: int = DEFAULT_MAX_BATCH,
         try:
             query = await run_in_threadpool(_query, searcher, text, caption, k, reference,
                                             reference_id)
-            future = batcher.submit(query, k, request.scope.pop(ANNOUNCED, False))
-            result = await asyncio.wrap_future(future)
+            result = await asyncio.wrap_future(batcher.submit(query, k))
         except ImageLoadError as err:
             raise HTTPException(400, str(err)) from err
         except QueryError as err:

@@ -41,9 +41,10 @@ def test_batched_results_are_the_one_at_a_time_results(searcher, tiny_search):
     start = threading.Barrier(len(queries))
 
     def client(i: int) -> None:
-        batcher.announce()  # as the server announces each request it receives
-        start.wait()  # all at once, as concurrent requests come
-        futures[i] = batcher.submit(*queries[i], announced=True)
+        with batcher.request():  # as the server counts each request it holds
+            start.wait()  # all at once, as concurrent requests come
+            futures[i] = batcher.submit(*queries[i])
+            futures[i].result(timeout=60)
 
     threads = [threading.Thread(target=client, args=(i,)) for i in range(len(queries))]
     for thread in threads:
