@@ -5,8 +5,8 @@ is queued or arrives within `max_wait_ms` (up to `max_batch`), and runs the batc
 `Searcher.search_many` (caption, keywords, drawing, encoders, lambda, index), so one batch is
 in flight at a time and the model is never used by two threads. It waits only while the server
 holds more requests than the batch (each counted by `request()` from its arrival to its
-answer), so a lone client is not slowed by the wait. A batch that fails is
-rerun one query at a time, so a bad query gets its own error and the others their results.
+answer), so a lone client is not slowed by the wait. A batch that fails is rerun one query
+at a time, so a bad query gets its own error and the others their results.
 """
 
 from __future__ import annotations
