@@ -85,7 +85,9 @@ def goals_line(results: Sequence[BenchResult], scale: str) -> str:
         value = result.ratio if what == "ratio" else result.ours
         met = value >= bound if sign == ">=" else value < bound
         unit = "x" if what == "ratio" else f" {result.unit.split()[0]}"
-        parts.append(f"{result.name} vs={result.vs} {value:.1f}{unit} {sign} {bound:g}{unit} "
+        # two decimals below 10, so a ratio just under its bound does not print as the bound
+        shown = f"{value:.2f}" if abs(value) < 10 else f"{value:.1f}"
+        parts.append(f"{result.name} vs={result.vs} {shown}{unit} {sign} {bound:g}{unit} "
                      f"{'met' if met else 'NOT MET'}")
     verdict = ("toy sizes: goals apply to full runs" if scale == "tiny"
                else "all met" if all(p.endswith(" met") for p in parts) else "some NOT MET")

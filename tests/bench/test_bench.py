@@ -63,6 +63,10 @@ def test_goals_line_says_which_goals_are_met():
     line = goals_line(results, "full")
     assert line == ("bench goals: eval vs=official 60.0x >= 25x met; eval-rss vs=official "
                     "3000.0 MiB < 2048 MiB NOT MET (some NOT MET)")
+    # 0.79x must not print as the 0.8x it misses
+    limit = [BenchResult("eval", 0.253, 0.2, "s", False, "limit")]
+    assert goals_line(limit, "full") == ("bench goals: eval vs=limit 0.79x >= 0.8x NOT MET "
+                                         "(some NOT MET)")
 
 
 def test_gpu_train_script_runs_tiny_on_cpu(capsys):
