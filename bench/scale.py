@@ -1,16 +1,19 @@
 """scale: wall time and peak RSS of every stage, prepare to evaluate, on real-size replicas.
 
-`python -m bench.scale [--datasets shoes cirr] [--scales 1 2] [--tiny]` writes dataset-shaped
-replicas (devkit/replicas.py: the official Shoes / CIRR layouts at their real counts, tiny
-solid-colour images, provided captions and keywords) into a scratch project, merges the
+`python -m bench.scale [--datasets shoes cirr] [--scales 1 2] [--tiny] [--textured
+[--image-side N]] [--json OUT]` writes dataset-shaped replicas (devkit/replicas.py: the official
+Shoes / CIRR layouts at their real counts, tiny solid-colour images or, with --textured,
+photo-like ones of N pixels (default 256) whose files and decoding cost what real ones do,
+provided captions and keywords) into a scratch project, merges the
 dataset's preset into the repository's params.yaml with a small ViT backbone (`dqu-tiny`
 from scratch, one epoch, CPU; render.engine pillow since OpenCV is optional) and runs each
 stage's `dqu` command (the dvc.yaml ones) in its own process, as `dvc repro` would. Per stage
 it reports wall seconds, CPU seconds (user + system, the stage's worker processes included:
 far less sensitive than wall time to other jobs on a shared machine) and peak RSS (the
-child's ru_maxrss from wait4, on Linux at least the driver's own small RSS at fork), then the
-growth of 2x data over 1x (goal: cost linear in the data, 2x <= 2.2x time). Placeholder
-images make decoding cheap, so what grows is the pipeline's own per-record and per-pair work.
+child's ru_maxrss from wait4, on Linux at least the driver's own small RSS at fork) and the
+bytes in its output folder, then the growth of 2x data over 1x (goal: cost linear in the data,
+2x <= 2.2x time). Placeholder images make decoding cheap and compress away, so without
+--textured what grows is the pipeline's own per-record and per-pair work.
 Stage logs go to the scratch folder; the table goes to stdout.
 """
 
@@ -31,12 +34,13 @@ from pathlib import Path
 
 import yaml
 
-from devkit.replicas import WRITERS
+from devkit.replicas import SOLID, WRITERS, ImageStyle
 from presets.apply import merge
 from trainer.config import QUERY_MODES  # dvc.yaml's train foreach: evaluate scores every mode
 
 REPO = Path(__file__).resolve().parents[1]
 GROWTH_GOAL = 2.2
+TEXTURED_SIDE = 256  # about a FashionIQ / Shoes product photo's side
 # What differs from the dataset's preset: the demo's backbone, one epoch on the CPU, no
 # optional OpenCV, no test1 submission files (their cost is one more ranking).
 OVERRIDES = {
@@ -57,6 +61,7 @@ class StageRun:
     seconds: float
     peak_mib: float
     cpu_seconds: float = 0.0  # user + system of the child and its workers (less load-bound)
+    bytes_written: int = 0  # size of the stage's output folder after it ran
 
 
 def project_params(dataset: str, root: Path) -> dict:
@@ -68,8 +73,14 @@ def project_params(dataset: str, root: Path) -> dict:
     return merged
 
 
+def folder_bytes(path: Path) -> int:
+    """Bytes of every file under `path` (0 when it does not exist)."""
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) if path.exists() else 0
+
+
 def stage_commands(modes: tuple[str, ...]) -> list[tuple[str, list[str]]]:
-    """(label, dqu arguments) of each stage in dvc.yaml order (artifact paths as dvc.yaml's)."""
+    """(label, dqu arguments) of each stage in dvc.yaml order (artifact paths as dvc.yaml's;
+    each command's `--out` folder is what the stage writes)."""
     a = "artifacts"
     commands = [
         ("prepare", ["prepare", "--out", f"{a}/prepare"]),
@@ -112,7 +123,8 @@ def run_stage(label: str, args: list[str], project: Path) -> StageRun:
         tail = log.read_text(encoding="utf-8")[-3000:]
         raise RuntimeError(f"scale: {label} failed (exit {proc.returncode}); {log}:\n{tail}")
     # ru_maxrss: kB on Linux. CPU seconds include the stage's worker processes.
-    return StageRun(label, seconds, usage.ru_maxrss / 1024, cpu)
+    written = folder_bytes(project / args[args.index("--out") + 1])
+    return StageRun(label, seconds, usage.ru_maxrss / 1024, cpu, written)
 
 
 def _become_subreaper() -> None:
@@ -138,8 +150,8 @@ def _reap_orphans() -> float:
         total += usage.ru_utime + usage.ru_stime
 
 
-def run_one(dataset: str, scale: float, modes: tuple[str, ...], workdir: Path
-            ) -> tuple[dict[str, int], list[StageRun]]:
+def run_one(dataset: str, scale: float, modes: tuple[str, ...], workdir: Path,
+            style: ImageStyle = SOLID) -> tuple[dict[str, int], list[StageRun]]:
     """Replica + scratch project + every stage; (replica counts, stage costs)."""
     project = workdir / f"{dataset}-{scale:g}x"
     if project.exists():
@@ -148,7 +160,8 @@ def run_one(dataset: str, scale: float, modes: tuple[str, ...], workdir: Path
         print(f"  scale: removing the earlier scratch project {project}", file=sys.stderr)
         shutil.rmtree(project)
     data_root = project / "data"
-    counts = WRITERS[dataset](data_root, scale)
+    counts = WRITERS[dataset](data_root, scale, style=style)
+    counts["source_bytes"] = folder_bytes(data_root)
     (project / "params.yaml").write_text(
         yaml.safe_dump(project_params(dataset, data_root), sort_keys=False), encoding="utf-8")
     runs = []
@@ -156,7 +169,8 @@ def run_one(dataset: str, scale: float, modes: tuple[str, ...], workdir: Path
         runs.append(run_stage(label, args, project))
         print(f"  [{time.strftime('%H:%M:%S')}] {dataset} {scale:g}x {label}: "
               f"{runs[-1].seconds:.1f} s, {runs[-1].cpu_seconds:.1f} cpu s, "
-              f"{runs[-1].peak_mib:.0f} MiB", file=sys.stderr,
+              f"{runs[-1].peak_mib:.0f} MiB, {runs[-1].bytes_written / 2**20:.1f} MiB written",
+              file=sys.stderr,
               flush=True)
     return counts, runs
 
@@ -166,11 +180,12 @@ def table(results: dict[tuple[str, float], tuple[dict[str, int], list[StageRun]]
     lines = []
     for dataset in dict.fromkeys(d for d, _ in results):
         scales = sorted(s for d, s in results if d == dataset)
-        head = " | ".join(f"{s:g}x s | {s:g}x cpu s | {s:g}x MiB" for s in scales)
+        head = " | ".join(f"{s:g}x s | {s:g}x cpu s | {s:g}x MiB | {s:g}x MiB written"
+                          for s in scales)
         counts = "; ".join(f"{s:g}x: {results[dataset, s][0]['triplets']:,} triplets, "
                            f"{results[dataset, s][0]['images']:,} images" for s in scales)
         lines += [f"{dataset} ({counts})", "", f"| stage | {head} | time growth | cpu growth |",
-                  "|---" * (3 * len(scales) + 3) + "|"]
+                  "|---" * (4 * len(scales) + 3) + "|"]
         stages = [r.stage for r in results[dataset, scales[0]][1]] + ["total"]
         for stage in stages:
             cells, seconds, cpu = [], [], []
@@ -180,7 +195,8 @@ def table(results: dict[tuple[str, float], tuple[dict[str, int], list[StageRun]]
                 seconds.append(sum(r.seconds for r in picked))
                 cpu.append(sum(r.cpu_seconds for r in picked))
                 cells.append(f"{seconds[-1]:.1f} | {cpu[-1]:.1f} | "
-                             f"{max(r.peak_mib for r in picked):.0f}")
+                             f"{max(r.peak_mib for r in picked):.0f} | "
+                             f"{sum(r.bytes_written for r in picked) / 2**20:.1f}")
             lines.append(f"| {stage} | {' | '.join(cells)} | {_growth(seconds)} | "
                          f"{_growth(cpu)} |")
         lines.append("")
@@ -201,8 +217,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--workdir", type=Path,
                         help="keep the scratch projects here (an earlier run's are replaced)")
     parser.add_argument("--json", type=Path, help="also write the raw figures here")
+    parser.add_argument("--textured", action="store_true",
+                        help="photo-like replica images (devkit.replicas.ImageStyle), not solid")
+    parser.add_argument("--image-side", type=int, default=None,
+                        help="replica image side in pixels (default: 16 solid, 256 textured)")
     args = parser.parse_args(argv)
     scales = [0.01, 0.02] if args.tiny else args.scales
+    side = args.image_side or (TEXTURED_SIDE if args.textured else SOLID.side)
+    if side < 8:
+        parser.error(f"--image-side {side}: at least 8 pixels")
+    style = ImageStyle(textured=args.textured, side=side)
     _become_subreaper()
     driver_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"  scale: driver RSS {driver_mib:.0f} MiB (a floor of every child's peak); cpu "
@@ -212,7 +236,7 @@ def main(argv: list[str] | None = None) -> None:
         workdir = args.workdir or Path(tmp)
         for dataset in args.datasets:
             for scale in scales:
-                results[dataset, scale] = run_one(dataset, scale, QUERY_MODES, workdir)
+                results[dataset, scale] = run_one(dataset, scale, QUERY_MODES, workdir, style)
                 if args.json:
                     _dump(results, args.json)
     print(table(results))
@@ -223,7 +247,8 @@ def _dump(results: dict, path: Path) -> None:
     path.write_text(json.dumps([
         {"dataset": d, "scale": s, **counts,
          "stages": [{"stage": r.stage, "seconds": round(r.seconds, 2),
-                     "cpu_seconds": round(r.cpu_seconds, 2), "peak_mib": round(r.peak_mib)}
+                     "cpu_seconds": round(r.cpu_seconds, 2), "peak_rss_mib": round(r.peak_mib),
+                    "bytes_written": r.bytes_written}
                     for r in runs]}
         for (d, s), (counts, runs) in results.items()], indent=1), encoding="utf-8")
 

@@ -3,8 +3,10 @@
 `python -m devkit.replicas shoes|cirr OUT [--scale 2]` writes a folder the real adapters
 (pipeline/datasets/shoes.py, cirr.py) read as they would the dataset, with the official DQU-CIR
 extras (captions, keywords, an empty typo dictionary) so `caption` and `keywords` run their
-`provided` backends and no heavy model is needed. Images are tiny solid-colour files, so what a
-run measures is the pipeline's own cost per record at the dataset's real counts (bench/scale.py).
+`provided` backends and no heavy model is needed. Images are tiny solid-colour files by default,
+so what a run measures is the pipeline's own cost per record at the dataset's real counts
+(bench/scale.py); `ImageStyle(textured=True, side=N)` writes photo-like images instead, whose
+files and decoding cost what real ones do.
 
 Sizes at scale 1 (the datasets' own counts): Shoes 10,751 triplets over 14,658 images (10,000
 train + 4,658 eval); CIRR rc2 36,554 triplets over 21,552 images (train 28,225 / 16,939,
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -37,11 +40,37 @@ def _modification(rng: np.random.Generator) -> tuple[str, list[str]]:
     return text, [colour, thing]
 
 
-def _write_image(path: Path, rng: np.random.Generator, fmt: str) -> None:
-    """A solid-colour placeholder (a few hundred bytes)."""
+@dataclass(frozen=True)
+class ImageStyle:
+    """What the replica's images look like: solid placeholders, or photo-like at a real size.
+
+    A solid image compresses to a few hundred bytes and decodes for free, so a replica made of
+    them measures the pipeline's per-record work only; `textured` images (a smooth colour field
+    plus grain at `side` pixels) keep JPEG / PNG near the sizes of real photos, so decoding,
+    resizing and the bytes each stage writes are what a user meets.
+    """
+
+    textured: bool = False
+    side: int = IMAGE_SIDE
+
+
+SOLID = ImageStyle()  # the default: solid placeholders of IMAGE_SIDE pixels
+
+def _write_image(path: Path, rng: np.random.Generator, fmt: str,
+                 style: ImageStyle = SOLID) -> None:
+    """One replica image: a solid-colour placeholder, or a textured one (see ImageStyle)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    colour = tuple(int(v) for v in rng.integers(0, 256, 3))
-    Image.new("RGB", (IMAGE_SIDE, IMAGE_SIDE), colour).save(path, fmt)
+    if not style.textured:
+        colour = tuple(int(v) for v in rng.integers(0, 256, 3))
+        Image.new("RGB", (style.side, style.side), colour).save(path, fmt)
+        return
+    side = style.side
+    ramp = np.linspace(0.0, 1.0, side, dtype=np.float32)
+    start, end = rng.uniform(0, 255, (2, 3)).astype(np.float32)
+    field_ = start + (end - start) * ((ramp[:, None] + ramp[None, :]) / 2)[..., None]
+    grain = rng.normal(0.0, 24.0, (side, side, 3)).astype(np.float32)
+    pixels = np.clip(field_ + grain, 0, 255).astype(np.uint8)
+    Image.fromarray(pixels, "RGB").save(path, fmt, **({"quality": 90} if fmt == "JPEG" else {}))
 
 
 def _write_json(path: Path, data: object) -> None:
@@ -54,14 +83,15 @@ def _keyword_entry(text: str, keywords: list[str]) -> list[str]:
     return [text, ", ".join(keywords)]
 
 
-def write_shoes(root: Path, scale: float = 1.0, seed: int = 0) -> dict[str, int]:
+def write_shoes(root: Path, scale: float = 1.0, seed: int = 0,
+                style: ImageStyle = SOLID) -> dict[str, int]:
     """Write a Shoes replica under root; return its counts."""
     rng = np.random.default_rng(seed)
     root = Path(root)
     n_train, n_eval = (round(SHOES[k] * scale) for k in ("train_images", "eval_images"))
     names = [f"img_womens_{i:07d}.jpg" for i in range(n_train + n_eval)]
     for i, name in enumerate(names):
-        _write_image(root / "womens_shoes" / str(i // 1000) / name, rng, "JPEG")
+        _write_image(root / "womens_shoes" / str(i // 1000) / name, rng, "JPEG", style)
     train, evaluation = names[:n_train], names[n_train:]
     (root / "train_im_names.txt").write_text("\n".join(train) + "\n", encoding="utf-8")
     (root / "eval_im_names.txt").write_text("\n".join(evaluation) + "\n", encoding="utf-8")
@@ -84,7 +114,8 @@ def write_shoes(root: Path, scale: float = 1.0, seed: int = 0) -> dict[str, int]
     return {"triplets": n_triplets, "images": len(names)}
 
 
-def write_cirr(root: Path, scale: float = 1.0, seed: int = 0) -> dict[str, int]:
+def write_cirr(root: Path, scale: float = 1.0, seed: int = 0,
+               style: ImageStyle = SOLID) -> dict[str, int]:
     """Write a CIRR rc2 replica under root (images under root/<split>/<n>/); return counts."""
     rng = np.random.default_rng(seed)
     root = Path(root)
@@ -95,7 +126,7 @@ def write_cirr(root: Path, scale: float = 1.0, seed: int = 0) -> dict[str, int]:
         names = [f"{split}-{i:06d}" for i in range(n_images)]
         relative = {name: f"./{folder}/{i // 1000}/{name}.png" for i, name in enumerate(names)}
         for rel in relative.values():
-            _write_image(root / rel, rng, "PNG")
+            _write_image(root / rel, rng, "PNG", style)
         _write_json(root / "image_splits" / f"split.rc2.{split}.json", relative)
         entries, captions, keywords = [], {}, {}
         for pair in range(n_pairs):

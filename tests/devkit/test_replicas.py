@@ -25,3 +25,21 @@ def test_cirr_replica_reads_through_the_adapter(tmp_path) -> None:
     rows = tables.triplets.to_pylist()
     assert all(len(r["subset"]) == 6 and r["keywords"] for r in rows)
     assert all(r["target_id"] is None for r in rows if r["split"] == "test1")
+
+
+def test_textured_replica_images_do_not_compress_away(tmp_path) -> None:
+    from PIL import Image
+
+    from devkit.replicas import ImageStyle
+
+    write_shoes(tmp_path / "solid", scale=0.001)
+    write_shoes(tmp_path / "photo", scale=0.001, style=ImageStyle(textured=True, side=128))
+    solid = sorted((tmp_path / "solid").rglob("*.jpg"))
+    photo = sorted((tmp_path / "photo").rglob("*.jpg"))
+    assert len(solid) == len(photo) > 0
+    with Image.open(photo[0]) as image:
+        assert image.size == (128, 128) and image.mode == "RGB"
+    # a JPEG of grain keeps a good share of its 48 KiB of pixels; a solid one is a few hundred
+    # bytes
+    assert min(p.stat().st_size for p in photo) > 8 * max(p.stat().st_size for p in solid)
+    assert min(p.stat().st_size for p in photo) > 128 * 128 * 3 // 8
