@@ -51,6 +51,7 @@ from bench.common import (
     workspace,
 )
 from bench.eval import official_recall
+from bench.rss_child import official_features
 from pipeline.core.params import EvaluateParams, RenderParams
 from pipeline.core.shards import RENDERED, read_table
 from pipeline.stages.evaluate import ModeResult, Scoring, evaluate_mode
@@ -96,30 +97,12 @@ def official_records(split: EvalSplit, render_dir: Path, batch_size: int
     return test_queries, test_targets
 
 
-@torch.no_grad()
 def official_test(model: DQUModel, tokenizer, test_queries: list[dict],  # noqa: ANN001
                   test_targets: list[dict], batch_size: int
                   ) -> tuple[dict[str, float], np.ndarray, np.ndarray]:
     """The official test() on its records: batched encoding, then its ranking loops."""
-    model.eval()
-    all_queries, visual, textual = [], [], []
-    for t in test_queries:
-        visual.append(t["visual_query"])
-        textual.append(t["textual_query"])
-        if len(visual) >= batch_size or t is test_queries[-1]:
-            pixels = torch.stack(visual).float()
-            # the official extract_query tokenizes the batch's strings, then encodes
-            features = model.encode_query(tokenizer(textual), pixels)
-            all_queries.append(features.data.cpu().numpy())
-            visual, textual = [], []
-    queries = np.concatenate(all_queries)
-    all_imgs, imgs = [], []
-    for t in test_targets:
-        imgs.append(t["target_img_data"])
-        if len(imgs) >= batch_size or t is test_targets[-1]:
-            all_imgs.append(model.encode_image(torch.stack(imgs).float()).data.cpu().numpy())
-            imgs = []
-    gallery = np.concatenate(all_imgs)
+    queries, gallery = official_features(model, tokenizer, test_queries, test_targets,
+                                         batch_size)
     recall = official_recall(queries.copy(), gallery.copy(), test_queries, test_targets, KS)
     return recall, queries, gallery
 

@@ -121,25 +121,38 @@ def official(inputs_dir: Path, model_name: str) -> dict:
     model = build_model(ClipConfig(model=model_name), "dqu", 0.5, 10.0,
                         torch.device("cpu")).eval()
     tokenizer = get_tokenizer(model_name)
+    queries, gallery = official_features(model, tokenizer, test_queries, test_targets,
+                                         BATCH_SIZE)
+    return {"recall": official_cirr_recall(queries, gallery, test_queries, test_targets),
+            "queries": len(test_queries)}
+
+
+def official_features(model, tokenizer, test_queries: list[dict],  # noqa: ANN001
+                      test_targets: list[dict], batch_size: int) -> tuple[np.ndarray, np.ndarray]:
+    """The official test loops' feature extraction: (query features, gallery features).
+
+    Per batch it stacks the records' tensors, tokenizes the strings inside the encoding call
+    (the official `extract_query`), encodes and moves the features to NumPy, as test.py does.
+    """
+    import torch
+
+    model.eval()
     with torch.no_grad():
         all_queries, visual, textual = [], [], []
         for t in test_queries:
             visual.append(t["visual_query"])
             textual.append(t["textual_query"])
-            if len(visual) >= BATCH_SIZE or t is test_queries[-1]:
+            if len(visual) >= batch_size or t is test_queries[-1]:
                 features = model.encode_query(tokenizer(textual), torch.stack(visual).float())
                 all_queries.append(features.data.cpu().numpy())
                 visual, textual = [], []
-        queries = np.concatenate(all_queries)
         all_imgs, imgs = [], []
         for t in test_targets:
             imgs.append(t["target_img_data"])
-            if len(imgs) >= BATCH_SIZE or t is test_targets[-1]:
+            if len(imgs) >= batch_size or t is test_targets[-1]:
                 all_imgs.append(model.encode_image(torch.stack(imgs).float()).data.cpu().numpy())
                 imgs = []
-        gallery = np.concatenate(all_imgs)
-    return {"recall": official_cirr_recall(queries, gallery, test_queries, test_targets),
-            "queries": len(test_queries)}
+    return np.concatenate(all_queries), np.concatenate(all_imgs)
 
 
 def official_cirr_recall(all_queries: np.ndarray, all_imgs: np.ndarray, test_queries: list[dict],
