@@ -81,6 +81,9 @@ class TrainConfig:
     # auto (bf16 autocast on cuda if supported else fp16+GradScaler; off on cpu) | off | fp16 | bf16
     amp: str = field(default="auto", metadata=one_of(*AMP_MODES))
     num_workers: int = field(default=0, metadata=at_least(0))
+    # the train split's pixels are held in memory up to this size, else unpacked to records on
+    # disk and read per batch (trainer.data.train_set): the same batches either way
+    pixels_in_memory_gib: float = field(default=4.0, metadata=at_least(0))
     # training-image augmentation (AUGMENT_MODES); official needs inputs built with it
     augment: str = field(default="none", metadata=one_of(*AUGMENT_MODES))
     # which training triplets an epoch holds (EPOCH_SAMPLING)

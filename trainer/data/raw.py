@@ -48,11 +48,12 @@ def modification_tokens(inputs_dir: str | Path, queries: QueryTable, meta: Input
 
 
 def raw_queries(queries: QueryTable, inputs_dir: str | Path, meta: InputsMeta,
-                stream: bool = False) -> QueryTable:
+                stream: bool = False, references: ImageStore | None = None) -> QueryTable:
     """The same queries with the modification text's tokens and the reference's pixels.
 
     `stream`: reference pixels read in batches when embedded (evaluation, validation), each
-    distinct reference once; else held in memory, addressable by row (training's sampler).
+    distinct reference once; else addressable by row (training's sampler): from `references`
+    (e.g. unpacked to disk, trainer.data.records) or held in memory.
     """
     tokens = modification_tokens(inputs_dir, queries, meta)
     if stream:
@@ -63,7 +64,8 @@ def raw_queries(queries: QueryTable, inputs_dir: str | Path, meta: InputsMeta,
         visual = RepeatedPixels(images, np.array([index[r] for r in queries.reference_ids],
                                                  dtype=np.int64))
     else:
-        references = ImageStore(inputs_dir, queries.reference_ids, meta)
+        if references is None:
+            references = ImageStore(inputs_dir, queries.reference_ids, meta)
         rows = references.rows(queries.reference_ids, what=f"{queries.split} reference_id")
         visual = ReorderedPixels(references.pixels, rows)
     return replace(queries, tokens=tokens, visual=visual,

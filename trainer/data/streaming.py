@@ -124,22 +124,42 @@ def streamed_images(inputs_dir: str | Path, image_ids: Sequence[str], meta: Inpu
 
     `what` names a missing image in the error, with `{!r}` where its id goes.
     """
-    position = {image_id: i for i, image_id in enumerate(image_ids)}
-    shards, found = [], np.zeros(len(image_ids), dtype=bool)
-    for path in shard_paths(inputs_dir, "images"):
-        ids = pq.read_table(path, columns=["image_id"]).column("image_id").to_pylist()
+    return streamed_column(inputs_dir, "images", "image_id", image_ids, "pixels",
+                           meta.image_size, what)
+
+
+def streamed_column(inputs_dir: str | Path, name: str, key: str, keys: Sequence[str],
+                    column: str, side: int, what: str, split: str | None = None
+                    ) -> StreamedPixels:
+    """A pixel `column` of the `name` shards for distinct `keys`, position = index in `keys`.
+
+    `key` is the id column (image_id, pair_id); `split` keeps one split's rows of query shards.
+    Each key must occur once; `what` names a missing one in the error (`{!r}`: the key).
+    """
+    position = {k: i for i, k in enumerate(keys)}
+    shards, found = [], np.zeros(len(keys), dtype=bool)
+    for path in shard_paths(inputs_dir, name):
+        if column not in pq.read_schema(path).names:
+            raise InputsFormatError(f"{path}: no {column!r} column; rerun the `inputs` stage")
+        columns = [key] + (["split"] if split is not None else [])
+        table = pq.read_table(path, columns=columns)
+        ids = table.column(key).to_pylist()
         positions = np.array([position.get(i, -1) for i in ids], dtype=np.int64)
+        if split is not None:
+            positions[np.asarray(table.column("split").to_pylist()) != split] = -1
         wanted = positions[positions >= 0]
         if found[wanted].any() or len(np.unique(wanted)) != len(wanted):
-            dup = image_ids[next(p for p in wanted if found[p] or (wanted == p).sum() > 1)]
-            raise InputsFormatError(f"image id {dup!r} appears more than once in {inputs_dir}")
+            dup = keys[next(p for p in wanted if found[p] or (wanted == p).sum() > 1)]
+            raise InputsFormatError(f"{key.replace('_', ' ')} {dup!r} appears more than once "
+                                    f"in {inputs_dir}")
         found[wanted] = True
         shards.append(ShardRows(path, positions, ids))
     if not found.all():
-        missing = image_ids[int(np.flatnonzero(~found)[0])]
-        raise InputsFormatError(f"{what.format(missing)} is not in the image shards of "
+        missing = keys[int(np.flatnonzero(~found)[0])]
+        shard_kind = {"images": "image", "queries": "query"}.get(name, name)
+        raise InputsFormatError(f"{what.format(missing)} is not in the {shard_kind} shards of "
                                 f"{inputs_dir}; rerun the `inputs` stage")
-    return StreamedPixels(shards, "pixels", meta.image_size)
+    return StreamedPixels(shards, column, side)
 
 
 class RepeatedPixels:

@@ -12,7 +12,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from trainer.data.meta import InputsFormatError, InputsMeta, read_meta, shard_paths
-from trainer.data.pixels import PixelSource, PixelStore, pixel_chunks, taken_batches
+from trainer.data.pixels import PixelSource, PixelStore, RowPixels, pixel_chunks, taken_batches
 
 QUERY_COLUMNS = ("split", "pair_id", "reference_id", "target_id", "text_tokens", "visual_pixels")
 
@@ -134,11 +134,24 @@ class ImageStore:
             ids = table.column("image_id")
             self.ids.extend(ids.to_pylist())
             chunks.extend(pixel_chunks(table.column("pixels"), meta.image_size, ids, path))
+        self._set(inputs_dir, PixelStore(chunks, meta.image_size), meta)
+
+    @classmethod
+    def from_parts(cls, inputs_dir: str | Path, ids: list[str], pixels: RowPixels,
+                   meta: InputsMeta) -> ImageStore:
+        """A store over pixels read elsewhere (e.g. trainer.data.records), row i = ids[i]."""
+        store = cls.__new__(cls)
+        store.ids = list(ids)
+        store._set(inputs_dir, pixels, meta)
+        return store
+
+    def _set(self, inputs_dir: str | Path, pixels: RowPixels, meta: InputsMeta) -> None:
+        """Index `self.ids` (refusing duplicates) and keep the pixels and where they came from."""
         self._row = {image_id: row for row, image_id in enumerate(self.ids)}
         if len(self._row) != len(self.ids):
             dup = next(i for i in self.ids if self.ids.count(i) > 1)
             raise InputsFormatError(f"image id {dup!r} appears more than once in {inputs_dir}")
-        self.pixels = PixelStore(chunks, meta.image_size)
+        self.pixels = pixels
         self.inputs_dir = Path(inputs_dir)
         self.meta = meta
 
@@ -190,9 +203,9 @@ def load_canvases(inputs_dir: str | Path, name: str, key: str, keys: Sequence[st
 
 
 class ReorderedPixels:
-    """A PixelStore read through a row map (shard order differs, or rows repeat)."""
+    """Row-addressed pixels read through a row map (shard order differs, or rows repeat)."""
 
-    def __init__(self, store: PixelStore, order: np.ndarray) -> None:
+    def __init__(self, store: RowPixels, order: np.ndarray) -> None:
         self._store, self._order = store, order
 
     def __len__(self) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import shutil
@@ -28,6 +29,7 @@ from trainer.train.run import (
     save_checkpoint,
     say,
     setup,
+    spill_dir,
 )
 from trainer.train.selection import (
     Captions,
@@ -79,8 +81,17 @@ def train(clip_cfg: ClipConfig, train_cfg: TrainConfig, mode: str, seed: int,
     """
     scoring = check_settings(train_cfg, mode, val_subsets, val_captions)
     with distributed.session(resolve_device(train_cfg.device)) as device:
-        return _train(clip_cfg, train_cfg, mode, seed, Path(inputs_dir), Path(out_dir), resume,
-                      device, scoring)
+        spilled = spill_dir(Path(out_dir))
+        shutil.rmtree(spilled, ignore_errors=True)  # left by a killed run
+        try:
+            return _train(clip_cfg, train_cfg, mode, seed, Path(inputs_dir), Path(out_dir),
+                          resume, device, scoring)
+        finally:
+            # Unpacked pixels are scratch: the shards hold them, and they are as large as the
+            # split (removing them keeps them out of the stage's DVC output too).
+            shutil.rmtree(spilled, ignore_errors=True)
+            with contextlib.suppress(OSError):  # other ranks may still hold theirs
+                spilled.parent.rmdir()
 
 
 def _train(clip_cfg: ClipConfig, train_cfg: TrainConfig, mode: str, seed: int,

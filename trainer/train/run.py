@@ -17,9 +17,8 @@ from torch.utils.data import DataLoader
 from trainer.config import QUERY_MODES, ClipConfig, TrainConfig, val_metric_names
 from trainer.data.dataset import TripletDataset
 from trainer.data.meta import InputsFormatError, InputsMeta, inputs_digest, read_meta
-from trainer.data.raw import raw_queries
 from trainer.data.sampler import EpochBatchSampler
-from trainer.data.tables import ImageStore, load_queries
+from trainer.data.train_set import SPILL_DIR, load_train_set
 from trainer.eval.split import EvalSplit, load_eval_split, raw_split
 from trainer.models.clip import compile_blocks, set_grad_checkpointing
 from trainer.models.fusion import DQUModel, fusion_method
@@ -102,7 +101,7 @@ def check_meta(meta: InputsMeta, clip_cfg: ClipConfig, inputs_dir: Path) -> None
 def _fingerprint(clip_cfg: ClipConfig, train_cfg: TrainConfig, mode: str, seed: int,
                  meta: InputsMeta, inputs_dir: Path) -> str:
     """Settings that must match for a checkpoint to be resumed (runtime-only ones excluded)."""
-    runtime_only = ("device", "num_workers", "compile")
+    runtime_only = ("device", "num_workers", "compile", "pixels_in_memory_gib")
     train = {k: v for k, v in asdict(train_cfg).items() if k not in runtime_only}
     # a default adds no key, so checkpoints made before the field existed still resume
     if train["epoch_sampling"] == "all":
@@ -205,7 +204,8 @@ def setup(clip_cfg: ClipConfig, train_cfg: TrainConfig, mode: str, seed: int,
         out_dir.mkdir(parents=True, exist_ok=True)
     precision = resolve_precision(train_cfg.amp, device)
     seed_everything(seed, train_cfg.deterministic)
-    meta, dataset, val_data = _load_data(clip_cfg, inputs_dir, fusion_method(mode).raw_inputs)
+    meta, dataset, val_data = _load_data(clip_cfg, train_cfg, inputs_dir, out_dir,
+                                         fusion_method(mode).raw_inputs)
     model = build_model(clip_cfg, mode, train_cfg.dropout, train_cfg.logit_scale_init, device,
                         learn_logit_scale=train_cfg.learn_logit_scale)
     if train_cfg.grad_checkpointing:
@@ -225,8 +225,8 @@ def setup(clip_cfg: ClipConfig, train_cfg: TrainConfig, mode: str, seed: int,
     )
 
 
-def _load_data(clip_cfg: ClipConfig, inputs_dir: Path, raw_inputs: bool
-               ) -> tuple[InputsMeta, TripletDataset, EvalSplit | None]:
+def _load_data(clip_cfg: ClipConfig, train_cfg: TrainConfig, inputs_dir: Path, out_dir: Path,
+               raw_inputs: bool) -> tuple[InputsMeta, TripletDataset, EvalSplit | None]:
     """Input spec, train triplets and the val split (None when it has no queries).
 
     `raw_inputs`: the queries are the raw modification text and reference image
@@ -234,16 +234,17 @@ def _load_data(clip_cfg: ClipConfig, inputs_dir: Path, raw_inputs: bool
     """
     meta = read_meta(inputs_dir)
     check_meta(meta, clip_cfg, inputs_dir)
-    train_queries = load_queries(inputs_dir, "train", meta)
-    if len(train_queries) == 0:
-        raise InputsFormatError(f"{inputs_dir} has no train queries")
-    if raw_inputs:
-        train_queries = raw_queries(train_queries, inputs_dir, meta)
-    dataset = TripletDataset(train_queries, ImageStore(inputs_dir, train_queries.target_ids, meta))
+    dataset = load_train_set(inputs_dir, meta, raw_inputs, train_cfg.pixels_in_memory_gib,
+                             spill_dir(out_dir))
     val_data = load_eval_split(inputs_dir, "val")
     if not len(val_data.queries):
         return meta, dataset, None
     return meta, dataset, raw_split(val_data, inputs_dir) if raw_inputs else val_data
+
+
+def spill_dir(out_dir: Path) -> Path:
+    """Where this rank unpacks training pixels that exceed the memory budget."""
+    return out_dir / SPILL_DIR / f"rank{rank()}"
 
 
 def restore(run: Run) -> None:

@@ -77,6 +77,7 @@ OUT_OF_RANGE = [
     ("train.device", "cuda:x"),
     ("train.amp", "fp8"),
     ("train.num_workers", -1),
+    ("train.pixels_in_memory_gib", -0.5),
     ("train.val_metric", "R@0"),
     ("train.val_metric", "mAP"),
     ("train.val_metric", "R@010"),
