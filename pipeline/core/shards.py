@@ -17,12 +17,14 @@ check live in trainer/util/shards.py, since the trainer reads the inputs shards 
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from trainer.util.atomic import write_with
+from trainer.util.atomic import atomic_path, write_with
 from trainer.util.shards import ShardError, list_shards, parse_shard_name
 
 TRIPLETS = pa.schema(
@@ -79,17 +81,28 @@ def shard_ranges(n_rows: int, n_shards: int) -> list[tuple[int, int]]:
     return list(zip(bounds[:-1], bounds[1:], strict=True))
 
 
+# Fixed writer options so equal tables give equal bytes (DVC hashes must not drift).
+WRITER_OPTIONS = {"compression": "zstd", "write_statistics": False}
+ROWS_PER_GROUP = 256  # rows per row group of the streamed shards (a few MB of PNG or pixels)
+
+
+@contextmanager
+def shard_writer(path: str | Path, schema: pa.Schema) -> Iterator[pq.ParquetWriter]:
+    """A Parquet writer on a temp file, renamed to `path` when the block ends without error.
+
+    Each `write_table` call adds row groups, so a shard of pixels never sits in memory whole;
+    what is known only at the end (a stage report) goes in with `add_key_value_metadata`.
+    """
+    with atomic_path(path) as tmp, pq.ParquetWriter(tmp, schema, **WRITER_OPTIONS) as out:
+        yield out
+
+
 def write_table(table: pa.Table, path: str | Path, schema: pa.Schema | None = None) -> None:
     """Write one Parquet file atomically (checked against `schema` when given)."""
     if schema is not None:
         table = conform(table, schema, str(path))
-    # Fixed writer options so equal tables give equal bytes (DVC hashes must not drift).
-    write_with(
-        path,
-        lambda tmp: pq.write_table(
-            table, tmp, compression="zstd", row_group_size=1024, write_statistics=False
-        ),
-    )
+    write_with(path, lambda tmp: pq.write_table(table, tmp, row_group_size=1024,
+                                                **WRITER_OPTIONS))
 
 
 def conform(table: pa.Table, schema: pa.Schema, where: str) -> pa.Table:

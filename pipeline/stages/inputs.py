@@ -28,6 +28,7 @@ import dataclasses
 import hashlib
 import io
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -55,17 +56,20 @@ from pipeline.core.shards import (
     INPUT_QUERIES,
     INPUT_QUERIES_CANVAS,
     RENDERED,
+    ROWS_PER_GROUP,
     TRIPLETS,
+    conform,
     read_table,
     remove_stale,
     shard_ranges,
+    shard_writer,
     write_table,
 )
 from trainer.config import ClipConfig
 from trainer.data.augment import canvas_size
 from trainer.models.clip import input_spec, tokenize
 from trainer.util.atomic import write_json
-from trainer.util.shards import list_shards, shard_name
+from trainer.util.shards import ShardError, list_shards, shard_name
 
 # Bump when pixels or token layout change, so shards written by older code are not reused.
 INPUTS_CODE_VERSION = 2
@@ -109,13 +113,17 @@ class ImageShardTask:
 
 
 def build_query_shard(task: QueryShardTask) -> StageReport:
-    """Tokenize the text queries and modification texts, convert the visual queries of a shard."""
-    rendered = read_table(task.render_shard, RENDERED)
+    """Tokenize the text queries and modification texts, convert the visual queries of a shard.
+
+    The render shard is read a row group at a time and each becomes a row group here, so a
+    worker holds one group's PNGs and pixels, whatever the shard's size.
+    """
+    keys = _render_keys(task.render_shard)
     # Only the unusable targets / references this shard meets enter its fingerprint, so the
     # other shards stay reusable when an image elsewhere goes bad.
-    met = set(rendered["target_id"].to_pylist()) | set(rendered["reference_id"].to_pylist())
+    met = set(keys["target_id"].to_pylist()) | set(keys["reference_id"].to_pylist())
     unusable = sorted(task.unusable_images & met)
-    modifications = _modifications(task.triplets_path, rendered)
+    modifications = _modifications(task.triplets_path, keys)
     spec = input_spec(task.clip.model, task.clip.pretrained)
     fingerprint = _fingerprint(
         task.out_path,
@@ -125,7 +133,7 @@ def build_query_shard(task: QueryShardTask) -> StageReport:
             "spec": dataclasses.asdict(spec),
             "unusable_images": unusable,
             "modifications_sha256": hashlib.sha256(
-                json.dumps(modifications).encode()).hexdigest(),
+                json.dumps(modifications.tolist()).encode()).hexdigest(),
             "on_bad_record": task.on_bad_record,
             **_canvas_key(task.canvas_size),
         },
@@ -134,14 +142,13 @@ def build_query_shard(task: QueryShardTask) -> StageReport:
     if reused is not None:
         return reused
     report = StageReport(STAGE, task.on_bad_record)
-    report.n_in = rendered.num_rows
+    report.n_in = keys.num_rows
+    keep = np.ones(keys.num_rows, dtype=bool)
     if unusable:
         bad = pa.array(unusable, type=pa.string())
-        aims_at_unusable = pc.or_(pc.is_in(rendered["target_id"], value_set=bad),
-                                  pc.is_in(rendered["reference_id"], value_set=bad))
-        dropped = rendered.filter(aims_at_unusable).select(
-            ["split", "pair_id", "reference_id", "target_id"])
-        for row in dropped.to_pylist():
+        aims_at_unusable = pc.or_(pc.is_in(keys["target_id"], value_set=bad),
+                                  pc.is_in(keys["reference_id"], value_set=bad))
+        for row in keys.filter(aims_at_unusable).to_pylist():
             which = "target" if row["target_id"] in unusable else "reference"
             report.bad(
                 f"triplet {row['split']}/{row['pair_id']}",
@@ -149,8 +156,44 @@ def build_query_shard(task: QueryShardTask) -> StageReport:
                 "replace the image file",
             )
         keep = pc.invert(aims_at_unusable).to_numpy(zero_copy_only=False)
-        rendered = rendered.filter(pa.array(keep))
-        modifications = [m for m, kept in zip(modifications, keep, strict=True) if kept]
+    schema = INPUT_QUERIES if task.canvas_size is None else INPUT_QUERIES_CANVAS
+    stamped = schema.with_metadata({FINGERPRINT_KEY: fingerprint.encode()})
+    first = 0
+    with shard_writer(task.out_path, stamped) as out:
+        for group in _row_groups(task.render_shard, RENDERED):
+            rows = slice(first, first + group.num_rows)
+            first += group.num_rows
+            kept = keep[rows]
+            group = group.filter(pa.array(kept))
+            if group.num_rows:
+                texts = [m for m, k in zip(modifications[rows], kept, strict=True) if k]
+                out.write_table(_query_columns(group, texts, task, spec.image_size, stamped))
+                report.n_out += group.num_rows
+        out.add_key_value_metadata({REPORT_KEY: _report_stamp(report)})
+    return report
+
+
+def _render_keys(path: str) -> pa.Table:
+    """The render shard's id columns (split, pair_id, reference_id, target_id), no PNGs."""
+    names = ["split", "pair_id", "reference_id", "target_id"]
+    if not Path(path).is_file():
+        raise ShardError(f"{path}: not found; run the stage that writes it (dvc repro)")
+    present = pq.read_schema(path).names
+    missing = [n for n in RENDERED.names if n not in present]
+    if missing:
+        raise ShardError(f"{path}: missing column(s) {missing}; expected {RENDERED.names}")
+    return pq.read_table(path, columns=names)
+
+
+def _row_groups(path: str | Path, schema: pa.Schema) -> Iterator[pa.Table]:
+    """The Parquet file's rows, ROWS_PER_GROUP at a time, checked against `schema`."""
+    for batch in pq.ParquetFile(path).iter_batches(batch_size=ROWS_PER_GROUP):
+        yield conform(pa.Table.from_batches([batch]), schema, str(path))
+
+
+def _query_columns(rendered: pa.Table, modifications: list[str], task: QueryShardTask,
+                   image_size: int, schema: pa.Schema) -> pa.Table:
+    """One row group of input queries: tokens, modification tokens, pixels (+ canvases)."""
     tokens = tokenize(task.clip.model, rendered["text_query"].to_pylist())
     modification_tokens = tokenize(task.clip.model, modifications)
     images = [Image.open(io.BytesIO(png)) for png in rendered["visual_query"].to_pylist()]
@@ -161,21 +204,16 @@ def build_query_shard(task: QueryShardTask) -> StageReport:
         "target_id": rendered["target_id"],
         "text_tokens": pa.array(list(tokens), type=pa.list_(pa.int32())),
         "modification_tokens": pa.array(list(modification_tokens), type=pa.list_(pa.int32())),
-        "visual_pixels": pa.array([to_model_pixels(i, spec.image_size) for i in images],
+        "visual_pixels": pa.array([to_model_pixels(i, image_size) for i in images],
                                   type=pa.binary()),
     }
-    schema = INPUT_QUERIES
     if task.canvas_size is not None:
-        schema = INPUT_QUERIES_CANVAS
         columns["visual_canvas"] = pa.array(
             [to_model_pixels(i, task.canvas_size) for i in images], type=pa.binary())
-    table = pa.table(columns, schema=schema)
-    report.n_out = table.num_rows
-    write_table(table, task.out_path, _with_stamp(schema, fingerprint, report))
-    return report
+    return pa.table(columns, schema=schema)
 
 
-def _modifications(triplets_path: str | None, rendered: pa.Table) -> list[str]:
+def _modifications(triplets_path: str | None, rendered: pa.Table) -> np.ndarray:
     """The modification text of each rendered row (split, pair_id), from prepare's triplets."""
     if triplets_path is None:
         raise ValueError("inputs: a query shard task needs prepare's triplets.parquet")
@@ -193,11 +231,11 @@ def _modifications(triplets_path: str | None, rendered: pa.Table) -> list[str]:
             raise ValueError(f"inputs: rendered query {split}/{pair} is not in {triplets_path}; "
                              "rerun `dvc repro` from the render stage")
         out.append(text_of[split, pair] or "")
-    return out
+    return np.array(out, dtype=object)
 
 
 def build_image_shard(task: ImageShardTask) -> StageReport:
-    """Encoder pixels for one slice of the gallery / target images."""
+    """Encoder pixels for one slice of the gallery / target images, a row group at a time."""
     fingerprint = _fingerprint(
         task.out_path,
         {
@@ -213,24 +251,28 @@ def build_image_shard(task: ImageShardTask) -> StageReport:
     if reused is not None:
         return reused
     report = StageReport(STAGE, task.params.on_bad_record)
-    ids, pixels, canvases = [], [], []
-    for image_id, path in zip(task.image_ids, task.paths, strict=True):
-        report.n_in += 1
-        try:
-            image = load_rgb(path)
-        except ImageLoadError as err:
-            report.bad(f"image {image_id}", str(err), "replace the file or drop the image")
-            continue
-        pixels.append(to_model_pixels(image, task.image_size))
-        if task.canvas_size is not None:
-            canvases.append(to_model_pixels(image, task.canvas_size))
-        ids.append(image_id)
-    columns, schema = {"image_id": ids, "pixels": pixels}, INPUT_IMAGES
-    if task.canvas_size is not None:
-        columns["canvas"], schema = canvases, INPUT_IMAGES_CANVAS
-    table = pa.table(columns, schema=schema)
-    report.n_out = len(ids)
-    write_table(table, task.out_path, _with_stamp(schema, fingerprint, report))
+    schema = INPUT_IMAGES if task.canvas_size is None else INPUT_IMAGES_CANVAS
+    stamped = schema.with_metadata({FINGERPRINT_KEY: fingerprint.encode()})
+    columns: dict[str, list] = {name: [] for name in schema.names}
+    with shard_writer(task.out_path, stamped) as out:
+        for image_id, path in zip(task.image_ids, task.paths, strict=True):
+            report.n_in += 1
+            try:
+                image = load_rgb(path)
+            except ImageLoadError as err:
+                report.bad(f"image {image_id}", str(err), "replace the file or drop the image")
+                continue
+            columns["image_id"].append(image_id)
+            columns["pixels"].append(to_model_pixels(image, task.image_size))
+            if task.canvas_size is not None:
+                columns["canvas"].append(to_model_pixels(image, task.canvas_size))
+            report.n_out += 1
+            if len(columns["image_id"]) == ROWS_PER_GROUP:
+                out.write_table(pa.table(columns, schema=stamped))
+                columns = {name: [] for name in schema.names}
+        if columns["image_id"]:
+            out.write_table(pa.table(columns, schema=stamped))
+        out.add_key_value_metadata({REPORT_KEY: _report_stamp(report)})
     return report
 
 
@@ -252,10 +294,9 @@ def _fingerprint(out_path: str, inputs: dict) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-def _with_stamp(schema: pa.Schema, fingerprint: str, report: StageReport) -> pa.Schema:
-    """`schema` carrying the shard's fingerprint and its report in the Parquet metadata."""
-    stamp = json.dumps(report.as_dict(), sort_keys=True, ensure_ascii=False)
-    return schema.with_metadata({FINGERPRINT_KEY: fingerprint.encode(), REPORT_KEY: stamp})
+def _report_stamp(report: StageReport) -> str:
+    """The shard's record report as stored in its Parquet footer (reusable_report reads it)."""
+    return json.dumps(report.as_dict(), sort_keys=True, ensure_ascii=False)
 
 
 def run(params: Params, prepare_dir: Path, render_dir: Path, out_dir: Path) -> StageReport:

@@ -25,7 +25,6 @@ from pathlib import Path
 import PIL
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 from PIL import Image
 
 from pipeline.core.drawing import DrawStyle, fit_canvas, render_visual_query
@@ -40,12 +39,13 @@ from pipeline.core.shards import (
     IMAGES,
     KEYWORDS,
     RENDERED,
+    ROWS_PER_GROUP,
     TRIPLETS,
     read_table,
     remove_stale,
     shard_ranges,
+    shard_writer,
 )
-from trainer.util.atomic import atomic_path
 from trainer.util.shards import shard_name
 
 STAGE = "render"
@@ -53,10 +53,6 @@ STEM = "queries"
 # Bump when drawing or row layout changes, so shards rendered by older code are not reused.
 RENDER_CODE_VERSION = 1
 FINGERPRINT_KEY, REPORT_KEY = shard_keys(STAGE)
-# Row group size: bounds a worker's memory to this many PNGs (~0.5 MB each at 512x512).
-ROWS_PER_GROUP = 256
-# Fixed writer options, like shards.write_table, so equal rows give equal bytes.
-WRITER_OPTIONS = {"compression": "zstd", "write_statistics": False}
 # Decoded references kept per task; rows are sorted by pair id, so repeats are near, not adjacent.
 REFERENCE_CACHE_SIZE = 32
 
@@ -151,7 +147,7 @@ def render_shard(task: ShardTask) -> StageReport:
     references = _ReferenceCache(style, REFERENCE_CACHE_SIZE)
     schema = RENDERED.with_metadata({FINGERPRINT_KEY: fingerprint.encode()})
     # Row groups are written as they fill, so a shard of large PNGs never sits in memory whole.
-    with atomic_path(task.out_path) as tmp, pq.ParquetWriter(tmp, schema, **WRITER_OPTIONS) as out:
+    with shard_writer(task.out_path, schema) as out:
         pending: list[dict] = []
         for row in rows:
             rendered = _render_row(row, task, style, references, report)
