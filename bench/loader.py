@@ -130,13 +130,16 @@ def build_inputs(work: Path, root: Path, scale: str, augment: str = "none"
 
 
 def our_epoch(dataset: TripletDataset, sampler: EpochBatchSampler, meta: InputsMeta,
-              epoch: int) -> float:
-    """Samples/s of one epoch of our loader, up to normalised model-ready tensors."""
+              epoch: int, max_batches: int | None = None, num_workers: int = 0) -> float:
+    """Samples/s of one epoch (or its first `max_batches`) of our loader, up to normalised
+    model-ready tensors."""
     sampler.set_epoch(epoch)
-    loader = DataLoader(dataset, sampler=sampler, batch_size=None, num_workers=0)
+    loader = DataLoader(dataset, sampler=sampler, batch_size=None, num_workers=num_workers)
     count = 0
     start = time.perf_counter()
-    for batch in loader:
+    for step, batch in enumerate(loader):
+        if step == max_batches:
+            break
         tokens, visual, target = batch["tokens"], batch["visual"], batch["target"]
         if meta.train_size is not None:  # augment: official, as trainer.train.epoch's batch step
             rows = batch["index"].tolist()

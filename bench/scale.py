@@ -41,14 +41,19 @@ from trainer.config import QUERY_MODES  # dvc.yaml's train foreach: evaluate sco
 REPO = Path(__file__).resolve().parents[1]
 GROWTH_GOAL = 2.2
 TEXTURED_SIDE = 256  # about a FashionIQ / Shoes product photo's side
+# --image-size -> backbone: the demo's tiny ViT at 64 px, or a tower as small at 224 px input
+# (patch 32, two layers: ViT-B/L/H pixel bytes, little compute)
+MODELS = {64: "dqu-tiny", 224: "dqu-tiny-224"}
 # What differs from the dataset's preset: the demo's backbone, one epoch on the CPU, no
 # optional OpenCV, no test1 submission files (their cost is one more ranking).
 OVERRIDES = {
     "parallel": {"scheduler": "local", "workers": 2},
     "render": {"engine": "pillow"},
     "clip": {"model": "dqu-tiny", "pretrained": None},
+    # pixels_in_memory_gib 0: training unpacks its pixels to disk, as every dataset does at
+    # real size under the default budget, so the small scales run the path 1x takes
     "train": {"epochs": 1, "batch_size": 64, "lr": 1.0e-3, "clip_lr": 1.0e-3, "amp": "auto",
-              "augment": "none", "device": "cpu"},
+              "augment": "none", "device": "cpu", "pixels_in_memory_gib": 0.0},
     "evaluate": {"device": "cpu", "submission_split": None},
 }
 
@@ -64,12 +69,13 @@ class StageRun:
     bytes_written: int = 0  # size of the stage's output folder after it ran
 
 
-def project_params(dataset: str, root: Path) -> dict:
+def project_params(dataset: str, root: Path, model: str = MODELS[64]) -> dict:
     """params.yaml of the scratch project: repository params + preset + OVERRIDES."""
     params = yaml.safe_load((REPO / "params.yaml").read_text(encoding="utf-8"))
     preset = yaml.safe_load((REPO / "presets" / f"{dataset}.yaml").read_text(encoding="utf-8"))
     merged = merge(merge(params, preset), copy.deepcopy(OVERRIDES))
     merged["prepare"]["root"] = str(root)
+    merged["clip"]["model"] = model
     return merged
 
 
@@ -90,6 +96,10 @@ def stage_commands(modes: tuple[str, ...]) -> list[tuple[str, list[str]]]:
                     "--keywords", f"{a}/keywords", "--out", f"{a}/render"]),
         ("inputs", ["inputs", "--prepare", f"{a}/prepare", "--render", f"{a}/render",
                     "--out", f"{a}/inputs"]),
+        # not a dvc.yaml stage: the training loader alone (samples/s), in its own process
+        ("loader", ["-m", "bench.loader_rate", "--inputs", f"{a}/inputs", "--out",
+                    f"{a}/loader", "--batch", str(OVERRIDES["train"]["batch_size"]),
+                    "--pixels-in-memory-gib", str(OVERRIDES["train"]["pixels_in_memory_gib"])]),
     ]
     commands += [(f"train {m}", ["train", m, "--inputs", f"{a}/inputs", "--prepare",
                                  f"{a}/prepare", "--out", f"{a}/train/{m}"]) for m in modes]
@@ -112,7 +122,8 @@ def run_stage(label: str, args: list[str], project: Path) -> StageRun:
     env = {**os.environ, "DQU_PROGRESS": "log", "DQU_PROGRESS_INTERVAL": "30", "PYTHONPATH": path}
     with log.open("w", encoding="utf-8") as out:
         start = time.perf_counter()
-        proc = subprocess.Popen([*dqu_command(), *args], cwd=project, env=env, stdout=out,
+        command = [sys.executable, *args] if args[0] == "-m" else [*dqu_command(), *args]
+        proc = subprocess.Popen(command, cwd=project, env=env, stdout=out,
                                 stderr=subprocess.STDOUT)
         _, status, usage = os.wait4(proc.pid, 0)
         cpu = usage.ru_utime + usage.ru_stime
@@ -151,7 +162,8 @@ def _reap_orphans() -> float:
 
 
 def run_one(dataset: str, scale: float, modes: tuple[str, ...], workdir: Path,
-            style: ImageStyle = SOLID) -> tuple[dict[str, int], list[StageRun]]:
+            style: ImageStyle = SOLID, model: str = MODELS[64]
+            ) -> tuple[dict[str, int], list[StageRun]]:
     """Replica + scratch project + every stage; (replica counts, stage costs)."""
     project = workdir / f"{dataset}-{scale:g}x"
     if project.exists():
@@ -163,7 +175,8 @@ def run_one(dataset: str, scale: float, modes: tuple[str, ...], workdir: Path,
     counts = WRITERS[dataset](data_root, scale, style=style)
     counts["source_bytes"] = folder_bytes(data_root)
     (project / "params.yaml").write_text(
-        yaml.safe_dump(project_params(dataset, data_root), sort_keys=False), encoding="utf-8")
+        yaml.safe_dump(project_params(dataset, data_root, model), sort_keys=False),
+        encoding="utf-8")
     runs = []
     for label, args in stage_commands(modes):
         runs.append(run_stage(label, args, project))
@@ -172,6 +185,8 @@ def run_one(dataset: str, scale: float, modes: tuple[str, ...], workdir: Path,
               f"{runs[-1].peak_mib:.0f} MiB, {runs[-1].bytes_written / 2**20:.1f} MiB written",
               file=sys.stderr,
               flush=True)
+    loader = json.loads((project / "artifacts" / "loader" / "loader.json").read_text())
+    counts["loader_samples_per_s"] = loader["samples_per_s"]
     return counts, runs
 
 
@@ -183,7 +198,9 @@ def table(results: dict[tuple[str, float], tuple[dict[str, int], list[StageRun]]
         head = " | ".join(f"{s:g}x s | {s:g}x cpu s | {s:g}x MiB | {s:g}x MiB written"
                           for s in scales)
         counts = "; ".join(f"{s:g}x: {results[dataset, s][0]['triplets']:,} triplets, "
-                           f"{results[dataset, s][0]['images']:,} images" for s in scales)
+                           f"{results[dataset, s][0]['images']:,} images, loader "
+                           f"{results[dataset, s][0]['loader_samples_per_s']:,.0f} samples/s"
+                           for s in scales)
         lines += [f"{dataset} ({counts})", "", f"| stage | {head} | time growth | cpu growth |",
                   "|---" * (4 * len(scales) + 3) + "|"]
         stages = [r.stage for r in results[dataset, scales[0]][1]] + ["total"]
@@ -221,6 +238,8 @@ def main(argv: list[str] | None = None) -> None:
                         help="photo-like replica images (devkit.replicas.ImageStyle), not solid")
     parser.add_argument("--image-side", type=int, default=None,
                         help="replica image side in pixels (default: 16 solid, 256 textured)")
+    parser.add_argument("--image-size", type=int, default=64, choices=sorted(MODELS),
+                        help="backbone input side: the pixels the inputs stage stores")
     args = parser.parse_args(argv)
     scales = [0.01, 0.02] if args.tiny else args.scales
     side = args.image_side or (TEXTURED_SIDE if args.textured else SOLID.side)
@@ -236,7 +255,8 @@ def main(argv: list[str] | None = None) -> None:
         workdir = args.workdir or Path(tmp)
         for dataset in args.datasets:
             for scale in scales:
-                results[dataset, scale] = run_one(dataset, scale, QUERY_MODES, workdir, style)
+                results[dataset, scale] = run_one(dataset, scale, QUERY_MODES, workdir, style,
+                                                  MODELS[args.image_size])
                 if args.json:
                     _dump(results, args.json)
     print(table(results))
