@@ -1,7 +1,8 @@
 """Dataset-shaped replicas at real sizes: the official file layouts, placeholder images.
 
-`python -m devkit.replicas shoes|cirr OUT [--scale 2]` writes a folder the real adapters
-(pipeline/datasets/shoes.py, cirr.py) read as they would the dataset, with the official DQU-CIR
+`python -m devkit.replicas shoes|cirr|fashion200k OUT [--scale 2]` writes a folder the real
+adapters (pipeline/datasets/shoes.py, cirr.py, fashion200k.py) read as they would the dataset,
+with the official DQU-CIR
 extras (captions, keywords, an empty typo dictionary) so `caption` and `keywords` run their
 `provided` backends and no heavy model is needed. Images are tiny solid-colour files by default,
 so what a run measures is the pipeline's own cost per record at the dataset's real counts
@@ -10,7 +11,9 @@ files and decoding cost what real ones do.
 
 Sizes at scale 1 (the datasets' own counts): Shoes 10,751 triplets over 14,658 images (10,000
 train + 4,658 eval); CIRR rc2 36,554 triplets over 21,552 images (train 28,225 / 16,939,
-val 4,181 / 2,297, test1 4,148 / 2,316). Seeded: the same arguments write the same files.
+val 4,181 / 2,297, test1 4,148 / 2,316); Fashion200K 172,049 train and 29,789 test images over
+five categories, 33,480 test queries (TIRG's split; its training pairs are drawn by prepare,
+prepare.train_pairs_per_image per source). Seeded: the same arguments write the same files.
 """
 
 from __future__ import annotations
@@ -25,6 +28,19 @@ from PIL import Image
 
 SHOES = {"train_images": 10_000, "eval_images": 4_658, "triplets": 10_751, "train_share": 0.836}
 CIRR = {"train": (28_225, 16_939), "val": (4_181, 2_297), "test1": (4_148, 2_316)}
+FASHION200K = {"train_images": 172_049, "test_images": 29_789, "test_queries": 33_480}
+# Fashion200K captions are attribute words then the garment ("blue knit midi dress"): four
+# slots here, so a caption has siblings one word away (TIRG's parents) and pools fill up.
+F200K_WORDS = (
+    ("blue", "red", "black", "white", "green", "grey", "pink", "beige", "navy", "yellow",
+     "purple", "brown"),
+    ("striped", "floral", "plain", "printed", "dotted", "checked", "embroidered", "lace",
+     "pleated", "ruffled"),
+    ("cotton", "silk", "denim", "leather", "wool", "knit", "linen", "satin", "velvet",
+     "chiffon"),
+)
+F200K_CATEGORIES = {"dress": "dresses", "jacket": "jackets", "pants": "pants",
+                    "skirt": "skirts", "top": "tops"}
 SUBSET = 6  # CIRR img_set members per query
 IMAGE_SIDE = 16  # placeholder side, pixels
 COLOURS = ("red", "blue", "green", "black", "white", "brown", "pink", "grey")
@@ -150,7 +166,52 @@ def write_cirr(root: Path, scale: float = 1.0, seed: int = 0,
     return totals
 
 
-WRITERS = {"shoes": write_shoes, "cirr": write_cirr}
+def write_fashion200k(root: Path, scale: float = 1.0, seed: int = 0,
+                      style: ImageStyle = SOLID) -> dict[str, int]:
+    """Write a Fashion200K replica (labels/, test_queries.txt, women/<category>/...); counts."""
+    rng = np.random.default_rng(seed)
+    root = Path(root)
+    categories = list(F200K_CATEGORIES)
+    lines: dict[tuple[str, str], list[str]] = {}
+    test_by_caption: dict[str, list[str]] = {}
+    test_images: list[tuple[str, str]] = []
+    for split in ("train", "test"):
+        for i in range(round(FASHION200K[f"{split}_images"] * scale)):
+            category = categories[i % len(categories)]
+            words = [slot[rng.integers(len(slot))] for slot in F200K_WORDS]
+            caption = " ".join([*words, category])
+            path = f"women/{F200K_CATEGORIES[category]}/{split}/{i // 1000}/{i:07d}_0.jpeg"
+            _write_image(root / path, rng, "JPEG", style)
+            lines.setdefault((category, split), []).append(f"{path}\t0.9\t{caption}")
+            if split == "test":
+                test_by_caption.setdefault(caption, []).append(path)
+                test_images.append((path, caption))
+    for (category, split), rows in lines.items():
+        label = root / "labels" / f"{category}_{split}_detect_all.txt"
+        label.parent.mkdir(parents=True, exist_ok=True)
+        label.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    queries, wanted = [], round(FASHION200K["test_queries"] * scale)
+    for _ in range(1000 * max(wanted, 1)):
+        if len(queries) == wanted:
+            break
+        # TIRG's test queries: a source and a target whose captions differ in one word
+        source, caption = test_images[int(rng.integers(len(test_images)))]
+        words = caption.split()
+        slot = int(rng.integers(len(F200K_WORDS)))
+        words[slot] = F200K_WORDS[slot][rng.integers(len(F200K_WORDS[slot]))]
+        targets = test_by_caption.get(" ".join(words), [])
+        if " ".join(words) != caption and targets:
+            queries.append(f"{source} {targets[int(rng.integers(len(targets)))]}")
+    if len(queries) < wanted:
+        raise ValueError(f"fashion200k replica: scale {scale} has too few test images for "
+                         f"{wanted} one-word-apart queries; use a larger scale")
+    (root / "test_queries.txt").write_text("\n".join(queries) + "\n", encoding="utf-8")
+    images = sum(len(rows) for rows in lines.values())
+    return {"triplets": len(queries), "images": images,
+            "train_images": sum(len(r) for (_, s), r in lines.items() if s == "train")}
+
+
+WRITERS = {"shoes": write_shoes, "cirr": write_cirr, "fashion200k": write_fashion200k}
 
 
 def main(argv: list[str] | None = None) -> None:

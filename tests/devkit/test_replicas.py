@@ -1,10 +1,15 @@
-"""devkit.replicas writes folders the real Shoes and CIRR adapters read, with provided extras."""
+"""devkit.replicas writes folders the real Shoes, CIRR and Fashion200K adapters read, with
+provided extras."""
 
 from __future__ import annotations
 
-from devkit.replicas import write_cirr, write_shoes
+from collections import Counter
+
+import pytest
+
+from devkit.replicas import write_cirr, write_fashion200k, write_shoes
 from pipeline.core.params import PrepareParams
-from pipeline.datasets import cirr, shoes
+from pipeline.datasets import cirr, fashion200k, shoes
 
 
 def test_shoes_replica_reads_through_the_adapter(tmp_path) -> None:
@@ -43,3 +48,25 @@ def test_textured_replica_images_do_not_compress_away(tmp_path) -> None:
     # bytes
     assert min(p.stat().st_size for p in photo) > 8 * max(p.stat().st_size for p in solid)
     assert min(p.stat().st_size for p in photo) > 128 * 128 * 3 // 8
+
+
+def test_fashion200k_replica_reads_through_the_adapter_with_full_pools(tmp_path) -> None:
+    counts = write_fashion200k(tmp_path, scale=0.01)
+    params = PrepareParams(dataset="fashion200k", root=str(tmp_path), train_pairs_per_image=8)
+    tables = fashion200k.build(params, 0, tmp_path / "o")
+    rows = tables.triplets.to_pylist()
+    test = [r for r in rows if r["split"] == "test"]
+    assert len(test) == counts["triplets"] == round(33_480 * 0.01)
+    assert counts["train_images"] == round(172_049 * 0.01)
+    train = [r for r in rows if r["split"] == "train"]
+    # every source has parents with siblings, so prepare draws a pool for each: up to the
+    # official 8 (nearly always 8; at this tiny scale a few siblings hold fewer images)
+    pools = Counter(r["reference_id"] for r in train)
+    assert len(pools) == counts["train_images"] and max(pools.values()) == 8
+    assert len(train) > 7 * counts["train_images"]
+    assert all(r["modification"].startswith("replace ") and r["keywords"] for r in rows)
+
+
+def test_a_fashion200k_replica_too_small_for_its_queries_is_refused(tmp_path) -> None:
+    with pytest.raises(ValueError, match="too few test images"):
+        write_fashion200k(tmp_path, scale=0.0002)
