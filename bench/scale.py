@@ -1,18 +1,22 @@
-"""scale: wall time and peak RSS of every stage, prepare to evaluate, on real-size replicas.
+"""scale: wall time, peak RSS and bytes written of every stage, prepare to evaluate, on replicas.
 
-`python -m bench.scale [--datasets shoes cirr] [--scales 1 2] [--tiny] [--textured
-[--image-side N]] [--json OUT]` writes dataset-shaped replicas (devkit/replicas.py: the official
-Shoes / CIRR layouts at their real counts, tiny solid-colour images or, with --textured,
-photo-like ones of N pixels (default 256) whose files and decoding cost what real ones do,
-provided captions and keywords) into a scratch project, merges the
-dataset's preset into the repository's params.yaml with a small ViT backbone (`dqu-tiny`
-from scratch, one epoch, CPU; render.engine pillow since OpenCV is optional) and runs each
-stage's `dqu` command (the dvc.yaml ones) in its own process, as `dvc repro` would. Per stage
-it reports wall seconds, CPU seconds (user + system, the stage's worker processes included:
-far less sensitive than wall time to other jobs on a shared machine) and peak RSS (the
-child's ru_maxrss from wait4, on Linux at least the driver's own small RSS at fork) and the
-bytes in its output folder, then the growth of 2x data over 1x (goal: cost linear in the data,
-2x <= 2.2x time). Placeholder images make decoding cheap and compress away, so without
+`python -m bench.scale [--datasets shoes cirr fashion200k] [--scales 1 2] [--tiny] [--textured
+[--image-side N]] [--image-size 64|224] [--train-visual stored|loader] [--json OUT]` writes
+dataset-shaped replicas (devkit/replicas.py: the official Shoes / CIRR / Fashion200K layouts at
+their real counts, tiny solid-colour images or, with --textured, photo-like ones of N pixels
+(default 256) whose files and decoding cost what real ones do, provided captions and keywords)
+into a scratch project, merges the dataset's preset into the repository's params.yaml with a
+small ViT backbone (`dqu-tiny` at 64 px input, or `dqu-tiny-224`: 224 px input, patch 32, two
+layers, so pixel bytes are a ViT-B/L/H's while compute stays small; from scratch, one epoch,
+CPU, augment none; render.engine pillow since OpenCV is optional) and runs each stage's `dqu`
+command (the dvc.yaml ones) in its own process, as `dvc repro` would, plus `loader`: the
+training loader alone (bench.loader_rate, samples/s), between inputs and train. Training runs
+with train.pixels_in_memory_gib 0, the path every dataset takes at real size. Per stage it
+reports wall seconds, CPU seconds (user + system, the stage's worker processes included: far
+less sensitive than wall time to other jobs on a shared machine), peak RSS (the child's
+ru_maxrss from wait4, on Linux at least the driver's own small RSS at fork) and the bytes in its
+output folder, then the growth of the last scale over the first (goal: cost linear in the
+data, flat RSS). Placeholder images make decoding cheap and compress away, so without
 --textured what grows is the pipeline's own per-record and per-pair work.
 Stage logs go to the scratch folder; the table goes to stdout.
 """
@@ -69,13 +73,17 @@ class StageRun:
     bytes_written: int = 0  # size of the stage's output folder after it ran
 
 
-def project_params(dataset: str, root: Path, model: str = MODELS[64]) -> dict:
-    """params.yaml of the scratch project: repository params + preset + OVERRIDES."""
+def project_params(dataset: str, root: Path, model: str = MODELS[64],
+                   train_visual: str | None = None) -> dict:
+    """params.yaml of the scratch project: repository params + preset + OVERRIDES (+ the
+    model, and render.train_visual unless None: the preset's)."""
     params = yaml.safe_load((REPO / "params.yaml").read_text(encoding="utf-8"))
     preset = yaml.safe_load((REPO / "presets" / f"{dataset}.yaml").read_text(encoding="utf-8"))
     merged = merge(merge(params, preset), copy.deepcopy(OVERRIDES))
     merged["prepare"]["root"] = str(root)
     merged["clip"]["model"] = model
+    if train_visual is not None:
+        merged["render"]["train_visual"] = train_visual
     return merged
 
 
@@ -162,7 +170,7 @@ def _reap_orphans() -> float:
 
 
 def run_one(dataset: str, scale: float, modes: tuple[str, ...], workdir: Path,
-            style: ImageStyle = SOLID, model: str = MODELS[64]
+            style: ImageStyle = SOLID, model: str = MODELS[64], train_visual: str | None = None
             ) -> tuple[dict[str, int], list[StageRun]]:
     """Replica + scratch project + every stage; (replica counts, stage costs)."""
     project = workdir / f"{dataset}-{scale:g}x"
@@ -175,7 +183,8 @@ def run_one(dataset: str, scale: float, modes: tuple[str, ...], workdir: Path,
     counts = WRITERS[dataset](data_root, scale, style=style)
     counts["source_bytes"] = folder_bytes(data_root)
     (project / "params.yaml").write_text(
-        yaml.safe_dump(project_params(dataset, data_root, model), sort_keys=False),
+        yaml.safe_dump(project_params(dataset, data_root, model, train_visual),
+                       sort_keys=False),
         encoding="utf-8")
     runs = []
     for label, args in stage_commands(modes):
@@ -186,7 +195,8 @@ def run_one(dataset: str, scale: float, modes: tuple[str, ...], workdir: Path,
               file=sys.stderr,
               flush=True)
     loader = json.loads((project / "artifacts" / "loader" / "loader.json").read_text())
-    counts["loader_samples_per_s"] = loader["samples_per_s"]
+    counts["loader_samples_per_s"] = loader["samples_per_s"]  # in-process (one core)
+    counts["loader_samples_per_s_by_workers"] = loader["samples_per_s_by_workers"]
     return counts, runs
 
 
@@ -199,8 +209,7 @@ def table(results: dict[tuple[str, float], tuple[dict[str, int], list[StageRun]]
                           for s in scales)
         counts = "; ".join(f"{s:g}x: {results[dataset, s][0]['triplets']:,} triplets, "
                            f"{results[dataset, s][0]['images']:,} images, loader "
-                           f"{results[dataset, s][0]['loader_samples_per_s']:,.0f} samples/s"
-                           for s in scales)
+                           f"{_loader_rates(results[dataset, s][0])}" for s in scales)
         lines += [f"{dataset} ({counts})", "", f"| stage | {head} | time growth | cpu growth |",
                   "|---" * (4 * len(scales) + 3) + "|"]
         stages = [r.stage for r in results[dataset, scales[0]][1]] + ["total"]
@@ -218,6 +227,12 @@ def table(results: dict[tuple[str, float], tuple[dict[str, int], list[StageRun]]
                          f"{_growth(cpu)} |")
         lines.append("")
     return "\n".join(lines)
+
+
+def _loader_rates(counts: dict) -> str:
+    """'N samples/s with W workers' for each timed DataLoader worker count."""
+    return ", ".join(f"{rate:,.0f} samples/s with {workers} workers"
+                     for workers, rate in counts["loader_samples_per_s_by_workers"].items())
 
 
 def _growth(values: list[float]) -> str:
@@ -240,6 +255,8 @@ def main(argv: list[str] | None = None) -> None:
                         help="replica image side in pixels (default: 16 solid, 256 textured)")
     parser.add_argument("--image-size", type=int, default=64, choices=sorted(MODELS),
                         help="backbone input side: the pixels the inputs stage stores")
+    parser.add_argument("--train-visual", choices=["stored", "loader"], default=None,
+                        help="render.train_visual (default: the dataset preset's)")
     args = parser.parse_args(argv)
     scales = [0.01, 0.02] if args.tiny else args.scales
     side = args.image_side or (TEXTURED_SIDE if args.textured else SOLID.side)
@@ -256,7 +273,7 @@ def main(argv: list[str] | None = None) -> None:
         for dataset in args.datasets:
             for scale in scales:
                 results[dataset, scale] = run_one(dataset, scale, QUERY_MODES, workdir, style,
-                                                  MODELS[args.image_size])
+                                                  MODELS[args.image_size], args.train_visual)
                 if args.json:
                     _dump(results, args.json)
     print(table(results))
