@@ -39,8 +39,20 @@ def load_rgb(path: str | Path) -> Image.Image:
         raise ImageLoadError(f"{path}: not a regular file; point the image table at a file")
     if path.stat().st_size == 0:
         raise ImageLoadError(f"{path}: empty (0-byte) file; re-download or replace it")
+    return _decode(path, path)
+
+
+def decode_rgb(data: bytes, name: str) -> Image.Image:
+    """load_rgb of an image file's bytes (the same pixels); `name` is what errors call it."""
+    if not data:
+        raise ImageLoadError(f"{name}: empty (0-byte) image; re-download or replace it")
+    return _decode(io.BytesIO(data), name)
+
+
+def _decode(source: Path | io.BytesIO, name: str | Path) -> Image.Image:
+    """Decode a file or its bytes as load_rgb describes."""
     try:
-        with Image.open(path) as img:
+        with Image.open(source) as img:
             _check_pixel_count(img)
             # load() decodes every byte now, so a truncated file fails here, not later.
             img.load()
@@ -48,17 +60,17 @@ def load_rgb(path: str | Path) -> Image.Image:
             rgb = to_rgb(upright)
     except Image.DecompressionBombError as err:
         raise ImageLoadError(
-            f"{path}: image is too large to decode safely ({err}); downscale the file, or raise "
+            f"{name}: image is too large to decode safely ({err}); downscale the file, or raise "
             f"PIL.Image.MAX_IMAGE_PIXELS if you trust it"
         ) from err
     except UnidentifiedImageError as err:
         raise ImageLoadError(
-            f"{path}: not a recognised image format; replace the file with a JPEG/PNG/WebP image"
+            f"{name}: not a recognised image format; replace the file with a JPEG/PNG/WebP image"
         ) from err
     except (OSError, SyntaxError, ValueError, EOFError, IndexError) as err:
         # Pillow reports truncated or corrupt data through any of these.
         raise ImageLoadError(
-            f"{path}: truncated or corrupt image data ({err}); re-download or replace the file"
+            f"{name}: truncated or corrupt image data ({err}); re-download or replace the file"
         ) from err
     return rgb
 

@@ -161,6 +161,10 @@ class RenderParams:
     # pillow: our layout (pipeline.core.drawing); opencv: the official cv2 boxes of
     # FashionIQ/Shoes/CIRR; opencv-f200k: the official Fashion200K line, channels swapped.
     engine: str = field(default="pillow", metadata=one_of("pillow", "opencv", "opencv-f200k"))
+    # stored: every train visual query drawn here and stored; loader: training draws them per
+    # batch from the stored reference and keywords with this same code (pipeline.core.
+    # loader_images), for training pools too large to store (Fashion200K's pairs per source)
+    train_visual: str = field(default="stored", metadata=one_of("stored", "loader"))
     shards: int = field(default=4, metadata=at_least(1))
     on_bad_record: OnBadRecord = "fail"
 

@@ -19,12 +19,12 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from pipeline.core.geometry import to_model_pixels
 from pipeline.core.images import ImageLoadError, load_rgb
 from pipeline.core.params import Params
 from pipeline.core.report import StageReport
 from pipeline.search.manifest import build_manifest, training_free_manifest
 from pipeline.search.model import load_backbone_model, load_training_free
-from pipeline.stages.inputs import to_model_pixels
 from trainer.data.meta import InputsMeta
 from trainer.eval.embed import embed_images
 from trainer.eval.index import IndexSpec, gallery_schema, write_index

@@ -14,9 +14,9 @@ import numpy as np
 from PIL import Image
 
 from pipeline.core.drawing import DrawStyle, fit_canvas, render_visual_query
+from pipeline.core.geometry import to_model_pixels
 from pipeline.core.param_checks import check_template
 from pipeline.core.params import Params
-from pipeline.stages.inputs import to_model_pixels
 from trainer.models.clip import tokenize
 
 # Longer texts are refused, not cut: CLIP reads 77 tokens of the text query anyway, and KeyBERT's

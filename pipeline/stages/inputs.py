@@ -17,6 +17,10 @@ it (code and library versions, backbone, the bytes of its render shard or of its
 and its own record report, so a rerun after a kill reuses every finished shard and rebuilds only
 the rest (dvc.yaml marks the output `persist: true` so DVC keeps them).
 
+Building one shard is pipeline.stages.input_shards; with `render.train_visual: loader` the
+train split's images are stored as their files' bytes and its queries drawn by training (see
+there), and meta.json says `train_sources: true`.
+
 Skipped images: with on_bad_record: skip, an image that cannot be loaded is left out of the image
 shards and of gallery.parquet, and every query whose target it was is dropped too (counted as
 skipped), so training and evaluation never meet an id with no pixels.
@@ -25,278 +29,36 @@ skipped), so training and evaluation never meet an id with no pixels.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import io
-import json
-from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-import open_clip
-import PIL
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
-import torchvision
-from PIL import Image
-from torchvision.transforms import CenterCrop, InterpolationMode, Resize
 
-from pipeline.core.images import ImageLoadError, load_rgb
 from pipeline.core.models import check_clip_weights
 from pipeline.core.parallel import map_tasks
-from pipeline.core.params import InputsParams, Params
+from pipeline.core.params import Params
 from pipeline.core.report import StageReport
-from pipeline.core.resume import file_digest, reusable_report, shard_keys
 from pipeline.core.shards import (
     GALLERY,
     IMAGES,
-    INPUT_IMAGES,
-    INPUT_IMAGES_CANVAS,
-    INPUT_QUERIES,
-    INPUT_QUERIES_CANVAS,
-    RENDERED,
-    ROWS_PER_GROUP,
     TRIPLETS,
-    conform,
     read_table,
     remove_stale,
     shard_ranges,
-    shard_writer,
     write_table,
 )
-from trainer.config import ClipConfig
+from pipeline.stages.input_shards import (
+    STAGE,
+    ImageShardTask,
+    QueryShardTask,
+    build_image_shard,
+    build_query_shard,
+)
 from trainer.data.augment import canvas_size
-from trainer.models.clip import input_spec, tokenize
+from trainer.models.clip import input_spec
 from trainer.util.atomic import write_json
-from trainer.util.shards import ShardError, list_shards, shard_name
-
-# Bump when pixels or token layout change, so shards written by older code are not reused.
-INPUTS_CODE_VERSION = 2
-STAGE = "inputs"
-FINGERPRINT_KEY, REPORT_KEY = shard_keys(STAGE)
-
-
-def to_model_pixels(image: Image.Image, size: int) -> bytes:
-    """open_clip's eval geometry (resize shortest side, bicubic; centre crop) as uint8 HWC bytes."""
-    image = Resize(size, interpolation=InterpolationMode.BICUBIC)(image.convert("RGB"))
-    image = CenterCrop(size)(image)
-    return np.asarray(image, dtype=np.uint8).tobytes()
-
-
-@dataclass(frozen=True)
-class QueryShardTask:
-    """Turn one render shard into one input-queries shard."""
-
-    render_shard: str
-    out_path: str
-    clip: ClipConfig
-    on_bad_record: str = "fail"
-    # Images the image shards left out (skip mode); queries aiming at them are dropped.
-    unusable_images: frozenset[str] = frozenset()
-    canvas_size: int | None = None  # also store training canvases of this side
-    # prepare's triplets.parquet: the modification texts whose tokens the raw-query
-    # baselines read (trainer.data.raw)
-    triplets_path: str | None = None
-
-
-@dataclass(frozen=True)
-class ImageShardTask:
-    """Load, resize and crop one slice of the image list."""
-
-    image_ids: tuple[str, ...]
-    paths: tuple[str, ...]
-    out_path: str
-    image_size: int
-    params: InputsParams
-    canvas_size: int | None = None  # also store training canvases of this side
-
-
-def build_query_shard(task: QueryShardTask) -> StageReport:
-    """Tokenize the text queries and modification texts, convert the visual queries of a shard.
-
-    The render shard is read a row group at a time and each becomes a row group here, so a
-    worker holds one group's PNGs and pixels, whatever the shard's size.
-    """
-    keys = _render_keys(task.render_shard)
-    # Only the unusable targets / references this shard meets enter its fingerprint, so the
-    # other shards stay reusable when an image elsewhere goes bad.
-    met = set(keys["target_id"].to_pylist()) | set(keys["reference_id"].to_pylist())
-    unusable = sorted(task.unusable_images & met)
-    modifications = _modifications(task.triplets_path, keys)
-    spec = input_spec(task.clip.model, task.clip.pretrained)
-    fingerprint = _fingerprint(
-        task.out_path,
-        {
-            "render_shard_sha256": file_digest(task.render_shard),
-            "clip": dataclasses.asdict(task.clip),
-            "spec": dataclasses.asdict(spec),
-            "unusable_images": unusable,
-            "modifications_sha256": hashlib.sha256(
-                json.dumps(modifications.tolist()).encode()).hexdigest(),
-            "on_bad_record": task.on_bad_record,
-            **_canvas_key(task.canvas_size),
-        },
-    )
-    reused = reusable_report(Path(task.out_path), fingerprint, STAGE, task.on_bad_record)
-    if reused is not None:
-        return reused
-    report = StageReport(STAGE, task.on_bad_record)
-    report.n_in = keys.num_rows
-    keep = np.ones(keys.num_rows, dtype=bool)
-    if unusable:
-        bad = pa.array(unusable, type=pa.string())
-        aims_at_unusable = pc.or_(pc.is_in(keys["target_id"], value_set=bad),
-                                  pc.is_in(keys["reference_id"], value_set=bad))
-        for row in keys.filter(aims_at_unusable).to_pylist():
-            which = "target" if row["target_id"] in unusable else "reference"
-            report.bad(
-                f"triplet {row['split']}/{row['pair_id']}",
-                f"its {which} image {row[which + '_id']!r} could not be loaded (skipped above)",
-                "replace the image file",
-            )
-        keep = pc.invert(aims_at_unusable).to_numpy(zero_copy_only=False)
-    schema = INPUT_QUERIES if task.canvas_size is None else INPUT_QUERIES_CANVAS
-    stamped = schema.with_metadata({FINGERPRINT_KEY: fingerprint.encode()})
-    first = 0
-    with shard_writer(task.out_path, stamped) as out:
-        for group in _row_groups(task.render_shard, RENDERED):
-            rows = slice(first, first + group.num_rows)
-            first += group.num_rows
-            kept = keep[rows]
-            group = group.filter(pa.array(kept))
-            if group.num_rows:
-                texts = [m for m, k in zip(modifications[rows], kept, strict=True) if k]
-                out.write_table(_query_columns(group, texts, task, spec.image_size, stamped))
-                report.n_out += group.num_rows
-        out.add_key_value_metadata({REPORT_KEY: _report_stamp(report)})
-    return report
-
-
-def _render_keys(path: str) -> pa.Table:
-    """The render shard's id columns (split, pair_id, reference_id, target_id), no PNGs."""
-    names = ["split", "pair_id", "reference_id", "target_id"]
-    if not Path(path).is_file():
-        raise ShardError(f"{path}: not found; run the stage that writes it (dvc repro)")
-    present = pq.read_schema(path).names
-    missing = [n for n in RENDERED.names if n not in present]
-    if missing:
-        raise ShardError(f"{path}: missing column(s) {missing}; expected {RENDERED.names}")
-    return pq.read_table(path, columns=names)
-
-
-def _row_groups(path: str | Path, schema: pa.Schema) -> Iterator[pa.Table]:
-    """The Parquet file's rows, ROWS_PER_GROUP at a time, checked against `schema`."""
-    for batch in pq.ParquetFile(path).iter_batches(batch_size=ROWS_PER_GROUP):
-        yield conform(pa.Table.from_batches([batch]), schema, str(path))
-
-
-def _query_columns(rendered: pa.Table, modifications: list[str], task: QueryShardTask,
-                   image_size: int, schema: pa.Schema) -> pa.Table:
-    """One row group of input queries: tokens, modification tokens, pixels (+ canvases)."""
-    tokens = tokenize(task.clip.model, rendered["text_query"].to_pylist())
-    modification_tokens = tokenize(task.clip.model, modifications)
-    images = [Image.open(io.BytesIO(png)) for png in rendered["visual_query"].to_pylist()]
-    columns = {
-        "split": rendered["split"],
-        "pair_id": rendered["pair_id"],
-        "reference_id": rendered["reference_id"],
-        "target_id": rendered["target_id"],
-        "text_tokens": pa.array(list(tokens), type=pa.list_(pa.int32())),
-        "modification_tokens": pa.array(list(modification_tokens), type=pa.list_(pa.int32())),
-        "visual_pixels": pa.array([to_model_pixels(i, image_size) for i in images],
-                                  type=pa.binary()),
-    }
-    if task.canvas_size is not None:
-        columns["visual_canvas"] = pa.array(
-            [to_model_pixels(i, task.canvas_size) for i in images], type=pa.binary())
-    return pa.table(columns, schema=schema)
-
-
-def _modifications(triplets_path: str | None, rendered: pa.Table) -> np.ndarray:
-    """The modification text of each rendered row (split, pair_id), from prepare's triplets."""
-    if triplets_path is None:
-        raise ValueError("inputs: a query shard task needs prepare's triplets.parquet")
-    # Only this shard's pairs: every query shard task reads the file, so a full read per task
-    # would cost shards x triplets.
-    pairs = sorted(set(rendered["pair_id"].to_pylist()))
-    triplets = pq.read_table(triplets_path, columns=["split", "pair_id", "modification"],
-                             filters=[("pair_id", "in", pairs)] if pairs else None)
-    text_of = dict(zip(zip(triplets["split"].to_pylist(), triplets["pair_id"].to_pylist(),
-                           strict=True), triplets["modification"].to_pylist(), strict=True))
-    out = []
-    for split, pair in zip(rendered["split"].to_pylist(), rendered["pair_id"].to_pylist(),
-                           strict=True):
-        if (split, pair) not in text_of:
-            raise ValueError(f"inputs: rendered query {split}/{pair} is not in {triplets_path}; "
-                             "rerun `dvc repro` from the render stage")
-        out.append(text_of[split, pair] or "")
-    return np.array(out, dtype=object)
-
-
-def build_image_shard(task: ImageShardTask) -> StageReport:
-    """Encoder pixels for one slice of the gallery / target images, a row group at a time."""
-    fingerprint = _fingerprint(
-        task.out_path,
-        {
-            "images": [
-                [i, file_digest(p)] for i, p in zip(task.image_ids, task.paths, strict=True)
-            ],
-            "image_size": task.image_size,
-            "on_bad_record": task.params.on_bad_record,
-            **_canvas_key(task.canvas_size),
-        },
-    )
-    reused = reusable_report(Path(task.out_path), fingerprint, STAGE, task.params.on_bad_record)
-    if reused is not None:
-        return reused
-    report = StageReport(STAGE, task.params.on_bad_record)
-    schema = INPUT_IMAGES if task.canvas_size is None else INPUT_IMAGES_CANVAS
-    stamped = schema.with_metadata({FINGERPRINT_KEY: fingerprint.encode()})
-    columns: dict[str, list] = {name: [] for name in schema.names}
-    with shard_writer(task.out_path, stamped) as out:
-        for image_id, path in zip(task.image_ids, task.paths, strict=True):
-            report.n_in += 1
-            try:
-                image = load_rgb(path)
-            except ImageLoadError as err:
-                report.bad(f"image {image_id}", str(err), "replace the file or drop the image")
-                continue
-            columns["image_id"].append(image_id)
-            columns["pixels"].append(to_model_pixels(image, task.image_size))
-            if task.canvas_size is not None:
-                columns["canvas"].append(to_model_pixels(image, task.canvas_size))
-            report.n_out += 1
-            if len(columns["image_id"]) == ROWS_PER_GROUP:
-                out.write_table(pa.table(columns, schema=stamped))
-                columns = {name: [] for name in schema.names}
-        if columns["image_id"]:
-            out.write_table(pa.table(columns, schema=stamped))
-        out.add_key_value_metadata({REPORT_KEY: _report_stamp(report)})
-    return report
-
-
-def _canvas_key(side: int | None) -> dict:
-    """Fingerprint entry of the training canvases; none without them, so older shards stay valid."""
-    return {} if side is None else {"canvas_size": side}
-
-
-def _fingerprint(out_path: str, inputs: dict) -> str:
-    """sha256 over what decides a shard's bytes: code and library versions plus its inputs."""
-    payload = {
-        "code_version": INPUTS_CODE_VERSION,
-        "versions": [PIL.__version__, torchvision.__version__, open_clip.__version__],
-        # The file name only: the same inputs give the same bytes in any checkout folder.
-        "shard": Path(out_path).name,
-        **inputs,
-    }
-    text = json.dumps(payload, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
-
-
-def _report_stamp(report: StageReport) -> str:
-    """The shard's record report as stored in its Parquet footer (reusable_report reads it)."""
-    return json.dumps(report.as_dict(), sort_keys=True, ensure_ascii=False)
+from trainer.util.shards import list_shards, shard_name
 
 
 def run(params: Params, prepare_dir: Path, render_dir: Path, out_dir: Path) -> StageReport:
@@ -307,13 +69,16 @@ def run(params: Params, prepare_dir: Path, render_dir: Path, out_dir: Path) -> S
     on_bad_record = params.inputs.on_bad_record
     # Training canvases only when the trainer will crop them (dvc.yaml: train.augment param).
     canvas = canvas_size(spec.image_size) if params.train.augment == "official" else None
+    loader = params.render.train_visual == "loader"
+    stored_canvas = None if loader else canvas  # in loader mode training makes its canvases
     render_shards = list_shards(render_dir, "queries")
     n_query = len(render_shards)
     remove_stale(out_dir, "queries", n_query)
     query_tasks = [
         QueryShardTask(
             str(path), str(out_dir / shard_name("queries", i, n_query)), params.clip, on_bad_record,
-            canvas_size=canvas, triplets_path=str(prepare_dir / "triplets.parquet"),
+            canvas_size=stored_canvas, triplets_path=str(prepare_dir / "triplets.parquet"),
+            loader_visual=loader,
         )
         for i, path in enumerate(render_shards)
     ]
@@ -328,6 +93,7 @@ def run(params: Params, prepare_dir: Path, render_dir: Path, out_dir: Path) -> S
     needed.discard(None)  # hidden targets (CIRR test1) have no image to load
     path_of = dict(zip(images["image_id"].to_pylist(), images["path"].to_pylist(), strict=True))
     image_ids = sorted(needed)
+    roles = _image_roles(image_ids, triplets, gallery) if loader else None
     n_image = max(1, params.inputs.image_shards)
     remove_stale(out_dir, "images", n_image)
     image_tasks = [
@@ -337,7 +103,8 @@ def run(params: Params, prepare_dir: Path, render_dir: Path, out_dir: Path) -> S
             str(out_dir / shard_name("images", k, n_image)),
             spec.image_size,
             params.inputs,
-            canvas,
+            stored_canvas,
+            None if roles is None else tuple(roles[a:b]),
         )
         for k, (a, b) in enumerate(shard_ranges(len(image_ids), n_image))
     ]
@@ -368,10 +135,28 @@ def run(params: Params, prepare_dir: Path, render_dir: Path, out_dir: Path) -> S
             "std": list(spec.std),
             "context_length": spec.context_length,
             **({} if canvas is None else {"train_size": canvas}),
+            **({"train_sources": True} if loader else {}),
         },
     )
     report.write(out_dir / "report.json")
     return report
+
+
+def _image_roles(image_ids: list[str], triplets: pa.Table, gallery: pa.Table
+                 ) -> list[frozenset[str]]:
+    """Loader mode: "source" for images the train split uses, "pixels" for the other splits'
+    queries and galleries (a train gallery is never scored, so it costs no pixels)."""
+    train = pc.equal(triplets["split"], "train")
+    used_by = {}
+    for split_rows, role in ((triplets.filter(train), "source"),
+                             (triplets.filter(pc.invert(train)), "pixels")):
+        for column in ("reference_id", "target_id"):
+            for image_id in split_rows[column].to_pylist():
+                used_by.setdefault(image_id, set()).add(role)
+    scored = gallery.filter(pc.not_equal(gallery["split"], "train"))
+    for image_id in scored["image_id"].to_pylist():
+        used_by.setdefault(image_id, set()).add("pixels")
+    return [frozenset(used_by[i]) for i in image_ids]
 
 
 def _written_image_ids(tasks: list[ImageShardTask]) -> set[str]:

@@ -19,11 +19,11 @@ import numpy as np
 import pyarrow.compute as pc
 
 from pipeline.core.drawing import DrawStyle, render_visual_query
+from pipeline.core.geometry import to_model_pixels
 from pipeline.core.images import load_rgb
 from pipeline.core.params import Params
 from pipeline.core.report import StageReport
 from pipeline.core.shards import CAPTIONS, GALLERY, IMAGES, KEYWORDS, read_table
-from pipeline.stages.inputs import to_model_pixels
 from trainer.models.clip import input_spec, load_clip, tokenize
 from trainer.models.saved import PRETRAINED_CLIP, save_model_weights
 from trainer.runtime import resolve_device, seed_everything

@@ -4,7 +4,10 @@ Triplets are sorted by (split, pair_id) and cut into `render.shards` contiguous 
 is one dask task that reads the input tables itself and writes
 `queries-0000i-of-0000N.parquet` (RENDERED schema) with the text query
 (`render.text_template` filled with the reference caption and the modification), the keywords
-actually drawn, and the PNG of the reference with those keywords on it.
+actually drawn, and the PNG of the reference with those keywords on it. With
+`render.train_visual: loader` the train rows get no PNG (visual_query null) and keep the
+keywords asked for: training draws those queries per batch from the reference with this same
+code (pipeline.core.loader_images), so a pool of pairs per source costs no disk.
 
 Resume: every shard carries, in its Parquet metadata, a fingerprint of what produced it
 (render params, Pillow version, its input rows with their captions, keywords and the sha256 of
@@ -178,6 +181,10 @@ def _render_row(
     if problem is not None:
         report.bad(record, *problem)
         return None
+    if row["split"] == "train" and task.render.train_visual == "loader":
+        # Training draws this one (trainer.data.sources) from the stored reference and these
+        # keywords; a bad reference file is reported by the inputs stage, which stores it.
+        return {**_text_row(row, task), "keywords": list(row["keywords"]), "visual_query": None}
     try:
         reference = references.get(row["reference_id"], row["path"])
     except ImageLoadError as err:
@@ -188,17 +195,19 @@ def _render_row(
         )
         return None
     drawn = render_visual_query(reference, row["keywords"], style)
-    text_query = task.render.text_template.format(
-        caption=row["caption"], modification=row["modification"]
-    )
+    return {**_text_row(row, task), "keywords": list(drawn.layout.drawn),
+            "visual_query": encode_png(drawn.image)}
+
+
+def _text_row(row: dict, task: ShardTask) -> dict:
+    """A RENDERED row's ids and text query (keywords and visual query are the caller's)."""
     return {
         "split": row["split"],
         "pair_id": row["pair_id"],
         "reference_id": row["reference_id"],
         "target_id": row["target_id"],
-        "text_query": text_query,
-        "keywords": list(drawn.layout.drawn),
-        "visual_query": encode_png(drawn.image),
+        "text_query": task.render.text_template.format(
+            caption=row["caption"], modification=row["modification"]),
     }
 
 
@@ -273,7 +282,7 @@ def shard_fingerprint(task: ShardTask, rows: list[dict]) -> str:
     payload = {
         "code_version": RENDER_CODE_VERSION,
         "pillow": PIL.__version__,
-        "render": dataclasses.asdict(task.render),
+        "render": _render_key(task.render),
         "shard": Path(task.out_path).name,
         "rows": rows,
     }
@@ -283,6 +292,15 @@ def shard_fingerprint(task: ShardTask, rows: list[dict]) -> str:
         payload["opencv"] = opencv_version()
     text = json.dumps(payload, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def _render_key(render: RenderParams) -> dict:
+    """The render params in a fingerprint; the default train_visual adds no key, so shards
+    rendered before the param existed stay reusable."""
+    key = dataclasses.asdict(render)
+    if key["train_visual"] == "stored":
+        del key["train_visual"]
+    return key
 
 
 class _ReferenceCache:

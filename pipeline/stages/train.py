@@ -13,6 +13,7 @@ from pathlib import Path
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from pipeline.core.loader_images import LoaderImages
 from pipeline.core.models import check_clip_weights
 from pipeline.core.params import Params
 from pipeline.core.protocol_data import image_captions, subset_members
@@ -38,7 +39,8 @@ def run(params: Params, mode: str, inputs_dir: Path, out_dir: Path, resume: bool
     check_augment(params, Path(inputs_dir))
     subsets, captions = _protocol_data(params, prepare_dir)
     train(start_weights(params.clip, pretrain_dir), params.train, mode, params.train.seed,
-          Path(inputs_dir), Path(out_dir), resume, val_subsets=subsets, val_captions=captions)
+          Path(inputs_dir), Path(out_dir), resume, val_subsets=subsets, val_captions=captions,
+          image_maker=LoaderImages.from_params(params.render))
     if env_rank() != 0:
         return  # under torchrun, rank 0 alone writes outputs
     # Every train query in the input shards is trained on; the report says how many.

@@ -23,13 +23,18 @@ class TripletDataset(Dataset):
     """
 
     def __init__(self, queries: QueryTable, images: ImageStore,
-                 spill_dir: Path | None = None) -> None:
-        """`spill_dir`: unpack the training canvases there as records (trainer.data.records)."""
+                 spill_dir: Path | None = None,
+                 canvases: tuple[RowPixels, RowPixels] | None = None) -> None:
+        """`spill_dir`: unpack the training canvases there as records (trainer.data.records);
+        `canvases`: (visual by query row, target by image row), made elsewhere
+        (trainer.data.sources) instead of read from the shards."""
         self.queries = queries
         self.target_rows = images.rows(queries.target_ids, what=f"{queries.split} target_id")
         self.images = images
         self._visual, self._target = queries.visual, images.pixels
-        if images.meta.train_size is not None:
+        if canvases is not None:
+            self._visual, self._target = canvases
+        elif images.meta.train_size is not None:
             self._visual = (
                 self._canvases(spill_dir, "visual", "queries", "pair_id", queries.pair_ids,
                                queries.split)

@@ -25,8 +25,11 @@ class InputsMeta:
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
     context_length: int
-    # side of the stored training canvases; None: inputs hold only model-size pixels
+    # side of the training canvases; None: inputs hold only model-size pixels
     train_size: int | None = None
+    # true: the train split's images are stored as their files' bytes and its visual queries
+    # are drawn by the loader (render.train_visual: loader; trainer.data.sources)
+    train_sources: bool = False
 
 
 def read_meta(inputs_dir: str | Path) -> InputsMeta:
@@ -43,6 +46,7 @@ def read_meta(inputs_dir: str | Path) -> InputsMeta:
             std=tuple(float(v) for v in raw["std"]),
             context_length=int(raw["context_length"]),
             train_size=None if raw.get("train_size") is None else int(raw["train_size"]),
+            train_sources=bool(raw.get("train_sources", False)),
         )
     except (KeyError, TypeError, ValueError) as err:
         raise InputsFormatError(f"{path}: bad or missing field ({err!r}); expected keys "

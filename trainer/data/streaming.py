@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from trainer.data.meta import InputsFormatError, InputsMeta, shard_paths
@@ -85,12 +86,21 @@ class StreamedPixels:
             wanted = shard.positions[offset:offset + batch.num_rows]
             local = np.flatnonzero(wanted >= 0)
             if local.size:
-                def record_id(row: int, base: int = offset, ids: Sequence[str] = shard.ids
-                              ) -> str:
-                    return ids[base + row]
+                column, rows = batch.column(0), local
+                if column.null_count:
+                    # rows no one reads here have no pixels (render.train_visual: loader
+                    # stores the train images' files instead): view the wanted rows only
+                    column, rows = column.take(pa.array(local)), np.arange(local.size)
+                    shard_rows = offset + local
+                else:
+                    shard_rows = offset + np.arange(batch.num_rows)
 
-                view = pixel_chunk(batch.column(0), self.image_size, record_id, shard.path)
-                yield np.stack([local, wanted[local]], axis=1), view
+                def record_id(row: int, at: np.ndarray = shard_rows,
+                              ids: Sequence[str] = shard.ids) -> str:
+                    return ids[int(at[row])]
+
+                view = pixel_chunk(column, self.image_size, record_id, shard.path)
+                yield np.stack([rows, wanted[local]], axis=1), view
             offset += batch.num_rows
 
 

@@ -15,6 +15,7 @@ from trainer.data.dataset import TripletDataset
 from trainer.data.meta import InputsFormatError, InputsMeta
 from trainer.data.raw import raw_queries
 from trainer.data.records import spill, spilled_image_store
+from trainer.data.sources import ImageMaker, made_train_set
 from trainer.data.streaming import StreamedPixels, streamed_queries
 from trainer.data.tables import ImageStore, QueryTable, load_queries
 
@@ -31,15 +32,23 @@ def train_pixel_bytes(queries: QueryTable, meta: InputsMeta, raw_inputs: bool) -
 
 
 def load_train_set(inputs_dir: Path, meta: InputsMeta, raw_inputs: bool,
-                   pixels_in_memory_gib: float, spill_dir: Path) -> TripletDataset:
+                   pixels_in_memory_gib: float, spill_dir: Path,
+                   maker: ImageMaker | None = None) -> TripletDataset:
     """The train split's TripletDataset: in memory under the budget, else records in spill_dir.
 
     `raw_inputs`: the queries are the raw modification text and reference image
-    (trainer.data.raw) instead of the unified queries.
+    (trainer.data.raw) instead of the unified queries. Inputs that store the train images'
+    files (meta.train_sources) are made per batch by `maker` (trainer.data.sources).
     """
     queries = streamed_queries(inputs_dir, "train", meta)  # ids and tokens; no pixels read
     if len(queries) == 0:
         raise InputsFormatError(f"{inputs_dir} has no train queries")
+    if meta.train_sources:
+        if maker is None:
+            raise InputsFormatError(
+                f"{inputs_dir} was built with render.train_visual: loader: training draws the "
+                "train visual queries and needs the render style; train with `dqu train`")
+        return made_train_set(inputs_dir, queries, meta, raw_inputs, maker, spill_dir)
     if train_pixel_bytes(queries, meta, raw_inputs) <= pixels_in_memory_gib * GIB:
         queries = load_queries(inputs_dir, "train", meta)
         if raw_inputs:

@@ -13,6 +13,7 @@ from pathlib import Path
 import torch
 
 from trainer.config import ClipConfig, TrainConfig, val_metric_names
+from trainer.data.sources import ImageMaker
 from trainer.eval.embed import embed, features_from_parts
 from trainer.models.saved import MODEL_FILE, save_model_weights
 from trainer.runtime import resolve_device
@@ -69,8 +70,8 @@ class TrainResult:
 
 def train(clip_cfg: ClipConfig, train_cfg: TrainConfig, mode: str, seed: int,
           inputs_dir: str | Path, out_dir: str | Path, resume: bool = True,
-          val_subsets: Subsets | None = None, val_captions: Captions | None = None
-          ) -> TrainResult:
+          val_subsets: Subsets | None = None, val_captions: Captions | None = None,
+          image_maker: ImageMaker | None = None) -> TrainResult:
     """Train one model of a query mode (trainer.config.QUERY_MODES) on the input shards.
 
     `seed` seeds initialisation, shuffling and dropout (the pipeline passes train.seed).
@@ -78,6 +79,8 @@ def train(clip_cfg: ClipConfig, train_cfg: TrainConfig, mode: str, seed: int,
     `val_captions` (image id -> caption) is what val_hit_rule caption compares.
     Under `torchrun --nproc_per_node=N` each process trains on its slice of every global
     batch (DDP); rank 0 alone logs, evaluates and writes checkpoints and weights.
+    `image_maker` makes the train images of inputs built with render.train_visual: loader
+    (trainer.data.sources; the pipeline's is pipeline.core.loader_images.LoaderImages).
     """
     scoring = check_settings(train_cfg, mode, val_subsets, val_captions)
     with distributed.session(resolve_device(train_cfg.device)) as device:
@@ -85,7 +88,7 @@ def train(clip_cfg: ClipConfig, train_cfg: TrainConfig, mode: str, seed: int,
         shutil.rmtree(spilled, ignore_errors=True)  # left by a killed run
         try:
             return _train(clip_cfg, train_cfg, mode, seed, Path(inputs_dir), Path(out_dir),
-                          resume, device, scoring)
+                          resume, device, scoring, image_maker)
         finally:
             # Unpacked pixels are scratch: the shards hold them, and they are as large as the
             # split (removing them keeps them out of the stage's DVC output too).
@@ -96,9 +99,10 @@ def train(clip_cfg: ClipConfig, train_cfg: TrainConfig, mode: str, seed: int,
 
 def _train(clip_cfg: ClipConfig, train_cfg: TrainConfig, mode: str, seed: int,
            inputs_dir: Path, out_dir: Path, resume: bool, device: torch.device,
-           scoring: ValScoring) -> TrainResult:
+           scoring: ValScoring, image_maker: ImageMaker | None) -> TrainResult:
     """Body of `train` on this rank's device, inside the process group if there is one."""
-    run = setup(clip_cfg, train_cfg, mode, seed, inputs_dir, out_dir, device, scoring)
+    run = setup(clip_cfg, train_cfg, mode, seed, inputs_dir, out_dir, device, scoring,
+                image_maker)
     if resume:
         restore(run)
     session_start = time.perf_counter()

@@ -18,6 +18,7 @@ from trainer.config import QUERY_MODES, ClipConfig, TrainConfig, val_metric_name
 from trainer.data.dataset import TripletDataset
 from trainer.data.meta import InputsFormatError, InputsMeta, inputs_digest, read_meta
 from trainer.data.sampler import EpochBatchSampler
+from trainer.data.sources import ImageMaker
 from trainer.data.train_set import SPILL_DIR, load_train_set
 from trainer.eval.split import EvalSplit, load_eval_split, raw_split
 from trainer.models.clip import compile_blocks, set_grad_checkpointing
@@ -108,10 +109,13 @@ def _fingerprint(clip_cfg: ClipConfig, train_cfg: TrainConfig, mode: str, seed: 
         del train["epoch_sampling"]
     if train["learn_logit_scale"]:
         del train["learn_logit_scale"]
+    inputs = asdict(meta)
+    if not inputs["train_sources"]:
+        del inputs["train_sources"]
     # The data digest stops a persisted checkpoint from resuming on different inputs, the
     # weights digest from resuming after the start checkpoint (e.g. the pretrain stage's) changed.
     return json.dumps({"clip": asdict(clip_cfg), "train": train, "mode": mode, "seed": seed,
-                       "inputs": asdict(meta), "data": inputs_digest(inputs_dir),
+                       "inputs": inputs, "data": inputs_digest(inputs_dir),
                        **_weights_digest(clip_cfg)}, sort_keys=True)
 
 
@@ -196,7 +200,8 @@ class Steps:
 
 
 def setup(clip_cfg: ClipConfig, train_cfg: TrainConfig, mode: str, seed: int,
-           inputs_dir: Path, out_dir: Path, device: torch.device, scoring: ValScoring) -> Run:
+           inputs_dir: Path, out_dir: Path, device: torch.device, scoring: ValScoring,
+           image_maker: ImageMaker | None = None) -> Run:
     """Seed, read the shards and build model, optimiser and scaler (nothing resumed yet)."""
     world, main = world_size(), is_main_process()
     local_batch_size(train_cfg.batch_size, world)  # refuse an indivisible batch before any work
@@ -205,7 +210,7 @@ def setup(clip_cfg: ClipConfig, train_cfg: TrainConfig, mode: str, seed: int,
     precision = resolve_precision(train_cfg.amp, device)
     seed_everything(seed, train_cfg.deterministic)
     meta, dataset, val_data = _load_data(clip_cfg, train_cfg, inputs_dir, out_dir,
-                                         fusion_method(mode).raw_inputs)
+                                         fusion_method(mode).raw_inputs, image_maker)
     model = build_model(clip_cfg, mode, train_cfg.dropout, train_cfg.logit_scale_init, device,
                         learn_logit_scale=train_cfg.learn_logit_scale)
     if train_cfg.grad_checkpointing:
@@ -226,16 +231,18 @@ def setup(clip_cfg: ClipConfig, train_cfg: TrainConfig, mode: str, seed: int,
 
 
 def _load_data(clip_cfg: ClipConfig, train_cfg: TrainConfig, inputs_dir: Path, out_dir: Path,
-               raw_inputs: bool) -> tuple[InputsMeta, TripletDataset, EvalSplit | None]:
+               raw_inputs: bool, image_maker: ImageMaker | None
+               ) -> tuple[InputsMeta, TripletDataset, EvalSplit | None]:
     """Input spec, train triplets and the val split (None when it has no queries).
 
     `raw_inputs`: the queries are the raw modification text and reference image
-    (trainer.data.raw) instead of the unified queries.
+    (trainer.data.raw) instead of the unified queries; `image_maker` makes the train images
+    of inputs that store their files (trainer.data.sources).
     """
     meta = read_meta(inputs_dir)
     check_meta(meta, clip_cfg, inputs_dir)
     dataset = load_train_set(inputs_dir, meta, raw_inputs, train_cfg.pixels_in_memory_gib,
-                             spill_dir(out_dir))
+                             spill_dir(out_dir), image_maker)
     val_data = load_eval_split(inputs_dir, "val")
     if not len(val_data.queries):
         return meta, dataset, None

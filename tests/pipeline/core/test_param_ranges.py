@@ -42,6 +42,7 @@ OUT_OF_RANGE = [
     ("keywords.min_score", -1.5),
     ("keywords.duplicate_similarity", 1.01),
     ("keywords.max_phrases", 0),
+    ("render.train_visual", "drawn"),
     ("render.text_template", "{caption} {target}"),
     ("render.text_template", "{caption} only"),
     ("render.text_template", "{modification"),

@@ -10,7 +10,7 @@ from PIL import Image
 
 from pipeline.core.images import encode_png
 from pipeline.core.shards import RENDERED, TRIPLETS, write_table
-from pipeline.stages.inputs import QueryShardTask, build_query_shard
+from pipeline.stages.input_shards import QueryShardTask, build_query_shard
 from trainer.config import ClipConfig
 from trainer.models.clip import tokenize
 

@@ -11,6 +11,7 @@ import pytest
 import yaml
 
 from pipeline.core import protocol_data
+from pipeline.core.loader_images import LoaderImages
 from pipeline.core.params import Params
 from pipeline.stages import train as stage
 from trainer.config import ClipConfig, TrainConfig
@@ -39,7 +40,8 @@ def test_training_gets_train_seed_not_the_data_seed(monkeypatch, tmp_path: Path)
     params = Params(seed=3, clip=ClipConfig(model="dqu-test"), train=TrainConfig(seed=42))
     stage.run(params, "dqu", tmp_path, tmp_path / "out")
     (args, kwargs), = calls
-    assert args[3] == 42 and kwargs == {"val_subsets": None, "val_captions": None}
+    assert args[3] == 42 and kwargs == {"val_subsets": None, "val_captions": None,
+                                        "image_maker": LoaderImages.from_params(params.render)}
 
 
 def test_rsubset_validation_reads_val_subsets_from_prepare(monkeypatch, tmp_path: Path) -> None:
