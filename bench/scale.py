@@ -1,22 +1,22 @@
 """scale: wall time, peak RSS and bytes written of every stage, prepare to evaluate, on replicas.
 
 `python -m bench.scale [--datasets shoes cirr fashion200k] [--scales 1 2] [--tiny] [--textured
-[--image-side N]] [--image-size 64|224] [--train-visual stored|loader] [--json OUT]` writes
-dataset-shaped replicas (devkit/replicas.py: the official Shoes / CIRR / Fashion200K layouts at
-their real counts, tiny solid-colour images or, with --textured, photo-like ones of N pixels
-(default 256) whose files and decoding cost what real ones do, provided captions and keywords)
-into a scratch project, merges the dataset's preset into the repository's params.yaml with a
-small ViT backbone (`dqu-tiny` at 64 px input, or `dqu-tiny-224`: 224 px input, patch 32, two
-layers, so pixel bytes are a ViT-B/L/H's while compute stays small; from scratch, one epoch,
-CPU, augment none; render.engine pillow since OpenCV is optional) and runs each stage's `dqu`
-command (the dvc.yaml ones) in its own process, as `dvc repro` would, plus `loader`: the
-training loader alone (bench.loader_rate, samples/s), between inputs and train. Training runs
-with train.pixels_in_memory_gib 0, the path every dataset takes at real size. Per stage it
-reports wall seconds, CPU seconds (user + system, the stage's worker processes included: far
-less sensitive than wall time to other jobs on a shared machine), peak RSS (the child's
-ru_maxrss from wait4, on Linux at least the driver's own small RSS at fork) and the bytes in its
-output folder, then the growth of the last scale over the first (goal: cost linear in the
-data, flat RSS). Placeholder images make decoding cheap and compress away, so without
+[--image-side N]] [--image-size 64|224] [--train-visual stored|loader] [--train-workers N]
+[--json OUT]` writes dataset-shaped replicas (devkit/replicas.py: the official Shoes / CIRR /
+Fashion200K layouts at their real counts, tiny solid-colour images or, with --textured, photo-
+like ones of N pixels (default 256) whose files and decoding cost what real ones do, provided
+captions and keywords) into a scratch project, merges the dataset's preset into the repository's
+params.yaml with a small ViT backbone (`dqu-tiny` at 64 px input, or `dqu-tiny-224`: 224 px
+input, patch 32, two layers, so pixel bytes are a ViT-B/L/H's while compute stays small; from
+scratch, one epoch, CPU, augment none; render.engine pillow since OpenCV is optional) and runs
+each stage's `dqu` command (the dvc.yaml ones) in its own process, as `dvc repro` would, plus
+`loader`: the training loader alone (bench.loader_rate, samples/s), between inputs and train.
+Training runs with train.pixels_in_memory_gib 0, the path every dataset takes at real size. Per
+stage it reports wall seconds, CPU seconds (user + system, the stage's worker processes
+included: far less sensitive than wall time to other jobs on a shared machine), peak RSS (the
+child's ru_maxrss from wait4, on Linux at least the driver's own small RSS at fork) and the
+bytes in its output folder, then the growth of the last scale over the first (goal: cost linear
+in the data, flat RSS). Placeholder images make decoding cheap and compress away, so without
 --textured what grows is the pipeline's own per-record and per-pair work.
 Stage logs go to the scratch folder; the table goes to stdout.
 """
@@ -74,14 +74,15 @@ class StageRun:
 
 
 def project_params(dataset: str, root: Path, model: str = MODELS[64],
-                   train_visual: str | None = None) -> dict:
+                   train_visual: str | None = None, train_workers: int = 0) -> dict:
     """params.yaml of the scratch project: repository params + preset + OVERRIDES (+ the
-    model, and render.train_visual unless None: the preset's)."""
+    model, train.num_workers, and render.train_visual unless None: the preset's)."""
     params = yaml.safe_load((REPO / "params.yaml").read_text(encoding="utf-8"))
     preset = yaml.safe_load((REPO / "presets" / f"{dataset}.yaml").read_text(encoding="utf-8"))
     merged = merge(merge(params, preset), copy.deepcopy(OVERRIDES))
     merged["prepare"]["root"] = str(root)
     merged["clip"]["model"] = model
+    merged["train"]["num_workers"] = train_workers
     if train_visual is not None:
         merged["render"]["train_visual"] = train_visual
     return merged
@@ -170,8 +171,8 @@ def _reap_orphans() -> float:
 
 
 def run_one(dataset: str, scale: float, modes: tuple[str, ...], workdir: Path,
-            style: ImageStyle = SOLID, model: str = MODELS[64], train_visual: str | None = None
-            ) -> tuple[dict[str, int], list[StageRun]]:
+            style: ImageStyle = SOLID, model: str = MODELS[64], train_visual: str | None = None,
+            train_workers: int = 0) -> tuple[dict[str, int], list[StageRun]]:
     """Replica + scratch project + every stage; (replica counts, stage costs)."""
     project = workdir / f"{dataset}-{scale:g}x"
     if project.exists():
@@ -183,7 +184,7 @@ def run_one(dataset: str, scale: float, modes: tuple[str, ...], workdir: Path,
     counts = WRITERS[dataset](data_root, scale, style=style)
     counts["source_bytes"] = folder_bytes(data_root)
     (project / "params.yaml").write_text(
-        yaml.safe_dump(project_params(dataset, data_root, model, train_visual),
+        yaml.safe_dump(project_params(dataset, data_root, model, train_visual, train_workers),
                        sort_keys=False),
         encoding="utf-8")
     runs = []
@@ -257,11 +258,15 @@ def main(argv: list[str] | None = None) -> None:
                         help="backbone input side: the pixels the inputs stage stores")
     parser.add_argument("--train-visual", choices=["stored", "loader"], default=None,
                         help="render.train_visual (default: the dataset preset's)")
+    parser.add_argument("--train-workers", type=int, default=0,
+                        help="train.num_workers: DataLoader processes beside the training step")
     args = parser.parse_args(argv)
     scales = [0.01, 0.02] if args.tiny else args.scales
     side = args.image_side or (TEXTURED_SIDE if args.textured else SOLID.side)
     if side < 8:
         parser.error(f"--image-side {side}: at least 8 pixels")
+    if args.train_workers < 0:
+        parser.error(f"--train-workers {args.train_workers}: at least 0")
     style = ImageStyle(textured=args.textured, side=side)
     _become_subreaper()
     driver_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -273,7 +278,8 @@ def main(argv: list[str] | None = None) -> None:
         for dataset in args.datasets:
             for scale in scales:
                 results[dataset, scale] = run_one(dataset, scale, QUERY_MODES, workdir, style,
-                                                  MODELS[args.image_size], args.train_visual)
+                                                  MODELS[args.image_size], args.train_visual,
+                                                  args.train_workers)
                 if args.json:
                     _dump(results, args.json)
     print(table(results))
