@@ -14,11 +14,16 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
-import pyarrow.parquet as pq
 
-from trainer.data.meta import InputsFormatError, InputsMeta, shard_paths
+from trainer.data.meta import InputsFormatError, InputsMeta
 from trainer.data.streaming import RepeatedPixels, streamed_images
-from trainer.data.tables import ImageStore, QueryTable, ReorderedPixels, token_matrix
+from trainer.data.tables import (
+    ImageStore,
+    QueryTable,
+    ReorderedPixels,
+    split_column_parts,
+    token_matrix,
+)
 
 MODIFICATION_COLUMN = "modification_tokens"
 
@@ -26,18 +31,12 @@ MODIFICATION_COLUMN = "modification_tokens"
 def modification_tokens(inputs_dir: str | Path, queries: QueryTable, meta: InputsMeta
                         ) -> np.ndarray:
     """Token ids (N, L) of each query's modification text, in the table's row order."""
-    row_of = {pair: row for row, pair in enumerate(queries.pair_ids)}
     out = np.zeros((len(queries), meta.context_length), dtype=np.int32)
     found = np.zeros(len(queries), dtype=bool)
-    for path in shard_paths(inputs_dir, "queries"):
-        if MODIFICATION_COLUMN not in pq.read_schema(path).names:
-            raise InputsFormatError(f"{path} has no {MODIFICATION_COLUMN!r} column (inputs "
-                                    "written by an older version); rerun the `inputs` stage")
-        table = pq.read_table(path, columns=["pair_id", MODIFICATION_COLUMN],
-                              filters=[("split", "==", queries.split)])
-        ids = table.column("pair_id")
-        rows = np.array([row_of.get(pair, -1) for pair in ids.to_pylist()], dtype=np.int64)
-        tokens = token_matrix(table.column(MODIFICATION_COLUMN), meta.context_length, ids, path)
+    for rows, table, path in split_column_parts(inputs_dir, queries, MODIFICATION_COLUMN,
+                                                "inputs written by an older version"):
+        tokens = token_matrix(table.column(MODIFICATION_COLUMN), meta.context_length,
+                              table.column("pair_id"), path)
         out[rows[rows >= 0]] = tokens[rows >= 0]
         found[rows[rows >= 0]] = True
     if not found.all():

@@ -26,7 +26,7 @@ from trainer.data.dataset import TripletDataset
 from trainer.data.meta import InputsFormatError, InputsMeta, shard_paths
 from trainer.data.pixels import taken_batches
 from trainer.data.raw import modification_tokens
-from trainer.data.tables import ImageStore, QueryTable
+from trainer.data.tables import ImageStore, QueryTable, split_column_parts
 
 SOURCE_COLUMN, KEYWORDS_COLUMN = "source", "keywords"
 
@@ -124,18 +124,12 @@ class MadePixels:
 
 def train_keywords(inputs_dir: Path, queries: QueryTable) -> list[list[str]]:
     """Each train query's keywords (what the loader draws), in the table's row order."""
-    row_of = {pair: row for row, pair in enumerate(queries.pair_ids)}
     out: list[list[str] | None] = [None] * len(queries)
-    for path in shard_paths(inputs_dir, "queries"):
-        if KEYWORDS_COLUMN not in pq.read_schema(path).names:
-            raise InputsFormatError(f"{path}: no {KEYWORDS_COLUMN!r} column though meta.json "
-                                    "says train_sources; rerun the `inputs` stage")
-        table = pq.read_table(path, columns=["pair_id", KEYWORDS_COLUMN],
-                              filters=[("split", "==", queries.split)])
-        for pair, words in zip(table.column(0).to_pylist(), table.column(1).to_pylist(),
-                               strict=True):
-            if pair in row_of:
-                out[row_of[pair]] = list(words or [])
+    for rows, table, _ in split_column_parts(inputs_dir, queries, KEYWORDS_COLUMN,
+                                             "though meta.json says train_sources"):
+        for row, words in zip(rows.tolist(), table.column(1).to_pylist(), strict=True):
+            if row >= 0:
+                out[row] = list(words or [])
     missing = [queries.pair_ids[i] for i, words in enumerate(out) if words is None]
     if missing:
         raise InputsFormatError(f"query {queries.split}/{missing[0]} has no keywords in "

@@ -218,3 +218,19 @@ class ReorderedPixels:
     def batches(self, batch_size: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """(rows, pixels) of consecutive rows, `batch_size` at a time."""
         return taken_batches(self, batch_size)
+
+
+def split_column_parts(inputs_dir: str | Path, queries: QueryTable, column: str, why: str
+                       ) -> Iterator[tuple[np.ndarray, pa.Table, Path]]:
+    """Per query shard: (table row of each of its split rows, -1 if none; its (pair_id,
+    `column`) rows of the split; the shard). `why` ends the error when a shard lacks it."""
+    row_of = {pair: row for row, pair in enumerate(queries.pair_ids)}
+    for path in shard_paths(inputs_dir, "queries"):
+        if column not in pq.read_schema(path).names:
+            raise InputsFormatError(f"{path} has no {column!r} column ({why}); rerun the "
+                                    "`inputs` stage")
+        table = pq.read_table(path, columns=["pair_id", column],
+                              filters=[("split", "==", queries.split)])
+        rows = np.array([row_of.get(pair, -1) for pair in table.column(0).to_pylist()],
+                        dtype=np.int64)
+        yield rows, table, path

@@ -4,7 +4,9 @@ Training samples random rows every step. A split whose pixels fit `pixels_in_mem
 in memory as read from the shards (the fastest: a batch is a gather); a larger one is streamed
 once from the shards into raw records under the run's `.pixels/` folder (trainer.data.records)
 and read back a batch at a time, so the run's memory stays flat in the split's size. Both give
-the same batches, row for row and byte for byte (tests/trainer/data/test_train_set.py).
+the same batches, row for row and byte for byte (tests/trainer/data/test_train_set.py). Inputs
+built with render.train_visual: loader store the train images' files instead, and the batches
+are made from them (trainer.data.sources).
 """
 
 from __future__ import annotations
