@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -16,6 +19,20 @@ from pipeline.core.shards import CAPTIONS, write_table
 from pipeline.datasets.tables import DatasetTables
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+@contextlib.contextmanager
+def augment_scratch(root: Path) -> Iterator[tuple[object, object, object]]:
+    """(faults.Scratch under `root`, its plain params, the same with train.augment: official),
+    with the scratch adapter registered while the block runs."""
+    from devkit import faults
+
+    faults.write_base_dataset(root / "base")
+    with faults.registered_adapter():
+        scratch = faults.Scratch(root / "base", root / "scratch")
+        plain = scratch.params("fail")
+        yield scratch, plain, dataclasses.replace(
+            plain, train=dataclasses.replace(plain.train, augment="official"))
 
 
 def write_json(path: Path, data: object) -> None:

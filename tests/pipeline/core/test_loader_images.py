@@ -13,9 +13,9 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from devkit import faults
 from pipeline.core.loader_images import LoaderImages
 from pipeline.stages import train as train_stage
+from tests.factories import augment_scratch
 from trainer.data.meta import InputsFormatError, read_meta
 from trainer.data.sampler import EpochBatchSampler
 from trainer.data.train_set import load_train_set
@@ -23,13 +23,7 @@ from trainer.data.train_set import load_train_set
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("loader-images")
-    faults.write_base_dataset(tmp / "base")
-    with faults.registered_adapter():
-        scratch = faults.Scratch(tmp / "base", tmp / "scratch")
-        plain = scratch.params("fail")
-        official = dataclasses.replace(
-            plain, train=dataclasses.replace(plain.train, augment="official"))
+    with augment_scratch(tmp_path_factory.mktemp("loader-images")) as (scratch, _, official):
         loader = dataclasses.replace(
             official, render=dataclasses.replace(official.render, train_visual="loader"))
         scratch.run_stages(official, run="stored")

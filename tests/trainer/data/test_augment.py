@@ -12,9 +12,9 @@ import torch
 from torchvision.transforms import InterpolationMode
 from torchvision.transforms.v2 import functional as tvf
 
-from devkit import faults
 from pipeline.core.strict import ParamsError
 from pipeline.core.train_inputs import check_augment
+from tests.factories import augment_scratch
 from trainer.data.augment import (
     RATIO,
     SCALE,
@@ -76,13 +76,7 @@ def test_crops_have_model_size_and_match_torchvision_resized_crop():
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("augment")
-    faults.write_base_dataset(tmp / "base")
-    with faults.registered_adapter():
-        scratch = faults.Scratch(tmp / "base", tmp / "scratch")
-        plain = scratch.params("fail")
-        official = dataclasses.replace(
-            plain, train=dataclasses.replace(plain.train, augment="official"))
+    with augment_scratch(tmp_path_factory.mktemp("augment")) as (scratch, plain, official):
         scratch.run_stages(plain, run="none")
         scratch.run_stages(official, run="official")
         yield scratch, plain, official
